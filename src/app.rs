@@ -1,0 +1,112 @@
+//! Building and running the application: state, routes, background work, shutdown.
+
+use crate::accounts::PasswordCheck;
+use crate::config::Config;
+use crate::db::Db;
+use crate::keys::{KeyType, KeyTypeRegistry};
+use crate::usage::UsageRecorder;
+use crate::{moodle, web};
+use actix_web::dev::Server;
+use actix_web::{middleware, web as aw, App, HttpServer};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct AppState {
+    pub db: Db,
+    pub registry: Arc<KeyTypeRegistry>,
+    pub config: Arc<Config>,
+    pub usage: Arc<UsageRecorder>,
+    pub templates: Arc<tera::Tera>,
+    pub passwords: Arc<PasswordCheck>,
+}
+
+pub type State = aw::Data<AppState>;
+
+/// The application before it serves: open the database, register key types, then `run`.
+pub struct Application {
+    config: Config,
+    registry: KeyTypeRegistry,
+    db: Db,
+    listener: TcpListener,
+}
+
+impl Application {
+    /// Opens (creating and migrating) the database and binds the listener.
+    pub fn build(config: Config) -> anyhow::Result<Self> {
+        let db = Db::connect(&config.database_url, config.db_pool_size)?;
+        crate::setup::seed_site(&db)?;
+        let listener = TcpListener::bind(&config.bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
+        Ok(Application { config, registry: KeyTypeRegistry::with_core_types(), db, listener })
+    }
+
+    /// Registers a plugin's key type before the server starts.
+    pub fn register_key_type(&mut self, key_type: KeyType) -> anyhow::Result<()> {
+        self.registry.register(key_type)?;
+        Ok(())
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Serves until the server is stopped (SIGINT/SIGTERM), then writes pending usage.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let (server, state) = self.start()?;
+        let flusher = spawn_usage_flusher(state.clone());
+        server.await?;
+        flusher.abort();
+        state.usage.flush(&state.db).await?;
+        Ok(())
+    }
+
+    fn start(self) -> anyhow::Result<(Server, State)> {
+        let state = aw::Data::new(AppState {
+            db: self.db,
+            registry: Arc::new(self.registry),
+            passwords: Arc::new(PasswordCheck::new(
+                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            )),
+            config: Arc::new(self.config),
+            usage: Arc::new(UsageRecorder::default()),
+            templates: Arc::new(web::templates::load()?),
+        });
+        let data = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(aw::FormConfig::default().limit(64 * 1024))
+                .app_data(aw::PayloadConfig::default().limit(1024 * 1024))
+                .wrap(middleware::DefaultHeaders::new()
+                    .add(("X-Content-Type-Options", "nosniff"))
+                    .add(("Referrer-Policy", "same-origin"))
+                    .add(("X-Frame-Options", "DENY")))
+                .wrap(middleware::Logger::new("%a \"%r\" %s %Dms").exclude("/healthz"))
+                .configure(web::routes)
+                .configure(moodle::routes)
+        })
+        .shutdown_timeout(10)
+        .listen(self.listener)?;
+        if let Some(workers) = state.config.workers {
+            server = server.workers(workers);
+        }
+        Ok((server.run(), state))
+    }
+}
+
+fn spawn_usage_flusher(state: State) -> actix_web::rt::task::JoinHandle<()> {
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.usage.flush(&state.db).await {
+                tracing::warn!(error = %e, "writing usage failed; will retry");
+            }
+        }
+    })
+}

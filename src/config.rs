@@ -1,0 +1,77 @@
+//! Typed settings: one environment variable (and flag) per setting, defaults documented here.
+
+use clap::Args;
+
+#[derive(Args, Clone, Debug)]
+pub struct Config {
+    /// Database: a SQLite file (`sqlite://FILE` or a path; created and migrated at start) or
+    /// `postgres://user@host/db`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://userkeys.sqlite3", global = true)]
+    pub database_url: String,
+
+    /// Address to listen on.
+    #[arg(long, env = "USERKEYS_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+
+    /// Mark cookies `Secure` (serve over HTTPS, directly or behind a TLS proxy).
+    #[arg(long, env = "USERKEYS_SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set)]
+    pub secure_cookies: bool,
+
+    /// The site's public address as clients see it, e.g. https://moodle.example.org. An https
+    /// address means clients reach the site over TLS (perhaps through a proxy): then
+    /// `login/token.php` also returns the private token, as Moodle does over HTTPS.
+    #[arg(long, env = "USERKEYS_WWWROOT")]
+    pub wwwroot: Option<String>,
+
+    /// The site's name, shown on pages and returned to the mobile app.
+    #[arg(long, env = "USERKEYS_SITE_NAME", default_value = "userkeys")]
+    pub site_name: String,
+
+    /// Take the client address from X-Forwarded-For (only behind a proxy you run).
+    #[arg(long, env = "USERKEYS_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub trust_proxy: bool,
+
+    /// Minutes a web session lasts without use.
+    #[arg(long, env = "USERKEYS_SESSION_TIMEOUT_MINUTES", default_value_t = 480)]
+    pub session_timeout_minutes: i64,
+
+    /// Days a web-service token issued at login lasts (Moodle's default is 12 weeks).
+    #[arg(long, env = "USERKEYS_TOKEN_DAYS", default_value_t = 84)]
+    pub token_days: i64,
+
+    /// Connections per database pool.
+    #[arg(long, env = "USERKEYS_DB_POOL_SIZE", default_value_t = 8)]
+    pub db_pool_size: u32,
+
+    /// Add debug information to web-service errors, as Moodle does in developer debug mode.
+    #[arg(long, env = "USERKEYS_DEBUG", default_value_t = false, action = clap::ArgAction::Set)]
+    pub debug: bool,
+
+    /// HTTP worker threads (default: one per CPU).
+    #[arg(long, env = "USERKEYS_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+impl Config {
+    /// Defaults for a given database, as a test or an embedding program wants them.
+    pub fn for_database(database_url: &str) -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: Config,
+        }
+        let mut config = Only::parse_from(["userkeys"]).config;
+        config.database_url = database_url.to_owned();
+        config
+    }
+
+    /// The public base URL without a trailing slash.
+    pub fn wwwroot_or(&self, fallback: &str) -> String {
+        self.wwwroot.clone().unwrap_or_else(|| fallback.to_owned()).trim_end_matches('/').to_owned()
+    }
+
+    pub fn served_over_https(&self) -> bool {
+        self.wwwroot.as_deref().is_some_and(|w| w.starts_with("https://"))
+    }
+}

@@ -1,0 +1,123 @@
+use super::models::{KeyRow, NewKey, User};
+use super::schema::{user_keys, users};
+use super::{DbConn, DbResult};
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+pub fn insert(conn: &mut DbConn, key: &NewKey) -> DbResult<i64> {
+    Ok(diesel::insert_into(user_keys::table).values(key).returning(user_keys::id).get_result(conn)?)
+}
+
+/// The key holding this secret hash, with its owner, whatever its state.
+pub fn find_by_secret_hash(conn: &mut DbConn, hash: &str) -> DbResult<Option<(KeyRow, User)>> {
+    Ok(user_keys::table
+        .inner_join(users::table)
+        .filter(user_keys::secret_hash.eq(hash))
+        .select((KeyRow::as_select(), User::as_select()))
+        .first(conn)
+        .optional()?)
+}
+
+pub fn find(conn: &mut DbConn, id: i64) -> DbResult<Option<KeyRow>> {
+    Ok(user_keys::table.find(id).select(KeyRow::as_select()).first(conn).optional()?)
+}
+
+/// Keys that still open the account: not revoked and not past their expiry.
+pub fn active_for_user(conn: &mut DbConn, user_id: i64, now: NaiveDateTime) -> DbResult<Vec<KeyRow>> {
+    Ok(user_keys::table
+        .filter(user_keys::user_id.eq(user_id))
+        .filter(user_keys::revoked_at.is_null())
+        .filter(user_keys::valid_until.is_null().or(user_keys::valid_until.gt(now)))
+        .order((user_keys::key_type, user_keys::created_at.desc(), user_keys::id.desc()))
+        .select(KeyRow::as_select())
+        .load(conn)?)
+}
+
+/// Which of a user's keys a revocation applies to.
+#[derive(Clone, Debug)]
+pub enum Selection {
+    One(i64),
+    OfType(String),
+    AllExcept(Option<i64>),
+    /// The per-device token(s) a device holds for a service.
+    Device { device_id: String, key_type: String, service_id: Option<i64> },
+}
+
+/// Marks the selected, not yet revoked keys of `user_id` revoked; returns (id, type) of each.
+/// Keys of other users are never matched, whatever the selection says.
+pub fn revoke(
+    conn: &mut DbConn,
+    user_id: i64,
+    selection: &Selection,
+    protected_types: &[String],
+    revoked_by: Option<i64>,
+    reason: &str,
+    now: NaiveDateTime,
+) -> DbResult<Vec<(i64, String)>> {
+    let mut query = user_keys::table
+        .filter(user_keys::user_id.eq(user_id))
+        .filter(user_keys::revoked_at.is_null())
+        .select((user_keys::id, user_keys::key_type))
+        .into_boxed();
+    if !protected_types.is_empty() {
+        query = query.filter(user_keys::key_type.ne_all(protected_types.to_vec()));
+    }
+    query = match selection {
+        Selection::One(id) => query.filter(user_keys::id.eq(*id)),
+        Selection::OfType(t) => query.filter(user_keys::key_type.eq(t.clone())),
+        Selection::AllExcept(Some(id)) => query.filter(user_keys::id.ne(*id)),
+        Selection::AllExcept(None) => query,
+        Selection::Device { device_id, key_type, service_id } => {
+            let q = query
+                .filter(user_keys::device_id.eq(device_id.clone()))
+                .filter(user_keys::key_type.eq(key_type.clone()));
+            match service_id {
+                Some(s) => q.filter(user_keys::service_id.eq(*s)),
+                None => q,
+            }
+        }
+    };
+    let targets: Vec<(i64, String)> = query.load(conn)?;
+    if !targets.is_empty() {
+        let ids: Vec<i64> = targets.iter().map(|(id, _)| *id).collect();
+        diesel::update(user_keys::table.filter(user_keys::id.eq_any(&ids)).filter(user_keys::revoked_at.is_null()))
+            .set((
+                user_keys::revoked_at.eq(now),
+                user_keys::revoked_by.eq(revoked_by),
+                user_keys::revoked_reason.eq(reason),
+            ))
+            .execute(conn)?;
+    }
+    Ok(targets)
+}
+
+/// Slides a web session's expiry forward.
+pub fn extend(conn: &mut DbConn, id: i64, valid_until: NaiveDateTime) -> DbResult<()> {
+    diesel::update(user_keys::table.find(id).filter(user_keys::revoked_at.is_null()))
+        .set(user_keys::valid_until.eq(valid_until))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn rename(conn: &mut DbConn, id: i64, name: &str, details: Option<&str>) -> DbResult<()> {
+    diesel::update(user_keys::table.find(id))
+        .set((user_keys::name.eq(name), user_keys::details.eq(details)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Active keys of a type and device for a user (e.g. the push registration of a phone).
+pub fn active_for_device(
+    conn: &mut DbConn,
+    user_id: i64,
+    key_type: &str,
+    device_id: &str,
+) -> DbResult<Vec<KeyRow>> {
+    Ok(user_keys::table
+        .filter(user_keys::user_id.eq(user_id))
+        .filter(user_keys::key_type.eq(key_type))
+        .filter(user_keys::device_id.eq(device_id))
+        .filter(user_keys::revoked_at.is_null())
+        .select(KeyRow::as_select())
+        .load(conn)?)
+}

@@ -1,0 +1,194 @@
+//! Persistence: one code path over SQLite (embedded default) and PostgreSQL, chosen by URL.
+
+pub mod audit;
+pub mod keys;
+pub mod models;
+pub mod schema;
+pub mod services;
+pub mod usage;
+pub mod users;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::time::Duration;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Sqlite(SqliteConnection),
+    Pg(PgConnection),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("no database connection available: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[from] ConnectionError),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("unsupported DATABASE_URL “{0}”: use sqlite://FILE, a file path, or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("the database task was cancelled")]
+    Cancelled,
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// Where the database is, and which backend speaks to it.
+#[derive(Clone, Debug)]
+pub struct DbLocation {
+    pub backend: Backend,
+    /// A file path for SQLite, the full URL for PostgreSQL.
+    pub target: String,
+}
+
+impl DbLocation {
+    pub fn parse(url: &str) -> DbResult<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DbLocation { backend: Backend::Postgres, target: url.to_owned() });
+        }
+        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+        if path.is_empty() || path.contains("://") {
+            return Err(DbError::UnsupportedUrl(url.to_owned()));
+        }
+        Ok(DbLocation { backend: Backend::Sqlite, target: path.to_owned() })
+    }
+}
+
+struct Manager {
+    location: DbLocation,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = ConnectionError;
+
+    // Chosen here rather than by the derive's `establish`, which hides libpq's own message.
+    fn connect(&self) -> Result<DbConn, ConnectionError> {
+        match self.location.backend {
+            Backend::Sqlite => {
+                let mut conn = SqliteConnection::establish(&self.location.target)?;
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                Ok(DbConn::Sqlite(conn))
+            }
+            Backend::Postgres => PgConnection::establish(&self.location.target).map(DbConn::Pg),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), ConnectionError> {
+        conn.batch_execute("SELECT 1").map_err(ConnectionError::CouldntSetupConfiguration)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+type Pool = r2d2::Pool<Manager>;
+
+/// Reads go to a pool of connections; writes to one connection on SQLite (it has one writer
+/// anyway, and queueing here keeps tail latency down), to the same pool on PostgreSQL.
+#[derive(Clone)]
+pub struct Db {
+    read: Pool,
+    write: Pool,
+    backend: Backend,
+}
+
+impl Db {
+    pub fn connect(url: &str, pool_size: u32) -> DbResult<Self> {
+        let location = DbLocation::parse(url)?;
+        let backend = location.backend;
+        let build = |size: u32| {
+            r2d2::Pool::builder()
+                .max_size(size)
+                .min_idle(Some(1))
+                .connection_timeout(Duration::from_secs(10))
+                .build(Manager { location: location.clone() })
+        };
+        let write = build(if backend == Backend::Sqlite { 1 } else { pool_size })?;
+        // Migrate before the read pool opens, so SQLite's file and WAL mode exist first.
+        run_migrations(&mut *write.get()?)?;
+        let read = if backend == Backend::Sqlite { build(pool_size)? } else { write.clone() };
+        Ok(Db { read, write, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn read<T, F>(&self, f: F) -> DbResult<T>
+    where
+        F: FnOnce(&mut DbConn) -> DbResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.read.clone();
+        actix_web::web::block(move || f(&mut *pool.get()?)).await.map_err(|_| DbError::Cancelled)?
+    }
+
+    /// Runs `f` in one transaction on the writer.
+    pub async fn write<T, F>(&self, f: F) -> DbResult<T>
+    where
+        F: FnOnce(&mut DbConn) -> DbResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.write.clone();
+        actix_web::web::block(move || {
+            let mut conn = pool.get()?;
+            (*conn).transaction(f)
+        }).await.map_err(|_| DbError::Cancelled)?
+    }
+
+    /// Synchronous access, for the command line and background flushing.
+    pub fn write_blocking<T>(&self, f: impl FnOnce(&mut DbConn) -> DbResult<T>) -> DbResult<T> {
+        let mut conn = self.write.get()?;
+        (*conn).transaction(f)
+    }
+
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&mut DbConn) -> DbResult<T>) -> DbResult<T> {
+        f(&mut *self.read.get()?)
+    }
+}
+
+fn run_migrations(conn: &mut DbConn) -> DbResult<()> {
+    let result = match conn {
+        DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+        DbConn::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
+    };
+    result.map_err(|e| DbError::Migration(e.to_string()))
+}
+
+/// A cheap query, for the health check.
+pub fn ping(conn: &mut DbConn) -> DbResult<()> {
+    conn.batch_execute("SELECT 1").map_err(DbError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_picks_backend() {
+        assert_eq!(DbLocation::parse("postgres://u@h/db").unwrap().backend, Backend::Postgres);
+        let l = DbLocation::parse("sqlite://data/keys.db").unwrap();
+        assert_eq!((l.backend, l.target.as_str()), (Backend::Sqlite, "data/keys.db"));
+        assert_eq!(DbLocation::parse("keys.db").unwrap().target, "keys.db");
+        assert!(DbLocation::parse("mysql://x").is_err());
+    }
+}

@@ -1,0 +1,125 @@
+use super::schema::*;
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub fullname: String,
+    pub email: String,
+    pub password_hash: String,
+    pub suspended: bool,
+    pub is_site_admin: bool,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub fullname: &'a str,
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub suspended: bool,
+    pub is_site_admin: bool,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = services)]
+pub struct Service {
+    pub id: i64,
+    pub shortname: String,
+    pub name: String,
+    pub enabled: bool,
+    pub download_files: bool,
+    pub upload_files: bool,
+    pub created_at: NaiveDateTime,
+}
+
+/// A key of any type. `secret_hash` is absent for keys without a secret (push devices).
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = user_keys)]
+pub struct KeyRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub key_type: String,
+    pub name: String,
+    pub secret_hash: Option<String>,
+    pub private_hash: Option<String>,
+    pub service_id: Option<i64>,
+    pub device_id: Option<String>,
+    pub details: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub created_by: Option<i64>,
+    pub ip_restriction: Option<String>,
+    pub valid_until: Option<NaiveDateTime>,
+    pub last_used_at: Option<NaiveDateTime>,
+    pub last_used_ip: Option<String>,
+    pub revoked_at: Option<NaiveDateTime>,
+    pub revoked_by: Option<i64>,
+    pub revoked_reason: Option<String>,
+}
+
+impl KeyRow {
+    pub fn is_active(&self, now: NaiveDateTime) -> bool {
+        self.revoked_at.is_none() && self.valid_until.is_none_or(|v| v > now)
+    }
+}
+
+#[derive(Insertable, Clone, Debug, Default)]
+#[diesel(table_name = user_keys)]
+pub struct NewKey {
+    pub user_id: i64,
+    pub key_type: String,
+    pub name: String,
+    pub secret_hash: Option<String>,
+    pub private_hash: Option<String>,
+    pub service_id: Option<i64>,
+    pub device_id: Option<String>,
+    pub details: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub created_by: Option<i64>,
+    pub ip_restriction: Option<String>,
+    pub valid_until: Option<NaiveDateTime>,
+}
+
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = key_usage)]
+pub struct UsageRow {
+    pub key_id: i64,
+    pub user_agent: String,
+    pub ip: String,
+    pub first_seen: NaiveDateTime,
+    pub last_seen: NaiveDateTime,
+    pub hits: i64,
+}
+
+#[derive(Insertable, Clone, Debug, Default)]
+#[diesel(table_name = audit_log)]
+pub struct NewAuditEntry {
+    pub at: NaiveDateTime,
+    pub action: String,
+    pub actor_id: Option<i64>,
+    pub target_user_id: Option<i64>,
+    pub key_id: Option<i64>,
+    pub key_type: Option<String>,
+    pub ip: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = audit_log)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: NaiveDateTime,
+    pub action: String,
+    pub actor_id: Option<i64>,
+    pub target_user_id: Option<i64>,
+    pub key_id: Option<i64>,
+    pub key_type: Option<String>,
+    pub ip: Option<String>,
+    pub reason: Option<String>,
+}

@@ -1,0 +1,103 @@
+// Written by hand to match migrations/{sqlite,postgres}; both backends share it.
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        username -> Text,
+        fullname -> Text,
+        email -> Text,
+        password_hash -> Text,
+        suspended -> Bool,
+        is_site_admin -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    services (id) {
+        id -> BigInt,
+        shortname -> Text,
+        name -> Text,
+        enabled -> Bool,
+        download_files -> Bool,
+        upload_files -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    service_functions (service_id, function_name) {
+        service_id -> BigInt,
+        function_name -> Text,
+    }
+}
+
+diesel::table! {
+    key_type_settings (key_type) {
+        key_type -> Text,
+        enabled -> Bool,
+    }
+}
+
+diesel::table! {
+    user_keys (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        key_type -> Text,
+        name -> Text,
+        secret_hash -> Nullable<Text>,
+        private_hash -> Nullable<Text>,
+        service_id -> Nullable<BigInt>,
+        device_id -> Nullable<Text>,
+        details -> Nullable<Text>,
+        created_at -> Timestamp,
+        created_by -> Nullable<BigInt>,
+        ip_restriction -> Nullable<Text>,
+        valid_until -> Nullable<Timestamp>,
+        last_used_at -> Nullable<Timestamp>,
+        last_used_ip -> Nullable<Text>,
+        revoked_at -> Nullable<Timestamp>,
+        revoked_by -> Nullable<BigInt>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    key_usage (key_id, user_agent, ip) {
+        key_id -> BigInt,
+        user_agent -> Text,
+        ip -> Text,
+        first_seen -> Timestamp,
+        last_seen -> Timestamp,
+        hits -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at -> Timestamp,
+        action -> Text,
+        actor_id -> Nullable<BigInt>,
+        target_user_id -> Nullable<BigInt>,
+        key_id -> Nullable<BigInt>,
+        key_type -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        reason -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(user_keys -> users (user_id));
+diesel::joinable!(user_keys -> services (service_id));
+diesel::joinable!(key_usage -> user_keys (key_id));
+diesel::joinable!(service_functions -> services (service_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    services,
+    service_functions,
+    key_type_settings,
+    user_keys,
+    key_usage,
+    audit_log,
+);

@@ -1,0 +1,28 @@
+use super::models::{NewUser, User};
+use super::schema::users;
+use super::{DbConn, DbResult};
+use diesel::prelude::*;
+
+pub fn find_by_username(conn: &mut DbConn, username: &str) -> DbResult<Option<User>> {
+    Ok(users::table
+        .filter(users::username.eq(username))
+        .select(User::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn find(conn: &mut DbConn, id: i64) -> DbResult<Option<User>> {
+    Ok(users::table.find(id).select(User::as_select()).first(conn).optional()?)
+}
+
+pub fn insert(conn: &mut DbConn, user: &NewUser) -> DbResult<i64> {
+    Ok(diesel::insert_into(users::table).values(user).returning(users::id).get_result(conn)?)
+}
+
+pub fn count_site_admins(conn: &mut DbConn) -> DbResult<i64> {
+    Ok(users::table.filter(users::is_site_admin.eq(true)).count().get_result(conn)?)
+}
+
+pub fn set_suspended(conn: &mut DbConn, id: i64, suspended: bool) -> DbResult<usize> {
+    Ok(diesel::update(users::table.find(id)).set(users::suspended.eq(suspended)).execute(conn)?)
+}

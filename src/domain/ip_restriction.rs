@@ -1,0 +1,98 @@
+//! A key's IP restriction: a list of addresses and CIDR ranges, as Moodle's `iprestriction`.
+
+use ipnetwork::IpNetwork;
+use std::net::IpAddr;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IpRestriction(Vec<IpNetwork>);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("“{entry}” is not an IP address or CIDR range (for example 203.0.113.4 or 192.168.0.0/16)")]
+pub struct InvalidIpRestriction {
+    pub entry: String,
+}
+
+impl IpRestriction {
+    /// Parses a list separated by commas, spaces or new lines. Empty input means "no restriction".
+    pub fn parse(input: &str) -> Result<Option<Self>, InvalidIpRestriction> {
+        let mut networks = Vec::new();
+        for entry in input.split(|c: char| c == ',' || c.is_whitespace()).filter(|e| !e.is_empty()) {
+            let network = entry
+                .parse::<IpNetwork>()
+                .map_err(|_| InvalidIpRestriction { entry: truncate(entry) })?;
+            // A range written with host bits set (10.1.2.3/8) is normalised to its network.
+            let network = IpNetwork::new(network.network(), network.prefix())
+                .map_err(|_| InvalidIpRestriction { entry: truncate(entry) })?;
+            if !networks.contains(&network) {
+                networks.push(network);
+            }
+        }
+        Ok(if networks.is_empty() { None } else { Some(IpRestriction(networks)) })
+    }
+
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.iter().any(|net| net.contains(ip))
+    }
+
+    /// The stored form: comma-separated, as Moodle stores it.
+    pub fn to_stored(&self) -> String {
+        self.0
+            .iter()
+            .map(|n| if n.prefix() == max_prefix(n) { n.ip().to_string() } else { n.to_string() })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Whether `ip` may use a key whose stored restriction is `stored`. An unreadable stored value
+/// refuses everything rather than allowing everything.
+pub fn stored_allows(stored: Option<&str>, ip: IpAddr) -> bool {
+    match stored.map(IpRestriction::parse) {
+        None | Some(Ok(None)) => true,
+        Some(Ok(Some(r))) => r.allows(ip),
+        Some(Err(_)) => false,
+    }
+}
+
+/// IPv4 clients reached over an IPv6 socket appear as ::ffff:a.b.c.d; compare them as IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+fn max_prefix(n: &IpNetwork) -> u8 {
+    if n.is_ipv4() { 32 } else { 128 }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(60).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_addresses_and_ranges() {
+        let r = IpRestriction::parse("203.0.113.4, 10.0.0.0/8\n2001:db8::/32").unwrap().unwrap();
+        assert!(r.allows("203.0.113.4".parse().unwrap()));
+        assert!(r.allows("10.200.1.1".parse().unwrap()));
+        assert!(r.allows("2001:db8::1".parse().unwrap()));
+        assert!(r.allows("::ffff:10.1.1.1".parse().unwrap()));
+        assert!(!r.allows("203.0.113.5".parse().unwrap()));
+        assert_eq!(r.to_stored(), "203.0.113.4, 10.0.0.0/8, 2001:db8::/32");
+    }
+
+    #[test]
+    fn empty_is_no_restriction_and_garbage_is_refused() {
+        assert_eq!(IpRestriction::parse("  ").unwrap(), None);
+        let err = IpRestriction::parse("10.0.0.0/8, 999.1.1.1").unwrap_err();
+        assert_eq!(err.entry, "999.1.1.1");
+        assert!(IpRestriction::parse("10.0.0.0/33").is_err());
+        assert!(!stored_allows(Some("nonsense"), "127.0.0.1".parse().unwrap()));
+        assert!(stored_allows(None, "127.0.0.1".parse().unwrap()));
+    }
+}

@@ -1,0 +1,7 @@
+//! The domain: no HTTP, no SQL. Secrets, IP restrictions, passwords, time, user-agent naming.
+
+pub mod ip_restriction;
+pub mod password;
+pub mod secret;
+pub mod time;
+pub mod user_agent;

@@ -1,0 +1,54 @@
+//! Time is UTC `NaiveDateTime` at microsecond precision, so SQLite and PostgreSQL agree.
+
+use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
+
+pub fn now() -> NaiveDateTime {
+    Utc::now().naive_utc().trunc_subsecs(6)
+}
+
+/// "just now", "5 minutes ago", "3 days ago", "in 2 hours".
+pub fn relative(at: NaiveDateTime, now: NaiveDateTime) -> String {
+    let secs = (now - at).num_seconds();
+    let (future, secs) = if secs < 0 { (true, -secs) } else { (false, secs) };
+    let phrase = match secs {
+        0..=59 => return if future { "in less than a minute".into() } else { "just now".into() },
+        60..=3599 => plural(secs / 60, "minute"),
+        3600..=86399 => plural(secs / 3600, "hour"),
+        86400..=2_591_999 => plural(secs / 86400, "day"),
+        2_592_000..=31_535_999 => plural(secs / 2_592_000, "month"),
+        _ => plural(secs / 31_536_000, "year"),
+    };
+    if future { format!("in {phrase}") } else { format!("{phrase} ago") }
+}
+
+pub fn exact(at: NaiveDateTime) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+pub fn to_unix(at: NaiveDateTime) -> i64 {
+    at.and_utc().timestamp()
+}
+
+pub fn from_unix(secs: i64) -> Option<NaiveDateTime> {
+    DateTime::from_timestamp(secs, 0).map(|d| d.naive_utc())
+}
+
+fn plural(n: i64, unit: &str) -> String {
+    if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    #[test]
+    fn relative_wording() {
+        let now = now();
+        assert_eq!(relative(now, now), "just now");
+        assert_eq!(relative(now - Duration::minutes(5), now), "5 minutes ago");
+        assert_eq!(relative(now - Duration::days(1), now), "1 day ago");
+        assert_eq!(relative(now - Duration::days(3), now), "3 days ago");
+        assert_eq!(relative(now + Duration::hours(2), now), "in 2 hours");
+    }
+}

@@ -1,0 +1,73 @@
+//! Errors of the web pages, mapped to HTML in one place. Moodle's protocol has its own error
+//! type (`moodle::error`), which answers in Moodle's JSON.
+
+use crate::db::DbError;
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Sign in to continue.")]
+    LoginRequired,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("That key or page does not exist, or it is not yours.")]
+    NotFound,
+    #[error("This form has expired or did not come from this site. Nothing was changed; go back, reload the page and try again.")]
+    StaleForm,
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::LoginRequired => StatusCode::SEE_OTHER,
+            AppError::Forbidden(_) | AppError::StaleForm => StatusCode::FORBIDDEN,
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::Db(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let AppError::LoginRequired = self {
+            return HttpResponse::SeeOther().insert_header((header::LOCATION, "/login/index.php")).finish();
+        }
+        let status = self.status_code();
+        let message = match self {
+            // Details of server faults go to the log, not to the visitor.
+            AppError::Db(_) | AppError::Internal(_) => {
+                tracing::error!(error = %self, "request failed");
+                "Something went wrong on our side. Nothing was changed; please try again.".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let title = match status {
+            StatusCode::BAD_REQUEST => "That did not work",
+            StatusCode::FORBIDDEN => "Not allowed",
+            StatusCode::NOT_FOUND => "Not found",
+            _ => "Error",
+        };
+        HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(error_page(title, &message))
+    }
+}
+
+/// A minimal page that needs no template engine, so it renders even when everything else fails.
+pub fn error_page(title: &str, message: &str) -> String {
+    let (title, message) = (tera::escape_html(title), tera::escape_html(message));
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title><link rel=\"stylesheet\" href=\"/static/style.css\"></head>\
+         <body><main class=\"narrow\"><h1>{title}</h1><p class=\"error\" role=\"alert\">{message}</p>\
+         <p><a href=\"/user/managetoken.php\">Back to your keys</a></p></main></body></html>"
+    )
+}

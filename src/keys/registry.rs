@@ -1,0 +1,110 @@
+use std::sync::Arc;
+
+/// How a kind of key behaves on the pages and in revocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyType {
+    /// Stable id stored with each key (`web_session`, `webservice_token`, `rss`, …).
+    pub id: String,
+    pub label: String,
+    pub description: String,
+    /// Hidden types are not listed to their owner but are revoked by "revoke everything".
+    pub visible: bool,
+    pub revocable: bool,
+    /// A link to the component's own settings page for this kind of key.
+    pub settings_url: Option<String>,
+    /// Whether the type is on when the site has not said otherwise.
+    pub enabled_by_default: bool,
+}
+
+impl KeyType {
+    pub fn new(id: &str, label: &str, description: &str) -> Self {
+        KeyType {
+            id: id.to_owned(),
+            label: label.to_owned(),
+            description: description.to_owned(),
+            visible: true,
+            revocable: true,
+            settings_url: None,
+            enabled_by_default: true,
+        }
+    }
+
+    pub fn hidden(mut self) -> Self {
+        self.visible = false;
+        self
+    }
+
+    pub fn not_revocable(mut self) -> Self {
+        self.revocable = false;
+        self
+    }
+
+    pub fn with_settings_url(mut self, url: &str) -> Self {
+        self.settings_url = Some(url.to_owned());
+        self
+    }
+
+    pub fn disabled_by_default(mut self) -> Self {
+        self.enabled_by_default = false;
+        self
+    }
+}
+
+/// The registered key types, in registration order (the order the pages list them in).
+#[derive(Clone, Debug, Default)]
+pub struct KeyTypeRegistry {
+    types: Vec<Arc<KeyType>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("key type “{0}” is already registered")]
+pub struct AlreadyRegistered(pub String);
+
+impl KeyTypeRegistry {
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// The registry with every core type.
+    pub fn with_core_types() -> Self {
+        let mut registry = Self::empty();
+        for key_type in super::builtin::core_types() {
+            registry.register(key_type).expect("core key type ids are distinct");
+        }
+        registry
+    }
+
+    pub fn register(&mut self, key_type: KeyType) -> Result<(), AlreadyRegistered> {
+        if self.get(&key_type.id).is_some() {
+            return Err(AlreadyRegistered(key_type.id));
+        }
+        self.types.push(Arc::new(key_type));
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Option<&KeyType> {
+        self.types.iter().find(|t| t.id == id).map(|t| t.as_ref())
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &KeyType> {
+        self.types.iter().map(|t| t.as_ref())
+    }
+
+    pub fn visible(&self) -> impl Iterator<Item = &KeyType> {
+        self.all().filter(|t| t.visible)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registering_twice_is_refused() {
+        let mut r = KeyTypeRegistry::with_core_types();
+        assert!(r.register(KeyType::new(super::super::WEB_SESSION, "x", "y")).is_err());
+        r.register(KeyType::new("plugin_key", "Plugin", "A plugin's key").hidden()).unwrap();
+        assert!(!r.get("plugin_key").unwrap().visible);
+        assert!(r.visible().all(|t| t.id != "plugin_key"));
+    }
+}

@@ -1,0 +1,81 @@
+use clap::{Parser, Subcommand};
+use std::io::Read;
+use userkeys::accounts::{self, NewAccount};
+use userkeys::app::Application;
+use userkeys::config::Config;
+use userkeys::db::Db;
+
+/// userkeys — every key that opens your account, and who used it.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the web pages and Moodle's protocol (the default).
+    Serve,
+    /// Create or update the database schema, then exit.
+    Migrate,
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account; the password is read from standard input.
+    Add {
+        username: String,
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        #[arg(long, default_value = "")]
+        fullname: String,
+        #[arg(long, default_value = "")]
+        email: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,actix_server=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.config),
+        Command::Migrate => {
+            Db::connect(&cli.config.database_url, 1)?;
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::User { command: UserCommand::Add { username, admin, password_stdin: _, fullname, email } } => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password)?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            let db = Db::connect(&cli.config.database_url, 1)?;
+            let account = NewAccount { username: &username, fullname: &fullname, email: &email, password, site_admin: admin };
+            let id = db.write_blocking(|conn| Ok(accounts::create(conn, &account)))??;
+            println!("created user {} (id {id}){}", username.trim().to_lowercase(), if admin { " as site admin" } else { "" });
+            Ok(())
+        }
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(config.clone())?;
+        println!("userkeys is listening on http://{} — open it in a browser to sign in", config.bind);
+        app.run().await
+    })
+}

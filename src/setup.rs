@@ -1,0 +1,37 @@
+//! What a new site needs: the mobile app's service and a first site admin.
+
+use crate::accounts::{self, NewAccount};
+use crate::db::{services, users, Db};
+use crate::domain::secret::ClearSecret;
+use crate::domain::time::now;
+use crate::moodle::functions::MOBILE_APP_FUNCTIONS;
+
+pub const MOBILE_SERVICE: &str = "moodle_mobile_app";
+
+pub fn seed_site(db: &Db) -> anyhow::Result<()> {
+    db.write_blocking(|conn| {
+        services::ensure(conn, MOBILE_SERVICE, "Moodle mobile web service", true, MOBILE_APP_FUNCTIONS, now())
+    })?;
+    if db.read_blocking(users::count_site_admins)? > 0 {
+        return Ok(());
+    }
+    let password = ClearSecret::long().expose()[..20].to_owned();
+    let account =
+        NewAccount { username: "admin", fullname: "Site administrator", email: "", password: &password, site_admin: true };
+    let admin = match db.write_blocking(|conn| Ok(accounts::create(conn, &account))) ? {
+        Ok(_) => Some(password.clone()),
+        // An account called "admin" that is not an admin: leave it alone and say so.
+        Err(accounts::AccountError::Exists(_)) => {
+            println!("There is no site administrator; make one with `userkeys user add NAME --admin --password-stdin`.");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(password) = admin {
+        println!(
+            "\nA site administrator was created. Sign in with\n  username: admin\n  password: {password}\n\
+             (shown once; create more accounts with `userkeys user add NAME --password-stdin`)\n"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,287 @@
+//! The self-service page (/user/managetoken.php, Moodle's path): every visible key of the
+//! signed-in user, grouped by type, with its usage; revoke one, a type, or everything else.
+
+use super::client::ClientInfo;
+use super::login::redirect;
+use super::session::CurrentSession;
+use super::templates::render;
+use crate::app::State;
+use crate::db::keys::Selection;
+use crate::db::models::KeyRow;
+use crate::domain::time::{exact, now, relative};
+use crate::error::AppError;
+use crate::keys::ops::{self, Actor, Scope};
+use crate::keys::KeyTypeRegistry;
+use crate::usage::{summarise, AgentUse};
+use actix_web::{web, HttpResponse};
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+#[derive(Deserialize, Default)]
+pub struct PageQuery {
+    action: Option<String>,
+    key: Option<String>,
+    #[serde(rename = "type")]
+    key_type: Option<String>,
+    revoked: Option<usize>,
+}
+
+#[derive(Deserialize)]
+pub struct ActionForm {
+    action: String,
+    key: Option<String>,
+    #[serde(rename = "type")]
+    key_type: Option<String>,
+    sesskey: Option<String>,
+}
+
+/// A requested revocation, checked against the registry and the user's own keys.
+enum Revocation {
+    One(KeyRow),
+    OfType { id: String, label: String },
+    EverythingElse,
+}
+
+pub async fn page(
+    state: State,
+    session: CurrentSession,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, AppError> {
+    let query = query.into_inner();
+    if let Some(action) = query.action.as_deref() {
+        let revocation = resolve(&state, &session, action, query.key.as_deref(), query.key_type.as_deref()).await?;
+        return confirm_page(&state, &session, &revocation);
+    }
+    list_page(&state, &session, query.revoked).await
+}
+
+pub async fn act(
+    state: State,
+    session: CurrentSession,
+    client: ClientInfo,
+    form: web::Form<ActionForm>,
+) -> Result<HttpResponse, AppError> {
+    let form = form.into_inner();
+    session.check_sesskey(form.sesskey.as_deref())?;
+    let revocation = resolve(&state, &session, &form.action, form.key.as_deref(), form.key_type.as_deref()).await?;
+    let (selection, scope, reason) = match &revocation {
+        Revocation::One(key) => (Selection::One(key.id), Scope::RevocableOnly, "revoked by its owner"),
+        Revocation::OfType { id, .. } => (Selection::OfType(id.clone()), Scope::RevocableOnly, "revoked by its owner"),
+        // "Everything else" includes hidden types: nothing but this browser stays signed in.
+        Revocation::EverythingElse => {
+            (Selection::AllExcept(Some(session.key.id)), Scope::RevocableOnly, "owner signed out everywhere else")
+        }
+    };
+    let (user_id, registry) = (session.user.id, state.registry.clone());
+    let actor = Actor { user_id: Some(user_id), ip: Some(client.ip_string()) };
+    let count = state
+        .db
+        .write(move |conn| ops::revoke(conn, &registry, user_id, &selection, scope, &actor, reason, now()))
+        .await?;
+    if let Revocation::One(_) = revocation {
+        if count == 0 {
+            return Err(AppError::NotFound);
+        }
+    }
+    Ok(redirect(&format!("/user/managetoken.php?revoked={count}")))
+}
+
+async fn resolve(
+    state: &State,
+    session: &CurrentSession,
+    action: &str,
+    key: Option<&str>,
+    key_type: Option<&str>,
+) -> Result<Revocation, AppError> {
+    match action {
+        "revoke" => {
+            let id: i64 = key
+                .and_then(|k| k.trim().parse().ok())
+                .ok_or_else(|| AppError::BadRequest("Choose a key to revoke.".into()))?;
+            let user_id = session.user.id;
+            let row = state.db.read(move |conn| crate::db::keys::find(conn, id)).await?;
+            // Someone else's key, or one already gone, is "not found": its existence is not told.
+            let row = row.filter(|k| k.user_id == user_id && k.is_active(now())).ok_or(AppError::NotFound)?;
+            let key_type = state.registry.get(&row.key_type);
+            if key_type.is_some_and(|t| !t.revocable) {
+                return Err(AppError::BadRequest("This kind of key cannot be revoked here.".into()));
+            }
+            Ok(Revocation::One(row))
+        }
+        "revoketype" => {
+            let t = key_type
+                .and_then(|t| state.registry.get(t))
+                .filter(|t| t.visible)
+                .ok_or_else(|| AppError::BadRequest("There is no such kind of key.".into()))?;
+            if !t.revocable {
+                return Err(AppError::BadRequest(format!("{} cannot be revoked here.", t.label)));
+            }
+            Ok(Revocation::OfType { id: t.id.clone(), label: t.label.clone() })
+        }
+        "revokeothers" => Ok(Revocation::EverythingElse),
+        _ => Err(AppError::BadRequest("Unknown action.".into())),
+    }
+}
+
+fn confirm_page(state: &State, session: &CurrentSession, revocation: &Revocation) -> Result<HttpResponse, AppError> {
+    let (question, fields, label): (String, Vec<(&str, String)>, &str) = match revocation {
+        Revocation::One(key) => (
+            if key.id == session.key.id {
+                format!("Revoke “{}”? This is the browser you are using now: you will be signed out.", key.name)
+            } else {
+                format!("Revoke “{}”? Whatever uses it will stop working at once.", key.name)
+            },
+            vec![("action", "revoke".into()), ("key", key.id.to_string())],
+            "Revoke",
+        ),
+        Revocation::OfType { id, label } => (
+            format!("Revoke all your {}? Everything that uses them will stop working at once.", label.to_lowercase()),
+            vec![("action", "revoketype".into()), ("type", id.clone())],
+            "Revoke all",
+        ),
+        Revocation::EverythingElse => (
+            "Sign out everywhere else? Every other browser, app, device and key will stop working; only this browser stays signed in.".into(),
+            vec![("action", "revokeothers".into())],
+            "Sign out everywhere else",
+        ),
+    };
+    let mut ctx = base_context(state, session);
+    ctx.insert("title", "Please confirm");
+    ctx.insert("question", &question);
+    ctx.insert("action_url", "/user/managetoken.php");
+    ctx.insert("fields", &fields);
+    ctx.insert("confirm_label", label);
+    render(&state.templates, "confirm.html", &ctx)
+}
+
+fn base_context(state: &State, session: &CurrentSession) -> tera::Context {
+    let mut ctx = tera::Context::new();
+    ctx.insert("site_name", &state.config.site_name);
+    ctx.insert("user", &session.user.fullname);
+    ctx.insert("sesskey", &session.sesskey);
+    ctx
+}
+
+#[derive(Serialize)]
+struct TypeGroup {
+    id: String,
+    label: String,
+    description: String,
+    revocable: bool,
+    settings_url: Option<String>,
+    keys: Vec<KeyView>,
+}
+
+#[derive(Serialize)]
+struct KeyView {
+    id: i64,
+    name: String,
+    current: bool,
+    service: Option<String>,
+    created: Moment,
+    created_by: Option<String>,
+    expires: Option<Moment>,
+    ip_restriction: Option<String>,
+    last_used: Option<Moment>,
+    last_ip: Option<String>,
+    agents: Vec<AgentView>,
+}
+
+#[derive(Serialize)]
+struct AgentView {
+    agent: String,
+    when: Moment,
+    ip: String,
+    hits: i64,
+}
+
+/// A time as people read it ("3 days ago"), with the exact time for the hover title.
+#[derive(Serialize)]
+struct Moment {
+    relative: String,
+    exact: String,
+    iso: String,
+}
+
+fn moment(at: NaiveDateTime, now: NaiveDateTime) -> Moment {
+    Moment { relative: relative(at, now), exact: exact(at), iso: at.and_utc().to_rfc3339() }
+}
+
+async fn list_page(state: &State, session: &CurrentSession, revoked: Option<usize>) -> Result<HttpResponse, AppError> {
+    // Uses recorded by this instance but not yet written belong on the page too.
+    state.usage.flush(&state.db).await?;
+    let user_id = session.user.id;
+    let now = now();
+    let (keys, usage, services, creators) = state
+        .db
+        .read(move |conn| {
+            let keys = crate::db::keys::active_for_user(conn, user_id, now)?;
+            let ids: Vec<i64> = keys.iter().map(|k| k.id).collect();
+            let usage = crate::db::usage::for_keys(conn, &ids)?;
+            let services: HashMap<i64, String> =
+                crate::db::services::all(conn)?.into_iter().map(|s| (s.id, s.name)).collect();
+            let mut creators = HashMap::new();
+            for creator in keys.iter().filter_map(|k| k.created_by).filter(|c| *c != user_id) {
+                if let Some(u) = crate::db::users::find(conn, creator)? {
+                    creators.insert(creator, u.fullname);
+                }
+            }
+            Ok((keys, usage, services, creators))
+        })
+        .await?;
+    let groups = group_keys(&state.registry, keys, summarise(&usage), &services, &creators, session.key.id, now);
+    let mut ctx = base_context(state, session);
+    ctx.insert("groups", &groups);
+    ctx.insert("revoked", &revoked);
+    ctx.insert("key_count", &groups.iter().map(|g| g.keys.len()).sum::<usize>());
+    render(&state.templates, "managetoken.html", &ctx)
+}
+
+fn group_keys(
+    registry: &KeyTypeRegistry,
+    keys: Vec<KeyRow>,
+    mut usage: HashMap<i64, Vec<AgentUse>>,
+    services: &HashMap<i64, String>,
+    creators: &HashMap<i64, String>,
+    current_session: i64,
+    now: NaiveDateTime,
+) -> Vec<TypeGroup> {
+    let mut by_type: HashMap<String, Vec<KeyRow>> = HashMap::new();
+    for key in keys {
+        by_type.entry(key.key_type.clone()).or_default().push(key);
+    }
+    registry
+        .visible()
+        .map(|t| TypeGroup {
+            id: t.id.clone(),
+            label: t.label.clone(),
+            description: t.description.clone(),
+            revocable: t.revocable,
+            settings_url: t.settings_url.clone(),
+            keys: by_type
+                .remove(&t.id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|k| KeyView {
+                    id: k.id,
+                    current: k.id == current_session,
+                    service: k.service_id.and_then(|s| services.get(&s).cloned()),
+                    created: moment(k.created_at, now),
+                    created_by: k.created_by.and_then(|c| creators.get(&c).cloned()),
+                    expires: k.valid_until.map(|v| moment(v, now)),
+                    ip_restriction: k.ip_restriction.clone(),
+                    last_used: k.last_used_at.map(|v| moment(v, now)),
+                    last_ip: k.last_used_ip.clone(),
+                    agents: usage
+                        .remove(&k.id)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|a| AgentView { when: moment(a.last_seen, now), agent: a.agent, ip: a.last_ip, hits: a.hits })
+                        .collect(),
+                    name: k.name,
+                })
+                .collect(),
+        })
+        .collect()
+}

@@ -1,0 +1,23 @@
+//! Templates are compiled into the binary, so it runs from any directory.
+
+use crate::error::AppError;
+use actix_web::HttpResponse;
+
+pub fn load() -> anyhow::Result<tera::Tera> {
+    let mut tera = tera::Tera::default();
+    tera.add_raw_templates(vec![
+        ("base.html", include_str!("../../templates/base.html")),
+        ("login.html", include_str!("../../templates/login.html")),
+        ("managetoken.html", include_str!("../../templates/managetoken.html")),
+        ("confirm.html", include_str!("../../templates/confirm.html")),
+    ])?;
+    Ok(tera)
+}
+
+pub fn render(tera: &tera::Tera, name: &str, context: &tera::Context) -> Result<HttpResponse, AppError> {
+    let body = tera.render(name, context).map_err(|e| AppError::Internal(format!("template {name}: {e:?}")))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .body(body))
+}
