@@ -28,6 +28,7 @@ pub struct Application {
     config: Config,
     registry: KeyTypeRegistry,
     db: Db,
+    templates: tera::Tera,
     listener: TcpListener,
 }
 
@@ -38,7 +39,8 @@ impl Application {
         crate::setup::seed_site(&db)?;
         let listener = TcpListener::bind(&config.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
-        Ok(Application { config, registry: KeyTypeRegistry::with_core_types(), db, listener })
+        let templates = web::templates::load()?;
+        Ok(Application { config, registry: KeyTypeRegistry::with_core_types(), db, templates, listener })
     }
 
     /// Registers a plugin's key type before the server starts.
@@ -74,7 +76,7 @@ impl Application {
             )),
             config: Arc::new(self.config),
             usage: Arc::new(UsageRecorder::default()),
-            templates: Arc::new(web::templates::load()?),
+            templates: Arc::new(self.templates),
         });
         let data = state.clone();
         let mut server = HttpServer::new(move || {

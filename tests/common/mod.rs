@@ -1,0 +1,215 @@
+//! Test kit: starts the real application on a random port with a fresh database (SQLite in a
+//! temporary folder, or a fresh PostgreSQL database when USERKEYS_TEST_POSTGRES is set), and
+//! drives it over HTTP as a browser or a Moodle client would.
+#![allow(dead_code)]
+
+use diesel::connection::SimpleConnection;
+use diesel::Connection;
+use std::sync::Once;
+use userkeys::accounts::{self, NewAccount};
+use userkeys::app::Application;
+use userkeys::config::Config;
+use userkeys::db::Db;
+use userkeys::keys::KeyType;
+
+pub const CHROME_UA: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/132.0.0.0 Safari/537.36";
+pub const FIREFOX_UA: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:142.0) Gecko/20100101 Firefox/142.0";
+pub const PASSWORD: &str = "correct-horse-battery";
+
+pub struct TestApp {
+    pub base: String,
+    pub port: u16,
+    pub db: Db,
+    pub database_url: String,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Options {
+    pub key_types: Vec<KeyType>,
+    pub configure: Box<dyn FnOnce(&mut Config)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { key_types: Vec::new(), configure: Box::new(|_| {}) }
+    }
+}
+
+pub fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default())
+}
+
+/// A fresh database URL: SQLite in `dir`, or a new database on the PostgreSQL server named by
+/// USERKEYS_TEST_POSTGRES (e.g. postgres://postgres@127.0.0.1:5433/postgres).
+pub fn fresh_database_url(dir: &std::path::Path) -> String {
+    match std::env::var("USERKEYS_TEST_POSTGRES") {
+        Ok(server) if !server.is_empty() => {
+            let name = format!("userkeys_test_{}", userkeys::domain::secret::ClearSecret::token().expose());
+            let mut admin = diesel::PgConnection::establish(&server).expect("connect to the test PostgreSQL server");
+            admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create a test database");
+            let (base, _) = server.rsplit_once('/').expect("server URL ends with /DATABASE");
+            format!("{base}/{name}")
+        }
+        _ => format!("sqlite://{}", dir.join("userkeys.sqlite3").display()),
+    }
+}
+
+pub fn spawn_app_with(options: Options) -> TestApp {
+    static LOG: Once = Once::new();
+    LOG.call_once(|| {
+        let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
+    });
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let database_url = fresh_database_url(dir.path());
+    let mut config = Config::for_database(&database_url);
+    config.bind = "127.0.0.1:0".into();
+    config.workers = Some(2);
+    config.db_pool_size = 4;
+    (options.configure)(&mut config);
+    let mut app = Application::build(config).expect("application builds");
+    for key_type in options.key_types {
+        app.register_key_type(key_type).expect("key type registers");
+    }
+    let port = app.port();
+    let db = app.db().clone();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move { app.run().await.expect("server runs") })
+    });
+    TestApp { base: format!("http://127.0.0.1:{port}"), port, db, database_url, _dir: dir }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn create_user(&self, username: &str, admin: bool) -> i64 {
+        let account = NewAccount {
+            username,
+            fullname: &format!("{username} Example"),
+            email: &format!("{username}@example.org"),
+            password: PASSWORD,
+            site_admin: admin,
+        };
+        self.db
+            .write_blocking(|conn| Ok(accounts::create(conn, &account)))
+            .expect("database")
+            .expect("user is created")
+    }
+
+    pub fn browser(&self, user_agent: &str) -> Browser {
+        Browser {
+            base: self.base.clone(),
+            client: reqwest::Client::builder()
+                .cookie_store(true)
+                .user_agent(user_agent)
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    /// A browser already signed in as `username`.
+    pub async fn signed_in(&self, username: &str, user_agent: &str) -> Browser {
+        let browser = self.browser(user_agent);
+        let page = browser.sign_in(username, PASSWORD).await;
+        assert!(page.contains("Your keys"), "sign-in as {username} failed: {page}");
+        browser
+    }
+
+    /// Runs a closure on a database connection (to look at what the app wrote).
+    pub fn with_db<T>(&self, f: impl FnOnce(&mut userkeys::db::DbConn) -> userkeys::db::DbResult<T>) -> T {
+        self.db.write_blocking(f).expect("database")
+    }
+}
+
+pub struct Browser {
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+pub struct Page {
+    pub status: u16,
+    pub url: String,
+    pub body: String,
+}
+
+impl Page {
+    pub fn contains(&self, s: &str) -> bool {
+        self.body.contains(s)
+    }
+
+    /// The value of the first hidden input with this name.
+    pub fn hidden(&self, name: &str) -> Option<String> {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = self.body.find(&marker)? + marker.len();
+        let end = self.body[start..].find('"')? + start;
+        Some(self.body[start..end].to_owned())
+    }
+
+    /// Ids of the keys listed on the self-service page, in order.
+    pub fn key_ids(&self) -> Vec<i64> {
+        self.body
+            .match_indices("<li class=\"key\" id=\"key-")
+            .filter_map(|(i, m)| {
+                let rest = &self.body[i + m.len()..];
+                rest[..rest.find('"')?].parse().ok()
+            })
+            .collect()
+    }
+
+    /// The HTML of one listed key.
+    pub fn key_block(&self, id: i64) -> Option<&str> {
+        let start = self.body.find(&format!("id=\"key-{id}\""))?;
+        let end = self.body[start..].find("</li>\n  ").map_or(self.body.len(), |e| start + e);
+        Some(&self.body[start..end])
+    }
+}
+
+impl std::fmt::Display for Page {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}\n{}", self.status, self.url, self.body)
+    }
+}
+
+impl Browser {
+    pub async fn get(&self, path: &str) -> Page {
+        let response = self.client.get(format!("{}{}", self.base, path)).send().await.expect("GET");
+        Self::page(response).await
+    }
+
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        let response = self.client.post(format!("{}{}", self.base, path)).form(form).send().await.expect("POST");
+        Self::page(response).await
+    }
+
+    async fn page(response: reqwest::Response) -> Page {
+        let status = response.status().as_u16();
+        let url = response.url().path().to_owned() + &response.url().query().map(|q| format!("?{q}")).unwrap_or_default();
+        Page { status, url, body: response.text().await.expect("body") }
+    }
+
+    pub async fn sign_in(&self, username: &str, password: &str) -> Page {
+        let form = self.get("/login/index.php").await;
+        let token = form.hidden("logintoken").expect("sign-in form has a logintoken");
+        self.post("/login/index.php", &[("username", username), ("password", password), ("logintoken", &token)]).await
+    }
+
+    pub async fn keys_page(&self) -> Page {
+        self.get("/user/managetoken.php").await
+    }
+
+    /// Confirms and performs an action of the self-service page, as a person clicking through.
+    pub async fn confirm(&self, query: &str) -> Page {
+        let confirm = self.get(&format!("/user/managetoken.php?{query}")).await;
+        assert_eq!(confirm.status, 200, "confirmation page: {confirm}");
+        let mut fields: Vec<(String, String)> = Vec::new();
+        for name in ["sesskey", "action", "key", "type"] {
+            if let Some(v) = confirm.hidden(name) {
+                fields.push((name.to_owned(), v));
+            }
+        }
+        let form: Vec<(&str, &str)> = fields.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        self.post("/user/managetoken.php", &form).await
+    }
+}

@@ -1,0 +1,272 @@
+//! The self-service keys page, driven over HTTP with a cookie jar as a browser would.
+
+mod common;
+
+use common::*;
+use userkeys::domain::time::now;
+use userkeys::keys::ops::{self, Actor, KeyRequest, SecretKind};
+use userkeys::keys::KeyType;
+
+#[tokio::test]
+async fn signing_in_creates_a_listed_web_session_with_its_agent() {
+    let app = spawn_app();
+    app.create_user("alice", false);
+    let browser = app.signed_in("alice", CHROME_UA).await;
+    let page = browser.keys_page().await;
+    assert_eq!(page.status, 200);
+    assert!(page.contains("Web sessions"));
+    assert!(page.contains("This browser"));
+    let ids = page.key_ids();
+    assert_eq!(ids.len(), 1, "{page}");
+    let block = page.key_block(ids[0]).unwrap();
+    assert!(block.contains("Chrome 132 · Windows"), "{block}");
+    assert!(block.contains("127.0.0.1"), "{block}");
+}
+
+#[tokio::test]
+async fn session_cookie_is_httponly_lax_and_only_its_hash_is_stored() {
+    let app = spawn_app();
+    app.create_user("alice", false);
+    let browser = app.browser(CHROME_UA);
+    let form = browser.get("/login/index.php").await;
+    let token = form.hidden("logintoken").unwrap();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let response = client
+        .post(app.url("/login/index.php"))
+        .header("Cookie", format!("userkeys_logintoken={token}"))
+        .form(&[("username", "alice"), ("password", PASSWORD), ("logintoken", &token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let cookie = response.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("MoodleSession="), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    let secret = cookie["MoodleSession=".len()..].split(';').next().unwrap().to_owned();
+    let stored: Vec<Option<String>> = app.with_db(|conn| {
+        use diesel::prelude::*;
+        use userkeys::db::schema::user_keys::dsl::*;
+        Ok(user_keys.select(secret_hash).load(conn)?)
+    });
+    assert_eq!(stored.len(), 1);
+    let stored = stored[0].clone().unwrap();
+    assert_ne!(stored, secret, "the session id must not be stored in clear");
+    assert_eq!(stored, userkeys::domain::secret::SecretHash::of(&secret).as_str());
+}
+
+#[tokio::test]
+async fn wrong_password_unknown_user_and_suspended_user_cannot_sign_in() {
+    let app = spawn_app();
+    let bob = app.create_user("bob", false);
+    let browser = app.browser(CHROME_UA);
+    let page = browser.sign_in("bob", "not-the-password").await;
+    assert!(page.contains("Invalid login, please try again"), "{page}");
+    let page = browser.sign_in("nobody", PASSWORD).await;
+    assert!(page.contains("Invalid login, please try again"), "{page}");
+    app.with_db(|conn| userkeys::db::users::set_suspended(conn, bob, true));
+    let page = browser.sign_in("bob", PASSWORD).await;
+    assert!(page.contains("suspended"), "{page}");
+    assert_eq!(browser.keys_page().await.url, "/login/index.php");
+}
+
+#[tokio::test]
+async fn sign_in_without_the_forms_logintoken_is_refused() {
+    let app = spawn_app();
+    app.create_user("alice", false);
+    let browser = app.browser(CHROME_UA);
+    let page = browser.post("/login/index.php", &[("username", "alice"), ("password", PASSWORD)]).await;
+    assert_eq!(page.status, 403, "{page}");
+    assert!(page.contains("expired"));
+    assert_eq!(browser.keys_page().await.url, "/login/index.php", "no session was created");
+}
+
+#[tokio::test]
+async fn revoking_a_session_signs_that_browser_out_and_leaves_this_one() {
+    let app = spawn_app();
+    app.create_user("alice", false);
+    let laptop = app.signed_in("alice", CHROME_UA).await;
+    let phone = app.signed_in("alice", FIREFOX_UA).await;
+    let page = laptop.keys_page().await;
+    let ids = page.key_ids();
+    assert_eq!(ids.len(), 2);
+    let phone_session = *ids.iter().find(|id| page.key_block(**id).unwrap().contains("Firefox")).unwrap();
+
+    let after = laptop.confirm(&format!("action=revoke&key={phone_session}")).await;
+    assert!(after.contains("1 key was revoked"), "{after}");
+    assert_eq!(after.key_ids().len(), 1);
+    assert!(!after.key_ids().contains(&phone_session));
+    assert_eq!(phone.keys_page().await.url, "/login/index.php", "the revoked browser is signed out");
+    assert_eq!(laptop.keys_page().await.status, 200);
+
+    let audited: i64 = app.with_db(|conn| {
+        use diesel::prelude::*;
+        use userkeys::db::schema::audit_log::dsl::*;
+        Ok(audit_log.filter(action.eq("key_revoked")).filter(key_id.eq(phone_session)).count().get_result(conn)?)
+    });
+    assert_eq!(audited, 1, "every revocation is audited");
+}
+
+#[tokio::test]
+async fn another_users_key_answers_404_and_stays_valid() {
+    let app = spawn_app();
+    app.create_user("alice", false);
+    app.create_user("mallory", false);
+    let alice = app.signed_in("alice", CHROME_UA).await;
+    let alice_key = alice.keys_page().await.key_ids()[0];
+    let mallory = app.signed_in("mallory", FIREFOX_UA).await;
+    let page = mallory.keys_page().await;
+    assert!(!page.key_ids().contains(&alice_key));
+
+    let confirm = mallory.get(&format!("/user/managetoken.php?action=revoke&key={alice_key}")).await;
+    assert_eq!(confirm.status, 404, "{confirm}");
+    let sesskey = page.hidden("sesskey").unwrap();
+    let id = alice_key.to_string();
+    let post = mallory
+        .post("/user/managetoken.php", &[("action", "revoke"), ("key", &id), ("sesskey", &sesskey)])
+        .await;
+    assert_eq!(post.status, 404, "{post}");
+    assert!(post.contains("not yours"));
+    assert_eq!(alice.keys_page().await.status, 200, "alice is still signed in");
+}
+
+#[tokio::test]
+async fn missing_or_stale_sesskey_changes_nothing() {
+    let app = spawn_app();
+    app.create_user("alice", false);
+    let laptop = app.signed_in("alice", CHROME_UA).await;
+    let _phone = app.signed_in("alice", FIREFOX_UA).await;
+    let page = laptop.keys_page().await;
+    let target = page.key_ids()[0].to_string();
+    let missing = laptop.post("/user/managetoken.php", &[("action", "revoke"), ("key", &target)]).await;
+    assert_eq!(missing.status, 403, "{missing}");
+    assert!(missing.contains("expired"));
+    let stale = laptop
+        .post("/user/managetoken.php", &[("action", "revokeothers"), ("sesskey", "0123456789abcdef0123")])
+        .await;
+    assert_eq!(stale.status, 403);
+    // A sesskey from another session of the same user is stale here too.
+    let other = app.signed_in("alice", FIREFOX_UA).await.keys_page().await.hidden("sesskey").unwrap();
+    let foreign = laptop.post("/user/managetoken.php", &[("action", "revokeothers"), ("sesskey", &other)]).await;
+    assert_eq!(foreign.status, 403);
+    assert_eq!(laptop.keys_page().await.key_ids().len(), 3, "nothing was revoked");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_page_not_a_500() {
+    let app = spawn_app();
+    app.create_user("alice", false);
+    let browser = app.signed_in("alice", CHROME_UA).await;
+    for query in ["action=revoke&key=abc", "action=revoke", "action=explode", "action=revoketype&type=nope", "action=revoke&key=99999999999999999999"] {
+        let page = browser.get(&format!("/user/managetoken.php?{query}")).await;
+        assert!(page.status == 400 || page.status == 404, "{query}: {page}");
+        assert!(page.contains("<h1>"), "an HTML page explains it: {page}");
+    }
+    let sesskey = browser.keys_page().await.hidden("sesskey").unwrap();
+    let page = browser.post("/user/managetoken.php", &[("sesskey", &sesskey)]).await;
+    assert_eq!(page.status, 400, "a form without an action: {page}");
+}
+
+fn plugin_types() -> Vec<KeyType> {
+    vec![
+        KeyType::new("local_sync_key", "Sync app keys", "Keys of the campus sync app.")
+            .with_settings_url("/local/sync/settings.php"),
+        KeyType::new("local_hidden_key", "Hidden keys", "Internal keys.").hidden(),
+    ]
+}
+
+fn issue_plugin_key(app: &TestApp, user_id: i64, key_type: &str, name: &str) -> i64 {
+    let request = KeyRequest {
+        user_id,
+        key_type: key_type.into(),
+        name: name.into(),
+        secret: SecretKind::Token,
+        ..Default::default()
+    };
+    app.with_db(|conn| ops::issue(conn, request, &Actor::default(), now())).id
+}
+
+#[tokio::test]
+async fn a_plugin_key_type_is_listed_and_revoked_without_page_changes() {
+    let app = spawn_app_with(Options { key_types: plugin_types(), ..Default::default() });
+    let alice = app.create_user("alice", false);
+    let visible = issue_plugin_key(&app, alice, "local_sync_key", "Campus sync on laptop");
+    let hidden = issue_plugin_key(&app, alice, "local_hidden_key", "Internal");
+    let browser = app.signed_in("alice", CHROME_UA).await;
+    let page = browser.keys_page().await;
+    assert!(page.contains("Sync app keys") && page.contains("Campus sync on laptop"), "{page}");
+    assert!(page.contains("settings.php\">Settings</a>"), "the type links its settings page");
+    assert!(page.key_ids().contains(&visible));
+    assert!(!page.key_ids().contains(&hidden) && !page.contains("Hidden keys"), "hidden types are not listed");
+
+    let after = browser.confirm(&format!("action=revoke&key={visible}")).await;
+    assert!(!after.key_ids().contains(&visible), "{after}");
+    let revoked = app.with_db(|conn| userkeys::db::keys::find(conn, visible)).unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert_eq!(revoked.revoked_by, Some(alice));
+}
+
+#[tokio::test]
+async fn sign_out_everywhere_else_revokes_every_other_key_including_hidden_ones() {
+    let app = spawn_app_with(Options { key_types: plugin_types(), ..Default::default() });
+    let alice = app.create_user("alice", false);
+    let bob = app.create_user("bob", false);
+    let hidden = issue_plugin_key(&app, alice, "local_hidden_key", "Internal");
+    let sync = issue_plugin_key(&app, alice, "local_sync_key", "Sync");
+    let bobs = issue_plugin_key(&app, bob, "local_sync_key", "Bob's sync");
+    let laptop = app.signed_in("alice", CHROME_UA).await;
+    let phone = app.signed_in("alice", FIREFOX_UA).await;
+    let after = laptop.confirm("action=revokeothers").await;
+    assert!(after.contains("3 keys were revoked"), "{after}");
+    assert_eq!(after.key_ids().len(), 1, "only this browser is left");
+    assert_eq!(phone.keys_page().await.url, "/login/index.php");
+    for id in [hidden, sync] {
+        assert!(app.with_db(|c| userkeys::db::keys::find(c, id)).unwrap().revoked_at.is_some());
+    }
+    assert!(app.with_db(|c| userkeys::db::keys::find(c, bobs)).unwrap().revoked_at.is_none(), "bob's key untouched");
+}
+
+#[tokio::test]
+async fn revoke_all_of_a_type_leaves_other_types() {
+    let app = spawn_app_with(Options { key_types: plugin_types(), ..Default::default() });
+    let alice = app.create_user("alice", false);
+    let a = issue_plugin_key(&app, alice, "local_sync_key", "One");
+    let b = issue_plugin_key(&app, alice, "local_sync_key", "Two");
+    let browser = app.signed_in("alice", CHROME_UA).await;
+    let after = browser.confirm("action=revoketype&type=local_sync_key").await;
+    assert!(after.contains("2 keys were revoked"), "{after}");
+    let ids = after.key_ids();
+    assert!(!ids.contains(&a) && !ids.contains(&b));
+    assert_eq!(ids.len(), 1, "the session stays");
+}
+
+#[tokio::test]
+async fn an_expired_session_is_signed_out_on_its_next_request() {
+    let app = spawn_app();
+    app.create_user("alice", false);
+    let browser = app.signed_in("alice", CHROME_UA).await;
+    let id = browser.keys_page().await.key_ids()[0];
+    app.with_db(|conn| userkeys::db::keys::extend(conn, id, now() - chrono::Duration::seconds(1)));
+    assert_eq!(browser.keys_page().await.url, "/login/index.php");
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session() {
+    let app = spawn_app();
+    app.create_user("alice", false);
+    let browser = app.signed_in("alice", CHROME_UA).await;
+    let page = browser.keys_page().await;
+    let id = page.key_ids()[0];
+    let sesskey = page.hidden("sesskey").unwrap();
+    let out = browser.post("/login/logout.php", &[("sesskey", &sesskey)]).await;
+    assert_eq!(out.url, "/login/index.php");
+    assert!(app.with_db(|c| userkeys::db::keys::find(c, id)).unwrap().revoked_at.is_some());
+    assert_eq!(browser.keys_page().await.url, "/login/index.php");
+}
+
+#[tokio::test]
+async fn health_check_answers_ok() {
+    let app = spawn_app();
+    let response = reqwest::get(app.url("/healthz")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "ok");
+}
