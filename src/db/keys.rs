@@ -121,3 +121,14 @@ pub fn active_for_device(
         .select(KeyRow::as_select())
         .load(conn)?)
 }
+
+/// When the user's newest key of a type was issued (revoked or not).
+pub fn latest_created(conn: &mut DbConn, user_id: i64, key_type: &str) -> DbResult<Option<NaiveDateTime>> {
+    Ok(user_keys::table
+        .filter(user_keys::user_id.eq(user_id))
+        .filter(user_keys::key_type.eq(key_type))
+        .order(user_keys::created_at.desc())
+        .select(user_keys::created_at)
+        .first(conn)
+        .optional()?)
+}

@@ -1,6 +1,7 @@
 //! Persistence: one code path over SQLite (embedded default) and PostgreSQL, chosen by URL.
 
 pub mod audit;
+pub mod key_types;
 pub mod keys;
 pub mod models;
 pub mod schema;

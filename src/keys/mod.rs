@@ -3,6 +3,7 @@
 //! so a new type needs no page change.
 
 mod builtin;
+pub mod device_tokens;
 pub mod ops;
 mod registry;
 

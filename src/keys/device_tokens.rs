@@ -1,0 +1,93 @@
+//! Web-service tokens per device (MDL-73088): the same device signing in again replaces its own
+//! token; a second device gets a second token, listed and revoked on its own.
+
+use super::ops::{self, Actor, IssuedKey, KeyRequest, Scope, SecretKind};
+use super::{KeyTypeRegistry, WEBSERVICE_TOKEN};
+use crate::db::keys::Selection;
+use crate::db::{DbConn, DbResult};
+use crate::domain::secret::SecretHash;
+use crate::domain::user_agent::{describe_device, describe_user_agent};
+use chrono::{Duration, NaiveDateTime};
+
+/// What a client tells about the device it runs on.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Device {
+    pub device_id: Option<String>,
+    pub name: Option<String>,
+    pub model: Option<String>,
+    pub platform: Option<String>,
+    pub os_version: Option<String>,
+    pub app_version: Option<String>,
+    pub user_agent: String,
+}
+
+impl Device {
+    /// Who the device is. With an explicit identifier, that; otherwise its user agent, so that a
+    /// script or app signing in again from the same software replaces its token instead of
+    /// piling up new ones.
+    pub fn identity(&self) -> String {
+        match self.device_id.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+            Some(id) => format!("id:{}", id.chars().take(200).collect::<String>()),
+            None => format!("ua:{}", &SecretHash::of(&self.user_agent).as_str()[..32]),
+        }
+    }
+
+    /// "Pixel 8 · Android 15 · Moodle app 4.4", or the user agent in words.
+    pub fn display_name(&self) -> String {
+        describe_device(
+            self.name.as_deref(),
+            self.model.as_deref(),
+            self.platform.as_deref(),
+            self.os_version.as_deref(),
+            self.app_version.as_deref(),
+        )
+        .unwrap_or_else(|| describe_user_agent(&self.user_agent))
+    }
+}
+
+pub struct TokenGrant<'a> {
+    pub user_id: i64,
+    pub service_id: i64,
+    pub device: &'a Device,
+    pub valid_for: Duration,
+}
+
+/// Revokes the device's previous token for the service (if any) and issues a new one, with a
+/// private token, in the caller's transaction.
+pub fn issue_for_device(
+    conn: &mut DbConn,
+    registry: &KeyTypeRegistry,
+    grant: &TokenGrant,
+    actor: &Actor,
+    now: NaiveDateTime,
+) -> DbResult<IssuedKey> {
+    let identity = grant.device.identity();
+    let selection = Selection::Device {
+        device_id: identity.clone(),
+        key_type: WEBSERVICE_TOKEN.into(),
+        service_id: Some(grant.service_id),
+    };
+    ops::revoke(
+        conn,
+        registry,
+        grant.user_id,
+        &selection,
+        Scope::Everything,
+        actor,
+        "replaced by a new sign-in from the same device",
+        now,
+    )?;
+    let request = KeyRequest {
+        user_id: grant.user_id,
+        key_type: WEBSERVICE_TOKEN.into(),
+        name: grant.device.display_name(),
+        service_id: Some(grant.service_id),
+        device_id: Some(identity),
+        details: serde_json::to_string(grant.device).ok(),
+        valid_until: Some(now + grant.valid_for),
+        secret: SecretKind::Token,
+        with_private_token: true,
+        ..Default::default()
+    };
+    ops::issue(conn, request, actor, now)
+}

@@ -1,0 +1,128 @@
+//! The REST server's answers in Moodle's two formats: JSON and Moodle's own XML.
+
+use super::error::MoodleError;
+use actix_web::http::header;
+use actix_web::HttpResponse;
+use serde_json::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Xml,
+}
+
+impl Format {
+    /// `moodlewsrestformat`: json, or xml (Moodle's default, also for any other value).
+    pub fn from_param(value: Option<&str>) -> Self {
+        if value == Some("json") { Format::Json } else { Format::Xml }
+    }
+}
+
+fn response(format: Format, body: String) -> HttpResponse {
+    let mut builder = HttpResponse::Ok();
+    builder
+        .insert_header((header::CACHE_CONTROL, "private, must-revalidate, pre-check=0, post-check=0, max-age=0"))
+        .insert_header((header::EXPIRES, "Thu, 01 Jan 1970 00:00:00 GMT"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .insert_header((header::ACCEPT_RANGES, "none"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"));
+    match format {
+        Format::Json => builder.content_type("application/json").body(body),
+        Format::Xml => builder
+            .content_type("application/xml; charset=utf-8")
+            .insert_header((header::CONTENT_DISPOSITION, "inline; filename=\"response.xml\""))
+            .body(body),
+    }
+}
+
+pub fn success(format: Format, value: &Value) -> HttpResponse {
+    let body = match format {
+        Format::Json => value.to_string(),
+        Format::Xml => {
+            let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<RESPONSE>\n");
+            if !value.is_null() {
+                xmlize(value, &mut out);
+            }
+            out.push_str("</RESPONSE>\n");
+            out
+        }
+    };
+    response(format, body)
+}
+
+pub fn error(format: Format, error: &MoodleError, debug: bool) -> HttpResponse {
+    let debuginfo = error.debuginfo.as_deref().filter(|_| debug);
+    let body = match format {
+        Format::Json => {
+            let mut object = serde_json::json!({
+                "exception": error.exception,
+                "errorcode": error.errorcode,
+                "message": error.message,
+            });
+            if let Some(d) = debuginfo {
+                object["debuginfo"] = Value::String(d.to_owned());
+            }
+            object.to_string()
+        }
+        Format::Xml => {
+            let mut out = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<EXCEPTION class=\"{}\">\n<ERRORCODE>{}</ERRORCODE>\n<MESSAGE>{}</MESSAGE>\n",
+                escape(error.exception),
+                escape(error.errorcode),
+                escape(&error.message)
+            );
+            if let Some(d) = debuginfo {
+                out.push_str(&format!("<DEBUGINFO>{}</DEBUGINFO>\n", escape(d)));
+            }
+            out.push_str("</EXCEPTION>\n");
+            out
+        }
+    };
+    response(format, body)
+}
+
+fn xmlize(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            out.push_str("<SINGLE>\n");
+            for (key, v) in map {
+                out.push_str(&format!("<KEY name=\"{}\">", escape(key)));
+                xmlize(v, out);
+                out.push_str("</KEY>\n");
+            }
+            out.push_str("</SINGLE>\n");
+        }
+        Value::Array(items) => {
+            out.push_str("<MULTIPLE>\n");
+            for item in items {
+                xmlize(item, out);
+            }
+            out.push_str("</MULTIPLE>\n");
+        }
+        Value::Null => out.push_str("<VALUE null=\"null\"/>\n"),
+        // Moodle writes booleans as 1/0 in XML.
+        Value::Bool(b) => out.push_str(&format!("<VALUE>{}</VALUE>\n", u8::from(*b))),
+        Value::Number(n) => out.push_str(&format!("<VALUE>{n}</VALUE>\n")),
+        Value::String(s) => out.push_str(&format!("<VALUE>{}</VALUE>\n", escape(s))),
+    }
+}
+
+/// PHP's htmlspecialchars with ENT_COMPAT: & < > " (not ').
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_matches_moodles_shape() {
+        let mut out = String::new();
+        xmlize(&serde_json::json!({"removed": true, "warnings": []}), &mut out);
+        assert_eq!(
+            out,
+            "<SINGLE>\n<KEY name=\"removed\"><VALUE>1</VALUE>\n</KEY>\n<KEY name=\"warnings\"><MULTIPLE>\n</MULTIPLE>\n</KEY>\n</SINGLE>\n"
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! /webservice/rest/server.php: Moodle's REST server.
+
+use super::auth::authenticate;
+use super::error::MoodleError;
+use super::functions::{self, Call};
+use super::output::{self, Format};
+use super::params::Params;
+use crate::app::State;
+use crate::domain::time::now;
+use crate::web::client::ClientInfo;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+
+/// Largest request body read; a web-service call carries small forms.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Reads the body up to `MAX_BODY`; `None` when it is larger or breaks off.
+pub async fn read_body(mut payload: web::Payload) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.ok()?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(body)
+}
+
+/// Reads the query string and body into PHP-style parameters, or Moodle's error.
+pub async fn read_params(req: &HttpRequest, payload: web::Payload) -> Result<Params, MoodleError> {
+    let body = read_body(payload).await.ok_or_else(MoodleError::request_too_large)?;
+    Params::parse(req.query_string().as_bytes(), &body)
+}
+
+pub async fn rest(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let client = ClientInfo::of(&req);
+    let params = read_params(&req, payload).await;
+    let format = match &params {
+        Ok(p) => Format::from_param(p.text("moodlewsrestformat").ok().flatten()),
+        Err(_) => {
+            let query = Params::parse(req.query_string().as_bytes(), b"").unwrap_or_default();
+            Format::from_param(query.text("moodlewsrestformat").ok().flatten())
+        }
+    };
+    let result = match params {
+        Ok(params) => call(&state, params, &client).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(value) => output::success(format, &value),
+        Err(e) => output::error(format, &e, state.config.debug),
+    }
+}
+
+async fn call(state: &State, mut params: Params, client: &ClientInfo) -> Result<serde_json::Value, MoodleError> {
+    let wstoken = params.text("wstoken")?.map(str::to_owned);
+    let function = params.text("wsfunction")?.map(str::to_owned);
+    for name in ["wstoken", "wsfunction", "moodlewsrestformat"] {
+        params.remove(name);
+    }
+    let settings: Vec<String> = params.names().filter(|n| n.starts_with("moodlewssetting")).cloned().collect();
+    for name in settings {
+        params.remove(&name);
+    }
+
+    let token = authenticate(state, wstoken.as_deref(), client.ip).await?;
+    let function = function.filter(|f| !f.is_empty()).ok_or_else(|| MoodleError::invalid_parameter("Missing function name"))?;
+    if !functions::exists(&function) {
+        return Err(MoodleError::unknown_function(&function));
+    }
+    let service_id = token.service.id;
+    let name = function.clone();
+    let allowed = state.db.read(move |conn| crate::db::services::allows_function(conn, service_id, &name)).await?;
+    if !token.service.enabled || !allowed {
+        return Err(MoodleError::function_not_allowed(&function));
+    }
+    let key_id = token.key.id;
+    let result = functions::dispatch(&function, Call { state, token: &token, params, client }).await?;
+    state.usage.record(key_id, &client.user_agent, &client.ip_string(), now());
+    Ok(result)
+}
