@@ -64,6 +64,9 @@ pub async fn act(
 ) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
     session.check_sesskey(form.sesskey.as_deref())?;
+    if form.action == "create" {
+        return super::newkey::create(&state, &session, &client, form.key_type.as_deref().unwrap_or("")).await;
+    }
     let revocation = resolve(&state, &session, &form.action, form.key.as_deref(), form.key_type.as_deref()).await?;
     let (selection, scope, reason) = match &revocation {
         Revocation::One(key) => (Selection::One(key.id), Scope::RevocableOnly, "revoked by its owner"),
@@ -155,7 +158,7 @@ fn confirm_page(state: &State, session: &CurrentSession, revocation: &Revocation
     render(&state.templates, "confirm.html", &ctx)
 }
 
-fn base_context(state: &State, session: &CurrentSession) -> tera::Context {
+pub(super) fn base_context(state: &State, session: &CurrentSession) -> tera::Context {
     let mut ctx = tera::Context::new();
     ctx.insert("site_name", &state.config.site_name);
     ctx.insert("user", &session.user.fullname);
@@ -169,6 +172,7 @@ struct TypeGroup {
     label: String,
     description: String,
     revocable: bool,
+    creatable: bool,
     settings_url: Option<String>,
     keys: Vec<KeyView>,
 }
@@ -258,6 +262,7 @@ fn group_keys(
             label: t.label.clone(),
             description: t.description.clone(),
             revocable: t.revocable,
+            creatable: super::newkey::creatable(&t.id),
             settings_url: t.settings_url.clone(),
             keys: by_type
                 .remove(&t.id)

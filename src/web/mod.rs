@@ -3,6 +3,7 @@
 pub mod client;
 mod login;
 mod managetoken;
+mod newkey;
 pub mod session;
 pub mod templates;
 

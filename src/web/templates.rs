@@ -11,6 +11,7 @@ pub fn load() -> anyhow::Result<tera::Tera> {
         ("login.html", include_str!("../../templates/login.html")),
         ("managetoken.html", include_str!("../../templates/managetoken.html")),
         ("confirm.html", include_str!("../../templates/confirm.html")),
+        ("newkey.html", include_str!("../../templates/newkey.html")),
     ])?;
     Ok(tera)
 }

@@ -161,8 +161,28 @@ impl Page {
     /// The HTML of one listed key.
     pub fn key_block(&self, id: i64) -> Option<&str> {
         let start = self.body.find(&format!("id=\"key-{id}\""))?;
-        let end = self.body[start..].find("</li>\n  ").map_or(self.body.len(), |e| start + e);
+        let rest = &self.body[start..];
+        let end = [rest.find("<li class=\"key\""), rest.find("</section>")]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or(self.body.len(), |e| start + e);
         Some(&self.body[start..end])
+    }
+}
+
+/// Undoes the HTML escaping of the templates (tera escapes & < > " ' /).
+pub fn unescape(s: &str) -> String {
+    s.replace("&#x2F;", "/").replace("&#x27;", "'").replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}
+
+impl Page {
+    /// The value of the input with this id, unescaped.
+    pub fn input(&self, id: &str) -> Option<String> {
+        let start = self.body.find(&format!("id=\"{id}\""))?;
+        let rest = &self.body[start..];
+        let value = rest.split("value=\"").nth(1)?.split('"').next()?;
+        Some(unescape(value))
     }
 }
 
@@ -211,5 +231,70 @@ impl Browser {
         }
         let form: Vec<(&str, &str)> = fields.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         self.post("/user/managetoken.php", &form).await
+    }
+}
+
+pub const MOODLE_APP_UA: &str = "Mozilla/5.0 (Linux; Android 15; Pixel 8 Build/AP3A; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/131.0.0.0 Mobile Safari/537.36 MoodleMobile 4.4.0 (44004)";
+
+/// A Moodle web-service client: form-encoded POSTs with its own user agent.
+pub struct WsClient {
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl TestApp {
+    pub fn ws_client(&self, user_agent: &str) -> WsClient {
+        WsClient {
+            base: self.base.clone(),
+            client: reqwest::Client::builder().user_agent(user_agent).build().expect("http client"),
+        }
+    }
+
+    /// Hits recorded for a key, once the batched usage has been written (waits up to 5 s).
+    pub async fn usage_hits(&self, key_id: i64, expected: i64) -> i64 {
+        let mut hits = 0;
+        for _ in 0..50 {
+            hits = self.with_db(|conn| userkeys::db::usage::total_hits(conn, key_id));
+            if hits >= expected {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        hits
+    }
+
+    /// The key row holding this clear secret.
+    pub fn key_of(&self, secret: &str) -> userkeys::db::models::KeyRow {
+        let hash = userkeys::domain::secret::SecretHash::of(secret);
+        self.with_db(|conn| userkeys::db::keys::find_by_secret_hash(conn, hash.as_str()))
+            .expect("key exists")
+            .0
+    }
+}
+
+impl WsClient {
+    pub async fn post_json(&self, path: &str, form: &[(&str, &str)]) -> serde_json::Value {
+        let response = self.client.post(format!("{}{}", self.base, path)).form(form).send().await.expect("POST");
+        assert_eq!(response.status(), 200, "Moodle answers 200 even for errors");
+        let text = response.text().await.expect("body");
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON expected, got: {text}"))
+    }
+
+    pub async fn login(&self, username: &str, password: &str, extra: &[(&str, &str)]) -> serde_json::Value {
+        let mut form = vec![("username", username), ("password", password), ("service", "moodle_mobile_app")];
+        form.extend_from_slice(extra);
+        self.post_json("/login/token.php", &form).await
+    }
+
+    /// Signs in and returns the token, failing the test otherwise.
+    pub async fn token(&self, username: &str, extra: &[(&str, &str)]) -> String {
+        let answer = self.login(username, PASSWORD, extra).await;
+        answer["token"].as_str().unwrap_or_else(|| panic!("no token: {answer}")).to_owned()
+    }
+
+    pub async fn call(&self, token: &str, function: &str, args: &[(&str, &str)]) -> serde_json::Value {
+        let mut form = vec![("wstoken", token), ("wsfunction", function), ("moodlewsrestformat", "json")];
+        form.extend_from_slice(args);
+        self.post_json("/webservice/rest/server.php", &form).await
     }
 }
