@@ -75,7 +75,8 @@ fn main() -> anyhow::Result<()> {
 fn serve(config: Config) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(config.clone())?;
-        println!("userkeys is listening on http://{} — open it in a browser to sign in", config.bind);
+        let addr = app.local_addr().map_or(config.bind.clone(), |a| a.to_string());
+        println!("userkeys is listening on http://{addr} — open it in a browser to sign in");
         app.run().await
     })
 }

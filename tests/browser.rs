@@ -1,0 +1,120 @@
+//! The keys page in a real headless Chromium, used as a person uses it: sign in, see the keys,
+//! revoke one, see it gone. Needs Debian's `chromium` and `chromium-driver`; without them the
+//! test says it was skipped (and fails when USERKEYS_REQUIRE_BROWSER=1, as in CI).
+
+mod common;
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Driver {
+    process: Child,
+    _profile: tempfile::TempDir,
+    client: Client,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+fn find(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| std::path::Path::new(d).join(program)).find(|p| p.exists())
+}
+
+/// Starts chromedriver and a headless Chromium session, or None (with the reason) if absent.
+async fn start_browser() -> Option<Driver> {
+    let (Some(driver), Some(chromium)) = (find("chromedriver"), find("chromium")) else {
+        let required = std::env::var("USERKEYS_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+        assert!(!required, "chromium and chromedriver are required (USERKEYS_REQUIRE_BROWSER=1) but not installed");
+        eprintln!("SKIPPED: headless browser test — install Debian's chromium and chromium-driver to run it");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let process = Command::new(driver)
+        .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let profile = tempfile::tempdir().unwrap();
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": chromium,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-dev-shm-usage", "--window-size=1100,1400",
+                     format!("--user-data-dir={}", profile.path().display())],
+        }),
+    );
+    let mut last_error = None;
+    for _ in 0..50 {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector).capabilities(capabilities.clone()).connect(&format!("http://127.0.0.1:{port}")).await {
+            Ok(client) => return Some(Driver { process, _profile: profile, client }),
+            Err(e) => last_error = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("could not start a Chromium session: {last_error:?}");
+}
+
+async fn fill(client: &Client, id: &str, value: &str) {
+    client.find(Locator::Id(id)).await.unwrap().send_keys(value).await.unwrap();
+}
+
+async fn click(client: &Client, css: &str) {
+    client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_person_signs_in_sees_their_keys_revokes_one_and_it_is_gone() {
+    let Some(driver) = start_browser().await else { return };
+    let browser = &driver.client;
+    let app = spawn_app();
+    app.create_user("alice", false);
+    // A second place alice is signed in, and her phone's app token.
+    let other = app.signed_in("alice", FIREFOX_UA).await;
+    let phone_token = app.ws_client(MOODLE_APP_UA).token("alice", &[]).await;
+    let phone_key = app.key_of(&phone_token).id;
+
+    browser.goto(&app.url("/")).await.unwrap();
+    fill(browser, "username", "alice").await;
+    fill(browser, "password", PASSWORD).await;
+    click(browser, "#loginbtn").await;
+    browser.wait().for_element(Locator::Id("revokeothers")).await.unwrap();
+    assert!(browser.current_url().await.unwrap().path().ends_with("/user/managetoken.php"));
+    let source = browser.source().await.unwrap();
+    assert!(source.contains("Firefox 142 · macOS") && source.contains("Moodle app 4.4 · Android 15"), "{source}");
+    assert!(source.contains("This browser"));
+    if let Ok(png) = browser.screenshot().await {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let _ = std::fs::write(dir.join("keys-page.png"), png);
+    }
+
+    click(browser, &format!("#key-{phone_key} a.revoke")).await;
+    browser.wait().for_element(Locator::Id("confirm")).await.unwrap();
+    assert!(browser.source().await.unwrap().contains("Whatever uses it will stop working"));
+    click(browser, "#confirm").await;
+    browser.wait().for_element(Locator::Css("p.notice")).await.unwrap();
+    let source = browser.source().await.unwrap();
+    assert!(source.contains("1 key was revoked"), "{source}");
+    assert!(!source.contains(&format!("id=\"key-{phone_key}\"")), "the revoked key is gone from the page");
+    let refused = app.ws_client(MOODLE_APP_UA).call(&phone_token, "core_webservice_get_site_info", &[]).await;
+    assert_eq!(refused["errorcode"], "invalidtoken");
+
+    // "Sign out everywhere else" ends the Firefox session too, and this browser stays in.
+    click(browser, "#revokeothers").await;
+    browser.wait().for_element(Locator::Id("confirm")).await.unwrap();
+    click(browser, "#confirm").await;
+    browser.wait().for_element(Locator::Css("p.notice")).await.unwrap();
+    assert!(browser.source().await.unwrap().contains("1 key was revoked"));
+    assert_eq!(other.keys_page().await.url, "/login/index.php");
+    driver.client.clone().close().await.unwrap();
+}

@@ -1,0 +1,105 @@
+//! The binary as the README runs it: first start prints how to sign in, `user add` reads the
+//! password from standard input, a graceful stop writes pending usage.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+
+fn userkeys(database_url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_userkeys"));
+    command.env("DATABASE_URL", database_url).env("USERKEYS_BIND", "127.0.0.1:0").env("RUST_LOG", "warn");
+    command
+}
+
+/// Starts `serve` and reads its output until it says where it listens; returns the base URL
+/// and every line printed before that.
+fn start(database_url: &str) -> (Child, String, Vec<String>) {
+    let mut child = userkeys(database_url).stdout(Stdio::piped()).spawn().expect("binary starts");
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).expect("read output") > 0, "server exited early: {lines:?}");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            let base = rest.split_whitespace().next().unwrap().to_owned();
+            std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+            return (child, base, lines);
+        }
+        lines.push(line);
+    }
+}
+
+fn stop_gracefully(child: &mut Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "graceful stop exits cleanly: {exit:?}");
+}
+
+#[tokio::test]
+async fn first_start_prints_how_to_sign_in_once_and_the_password_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = common::fresh_database_url(dir.path());
+    let (mut child, base, lines) = start(&url);
+    let password = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("password: ").map(str::to_owned))
+        .unwrap_or_else(|| panic!("no password printed: {lines:?}"));
+    assert!(lines.iter().any(|l| l.contains("username: admin")));
+
+    let browser = common::Browser {
+        base: base.clone(),
+        client: reqwest::Client::builder().cookie_store(true).user_agent(common::CHROME_UA).build().unwrap(),
+    };
+    let page = browser.sign_in("admin", &password).await;
+    assert!(page.contains("Your keys"), "{page}");
+    stop_gracefully(&mut child);
+
+    // The session's use was written at shutdown; a second start prints no new password.
+    let db = userkeys::db::Db::connect(&url, 1).unwrap();
+    let sessions = db.read_blocking(|conn| userkeys::db::keys::active_for_user(conn, 1, userkeys::domain::time::now())).unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert!(db.read_blocking(|conn| userkeys::db::usage::total_hits(conn, sessions[0].id)).unwrap() >= 2);
+    let (mut again, _, lines) = start(&url);
+    assert!(!lines.iter().any(|l| l.contains("password:")), "{lines:?}");
+    again.kill().unwrap();
+    let _ = again.wait();
+}
+
+#[tokio::test]
+async fn user_add_reads_the_password_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = common::fresh_database_url(dir.path());
+    assert!(userkeys(&url).arg("migrate").status().unwrap().success());
+    let mut child = userkeys(&url)
+        .args(["user", "add", "Carol", "--password-stdin", "--fullname", "Carol Example"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"a-long-password\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created user carol"));
+
+    let mut dup = userkeys(&url)
+        .args(["user", "add", "carol", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    dup.stdin.take().unwrap().write_all(b"another-long-password\n").unwrap();
+    let dup = dup.wait_with_output().unwrap();
+    assert!(!dup.status.success(), "a second carol is refused");
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"), "{dup:?}");
+
+    let (mut server, base, _) = start(&url);
+    let browser = common::Browser {
+        base,
+        client: reqwest::Client::builder().cookie_store(true).build().unwrap(),
+    };
+    assert!(browser.sign_in("carol", "a-long-password").await.contains("Your keys"));
+    server.kill().unwrap();
+    let _ = server.wait();
+}
