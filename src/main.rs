@@ -26,6 +26,17 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manage admin roles (keymanager, auditor, helpdesk).
+    Role {
+        #[command(subcommand)]
+        command: RoleCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoleCommand {
+    /// Give a user a role.
+    Assign { username: String, role: String },
 }
 
 #[derive(Subcommand)]
@@ -68,6 +79,18 @@ fn main() -> anyhow::Result<()> {
             let id = db.write_blocking(|conn| Ok(accounts::create(conn, &account)))??;
             println!("created user {} (id {id}){}", username.trim().to_lowercase(), if admin { " as site admin" } else { "" });
             Ok(())
+        }
+        Command::Role { command: RoleCommand::Assign { username, role } } => {
+            let db = Db::connect(&cli.config.database_url, 1)?;
+            userkeys::setup::seed_site(&db)?;
+            let name = username.trim().to_lowercase();
+            db.write_blocking(|conn| {
+                let user = userkeys::db::users::find_by_username(conn, &name)?;
+                let role_id = userkeys::db::roles::find(conn, &role)?;
+                Ok(user.zip(role_id).map(|(u, r)| userkeys::db::roles::assign(conn, u.id, r)).transpose()?.is_some())
+            })?
+            .then(|| println!("{name} now has the role {role}"))
+            .ok_or_else(|| anyhow::anyhow!("no such user “{name}” or role “{role}” (roles: keymanager, auditor, helpdesk)"))
         }
     }
 }

@@ -1,7 +1,8 @@
 //! What a new site needs: the mobile app's service and a first site admin.
 
 use crate::accounts::{self, NewAccount};
-use crate::db::{services, users, Db};
+use crate::db::{roles, services, users, Db};
+use crate::domain::capability::DEFAULT_ROLES;
 use crate::domain::secret::ClearSecret;
 use crate::domain::time::now;
 use crate::moodle::functions::MOBILE_APP_FUNCTIONS;
@@ -10,7 +11,12 @@ pub const MOBILE_SERVICE: &str = "moodle_mobile_app";
 
 pub fn seed_site(db: &Db) -> anyhow::Result<()> {
     db.write_blocking(|conn| {
-        services::ensure(conn, MOBILE_SERVICE, "Moodle mobile web service", true, MOBILE_APP_FUNCTIONS, now())
+        services::ensure(conn, MOBILE_SERVICE, "Moodle mobile web service", true, MOBILE_APP_FUNCTIONS, now())?;
+        for (shortname, name, capabilities) in DEFAULT_ROLES {
+            let names: Vec<&str> = capabilities.iter().map(|c| c.name()).collect();
+            roles::ensure(conn, shortname, name, &names)?;
+        }
+        Ok(())
     })?;
     if db.read_blocking(users::count_site_admins)? > 0 {
         return Ok(());

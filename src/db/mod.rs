@@ -1,9 +1,11 @@
 //! Persistence: one code path over SQLite (embedded default) and PostgreSQL, chosen by URL.
 
 pub mod audit;
+pub mod key_search;
 pub mod key_types;
 pub mod keys;
 pub mod models;
+pub mod roles;
 pub mod schema;
 pub mod services;
 pub mod usage;

@@ -59,6 +59,7 @@ diesel::table! {
         revoked_at -> Nullable<Timestamp>,
         revoked_by -> Nullable<BigInt>,
         revoked_reason -> Nullable<Text>,
+        last_used_ip_hex -> Nullable<Text>,
     }
 }
 
@@ -87,7 +88,32 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    roles (id) {
+        id -> BigInt,
+        shortname -> Text,
+        name -> Text,
+    }
+}
+
+diesel::table! {
+    role_capabilities (role_id, capability) {
+        role_id -> BigInt,
+        capability -> Text,
+    }
+}
+
+diesel::table! {
+    user_roles (user_id, role_id) {
+        user_id -> BigInt,
+        role_id -> BigInt,
+    }
+}
+
 diesel::joinable!(user_keys -> users (user_id));
+diesel::joinable!(role_capabilities -> roles (role_id));
+diesel::joinable!(user_roles -> roles (role_id));
+diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(user_keys -> services (service_id));
 diesel::joinable!(key_usage -> user_keys (key_id));
 diesel::joinable!(service_functions -> services (service_id));
@@ -100,4 +126,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     user_keys,
     key_usage,
     audit_log,
+    roles,
+    role_capabilities,
+    user_roles,
 );

@@ -55,7 +55,11 @@ pub fn mark_last_used(conn: &mut DbConn, key_id: i64, at: NaiveDateTime, ip: &st
             .find(key_id)
             .filter(user_keys::last_used_at.is_null().or(user_keys::last_used_at.lt(at))),
     )
-    .set((user_keys::last_used_at.eq(at), user_keys::last_used_ip.eq(ip)))
+    .set((
+        user_keys::last_used_at.eq(at),
+        user_keys::last_used_ip.eq(ip),
+        user_keys::last_used_ip_hex.eq(ip.parse().ok().map(crate::domain::ip_restriction::ip_hex)),
+    ))
     .execute(conn)?;
     Ok(())
 }

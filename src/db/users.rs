@@ -26,3 +26,12 @@ pub fn count_site_admins(conn: &mut DbConn) -> DbResult<i64> {
 pub fn set_suspended(conn: &mut DbConn, id: i64, suspended: bool) -> DbResult<usize> {
     Ok(diesel::update(users::table.find(id)).set(users::suspended.eq(suspended)).execute(conn)?)
 }
+
+pub fn names(conn: &mut DbConn, ids: &[i64]) -> DbResult<std::collections::HashMap<i64, String>> {
+    Ok(users::table
+        .filter(users::id.eq_any(ids))
+        .select((users::id, users::username))
+        .load::<(i64, String)>(conn)?
+        .into_iter()
+        .collect())
+}

@@ -96,3 +96,44 @@ mod tests {
         assert!(stored_allows(None, "127.0.0.1".parse().unwrap()));
     }
 }
+
+/// 32 hex digits of the address as IPv6 (IPv4 mapped), so ranges compare as text.
+pub fn ip_hex(ip: IpAddr) -> String {
+    let v6 = match canonical(ip) {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    format!("{:032x}", u128::from(v6))
+}
+
+/// The first and last address of a range, in `ip_hex` form.
+pub fn network_hex_range(network: &IpNetwork) -> (String, String) {
+    let bounds = |ip: IpAddr| ip_hex(ip);
+    match network {
+        IpNetwork::V4(n) => (bounds(IpAddr::V4(n.network())), bounds(IpAddr::V4(n.broadcast()))),
+        IpNetwork::V6(n) => {
+            let first = u128::from(n.network());
+            let host_bits = 128 - u32::from(n.prefix());
+            let last = if host_bits == 128 { u128::MAX } else { first | ((1u128 << host_bits) - 1) };
+            (format!("{first:032x}"), format!("{last:032x}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod hex_tests {
+    use super::*;
+
+    #[test]
+    fn ranges_contain_their_addresses_as_text() {
+        let (lo, hi) = network_hex_range(&"10.1.0.0/16".parse().unwrap());
+        let inside = ip_hex("10.1.200.3".parse().unwrap());
+        let outside = ip_hex("10.2.0.1".parse().unwrap());
+        assert!(lo <= inside && inside <= hi);
+        assert!(!(lo <= outside && outside <= hi));
+        assert_eq!(ip_hex("::ffff:10.1.200.3".parse().unwrap()), inside);
+        let (lo, hi) = network_hex_range(&"2001:db8::/32".parse().unwrap());
+        let v6 = ip_hex("2001:db8::42".parse().unwrap());
+        assert!(lo <= v6 && v6 <= hi);
+    }
+}

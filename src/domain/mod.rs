@@ -1,5 +1,6 @@
 //! The domain: no HTTP, no SQL. Secrets, IP restrictions, passwords, time, user-agent naming.
 
+pub mod capability;
 pub mod ip_restriction;
 pub mod password;
 pub mod secret;

@@ -307,7 +307,7 @@ mod tests {
 
     const FIXTURE: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/user-agents.tsv"
+        "/tests/fixtures/user-agents.tsv"
     ));
 
     #[test]

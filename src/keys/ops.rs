@@ -128,3 +128,34 @@ pub fn revoke(
     }
     Ok(revoked.len())
 }
+
+/// Ends every way into one account at once: every session, token, push registration and
+/// private key is revoked (hidden and non-revocable types too), optionally the account is
+/// suspended, and the whole action is audited with its reason.
+pub fn force_logout(
+    conn: &mut DbConn,
+    registry: &KeyTypeRegistry,
+    user_id: i64,
+    suspend: bool,
+    actor: &Actor,
+    reason: &str,
+    now: NaiveDateTime,
+) -> DbResult<usize> {
+    let revoked = revoke(conn, registry, user_id, &Selection::AllExcept(None), Scope::Everything, actor, reason, now)?;
+    if suspend {
+        crate::db::users::set_suspended(conn, user_id, true)?;
+    }
+    audit::append(
+        conn,
+        &NewAuditEntry {
+            at: now,
+            action: if suspend { "force_logout_and_suspend".into() } else { "force_logout".into() },
+            actor_id: actor.user_id,
+            target_user_id: Some(user_id),
+            ip: actor.ip.clone(),
+            reason: Some(format!("{reason} ({revoked} keys revoked)")),
+            ..Default::default()
+        },
+    )?;
+    Ok(revoked)
+}

@@ -149,7 +149,7 @@ fn confirm_page(state: &State, session: &CurrentSession, revocation: &Revocation
             "Sign out everywhere else",
         ),
     };
-    let mut ctx = base_context(state, session);
+    let mut ctx = base_context(state, session, false);
     ctx.insert("title", "Please confirm");
     ctx.insert("question", &question);
     ctx.insert("action_url", "/user/managetoken.php");
@@ -158,8 +158,9 @@ fn confirm_page(state: &State, session: &CurrentSession, revocation: &Revocation
     render(&state.templates, "confirm.html", &ctx)
 }
 
-pub(super) fn base_context(state: &State, session: &CurrentSession) -> tera::Context {
+pub(super) fn base_context(state: &crate::app::AppState, session: &CurrentSession, admin_link: bool) -> tera::Context {
     let mut ctx = tera::Context::new();
+    ctx.insert("admin_link", &admin_link);
     ctx.insert("site_name", &state.config.site_name);
     ctx.insert("user", &session.user.fullname);
     ctx.insert("sesskey", &session.sesskey);
@@ -235,7 +236,8 @@ async fn list_page(state: &State, session: &CurrentSession, revoked: Option<usiz
         })
         .await?;
     let groups = group_keys(&state.registry, keys, summarise(&usage), &services, &creators, session.key.id, now);
-    let mut ctx = base_context(state, session);
+    let admin_link = !super::admin::capabilities(state, &session.user).await?.is_empty();
+    let mut ctx = base_context(state, session, admin_link);
     ctx.insert("groups", &groups);
     ctx.insert("revoked", &revoked);
     ctx.insert("key_count", &groups.iter().map(|g| g.keys.len()).sum::<usize>());

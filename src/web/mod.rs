@@ -1,7 +1,8 @@
 //! The HTML side: sign-in, the self-service keys page, static files, the health check.
 
+mod admin;
 pub mod client;
-mod login;
+pub mod login;
 mod managetoken;
 mod newkey;
 pub mod session;
@@ -20,7 +21,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/login/logout.php", web::get().to(login::confirm_logout))
         .route("/login/logout.php", web::post().to(login::logout))
         .route("/user/managetoken.php", web::get().to(managetoken::page))
-        .route("/user/managetoken.php", web::post().to(managetoken::act));
+        .route("/user/managetoken.php", web::post().to(managetoken::act))
+        .configure(admin::routes);
 }
 
 async fn home(session: Option<session::CurrentSession>) -> HttpResponse {

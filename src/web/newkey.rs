@@ -67,7 +67,7 @@ pub async fn create(state: &State, session: &CurrentSession, client: &ClientInfo
         .then(|| qrcode::QrCode::new(value.as_bytes()).ok())
         .flatten()
         .map(|code| code.render::<qrcode::render::svg::Color>().min_dimensions(200, 200).build());
-    let mut ctx = base_context(state, session);
+    let mut ctx = base_context(state, session, false);
     ctx.insert("label", &label);
     ctx.insert("what", what);
     ctx.insert("value", &value);

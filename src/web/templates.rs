@@ -12,6 +12,13 @@ pub fn load() -> anyhow::Result<tera::Tera> {
         ("managetoken.html", include_str!("../../templates/managetoken.html")),
         ("confirm.html", include_str!("../../templates/confirm.html")),
         ("newkey.html", include_str!("../../templates/newkey.html")),
+        ("admin_nav.html", include_str!("../../templates/admin_nav.html")),
+        ("admin_keys.html", include_str!("../../templates/admin_keys.html")),
+        ("admin_user.html", include_str!("../../templates/admin_user.html")),
+        ("admin_forcelogout.html", include_str!("../../templates/admin_forcelogout.html")),
+        ("admin_issue.html", include_str!("../../templates/admin_issue.html")),
+        ("admin_services.html", include_str!("../../templates/admin_services.html")),
+        ("admin_audit.html", include_str!("../../templates/admin_audit.html")),
     ])?;
     Ok(tera)
 }

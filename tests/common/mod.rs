@@ -298,3 +298,13 @@ impl WsClient {
         self.post_json("/webservice/rest/server.php", &form).await
     }
 }
+
+impl TestApp {
+    /// Gives a user a role (keymanager, auditor, helpdesk) as `userkeys role assign` does.
+    pub fn assign_role(&self, user_id: i64, role: &str) {
+        self.with_db(|conn| {
+            let id = userkeys::db::roles::find(conn, role)?.expect("role exists");
+            userkeys::db::roles::assign(conn, user_id, id)
+        });
+    }
+}

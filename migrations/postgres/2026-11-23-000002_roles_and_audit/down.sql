@@ -1,0 +1,10 @@
+DROP INDEX audit_log_actor;
+DROP INDEX audit_log_action;
+DROP INDEX users_email;
+DROP INDEX user_keys_revoked;
+DROP INDEX user_keys_service;
+DROP INDEX user_keys_last_ip;
+ALTER TABLE user_keys DROP COLUMN last_used_ip_hex;
+DROP TABLE user_roles;
+DROP TABLE role_capabilities;
+DROP TABLE roles;

@@ -1,0 +1,160 @@
+//! The admin's view of every key: filtered, sorted and paged in the database, over indexes,
+//! never loading the whole table.
+
+use super::models::KeyRow;
+use super::schema::{user_keys, users};
+use super::{DbConn, DbResult};
+use chrono::{Duration, NaiveDateTime};
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::Timestamp;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    Active,
+    Expired,
+    Revoked,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeySort {
+    #[default]
+    LastUsedDesc,
+    LastUsedAsc,
+    CreatedDesc,
+    CreatedAsc,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct KeyFilter {
+    /// Part of a username, full name or email.
+    pub user: Option<String>,
+    pub user_id: Option<i64>,
+    pub key_type: Option<String>,
+    pub service_id: Option<i64>,
+    pub state: Option<KeyState>,
+    pub unused_days: Option<i64>,
+    pub never_used: bool,
+    /// Last-use address range, as `ip_hex` bounds.
+    pub last_ip_range: Option<(String, String)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ListedKey {
+    pub key: KeyRow,
+    pub username: String,
+    pub fullname: String,
+}
+
+fn like_pattern(s: &str) -> String {
+    let escaped = s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{}%", escaped.to_lowercase())
+}
+
+type Boxed<'a> = user_keys::BoxedQuery<'a, <DbConn as diesel::Connection>::Backend>;
+
+fn filtered<'a>(filter: &'a KeyFilter, now: NaiveDateTime) -> Boxed<'a> {
+    let mut q = user_keys::table.into_boxed();
+    if let Some(text) = filter.user.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let pattern = like_pattern(text);
+        let matching = users::table
+            .filter(
+                diesel::dsl::sql::<diesel::sql_types::Bool>("LOWER(users.username) LIKE ")
+                    .bind::<diesel::sql_types::Text, _>(pattern.clone())
+                    .sql(" ESCAPE '\\' OR LOWER(users.fullname) LIKE ")
+                    .bind::<diesel::sql_types::Text, _>(pattern.clone())
+                    .sql(" ESCAPE '\\' OR LOWER(users.email) LIKE ")
+                    .bind::<diesel::sql_types::Text, _>(pattern)
+                    .sql(" ESCAPE '\\'"),
+            )
+            .select(users::id);
+        q = q.filter(user_keys::user_id.eq_any(matching));
+    }
+    if let Some(id) = filter.user_id {
+        q = q.filter(user_keys::user_id.eq(id));
+    }
+    if let Some(t) = &filter.key_type {
+        q = q.filter(user_keys::key_type.eq(t.clone()));
+    }
+    if let Some(s) = filter.service_id {
+        q = q.filter(user_keys::service_id.eq(s));
+    }
+    q = match filter.state {
+        None => q,
+        Some(KeyState::Revoked) => q.filter(user_keys::revoked_at.is_not_null()),
+        Some(KeyState::Active) => q
+            .filter(user_keys::revoked_at.is_null())
+            .filter(user_keys::valid_until.is_null().or(user_keys::valid_until.gt(now))),
+        Some(KeyState::Expired) => q.filter(user_keys::revoked_at.is_null()).filter(user_keys::valid_until.le(now)),
+    };
+    if filter.never_used {
+        q = q.filter(user_keys::last_used_at.is_null());
+    }
+    if let Some(days) = filter.unused_days {
+        let since = now - Duration::days(days.clamp(0, 36500));
+        q = q.filter(
+            user_keys::last_used_at
+                .lt(since)
+                .or(user_keys::last_used_at.is_null().and(user_keys::created_at.lt(since))),
+        );
+    }
+    if let Some((lo, hi)) = &filter.last_ip_range {
+        q = q.filter(user_keys::last_used_ip_hex.between(lo.clone(), hi.clone()));
+    }
+    q
+}
+
+/// One page of keys, with their owners. Asks for `limit + 1` so the caller knows if there is more.
+pub fn search(
+    conn: &mut DbConn,
+    filter: &KeyFilter,
+    sort: KeySort,
+    now: NaiveDateTime,
+    offset: i64,
+    limit: i64,
+) -> DbResult<Vec<ListedKey>> {
+    let q = filtered(filter, now);
+    // The same ORDER BY text on both backends; NULLS LAST keeps never-used keys at the end on
+    // PostgreSQL as SQLite does naturally.
+    let q = match sort {
+        KeySort::LastUsedDesc => q.order(sql::<Timestamp>("user_keys.last_used_at DESC NULLS LAST, user_keys.id DESC")),
+        KeySort::LastUsedAsc => q.order(sql::<Timestamp>("user_keys.last_used_at ASC NULLS FIRST, user_keys.id ASC")),
+        KeySort::CreatedDesc => q.order((user_keys::created_at.desc(), user_keys::id.desc())),
+        KeySort::CreatedAsc => q.order((user_keys::created_at.asc(), user_keys::id.asc())),
+    };
+    let keys: Vec<KeyRow> = q.offset(offset.max(0)).limit(limit.clamp(1, 1000)).select(KeyRow::as_select()).load(conn)?;
+    attach_owners(conn, keys)
+}
+
+/// Keys after `after_id` in id order (for streaming exports).
+pub fn search_after(conn: &mut DbConn, filter: &KeyFilter, now: NaiveDateTime, after_id: i64, limit: i64) -> DbResult<Vec<ListedKey>> {
+    let keys: Vec<KeyRow> = filtered(filter, now)
+        .filter(user_keys::id.gt(after_id))
+        .order(user_keys::id.asc())
+        .limit(limit)
+        .select(KeyRow::as_select())
+        .load(conn)?;
+    attach_owners(conn, keys)
+}
+
+fn attach_owners(conn: &mut DbConn, keys: Vec<KeyRow>) -> DbResult<Vec<ListedKey>> {
+    let mut ids: Vec<i64> = keys.iter().map(|k| k.user_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let owners: std::collections::HashMap<i64, (String, String)> = users::table
+        .filter(users::id.eq_any(&ids))
+        .select((users::id, users::username, users::fullname))
+        .load::<(i64, String, String)>(conn)?
+        .into_iter()
+        .map(|(id, u, f)| (id, (u, f)))
+        .collect();
+    Ok(keys
+        .into_iter()
+        .map(|key| {
+            let (username, fullname) = owners.get(&key.user_id).cloned().unwrap_or_default();
+            ListedKey { key, username, fullname }
+        })
+        .collect())
+}

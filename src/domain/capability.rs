@@ -1,0 +1,56 @@
+//! What a role may do on the admin side. A site admin may do everything.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Capability {
+    ViewAllKeys,
+    RevokeAnyKey,
+    EndSessions,
+    IssueTokens,
+    ManageServices,
+    ViewAudit,
+}
+
+impl Capability {
+    pub const ALL: [Capability; 6] = [
+        Capability::ViewAllKeys,
+        Capability::RevokeAnyKey,
+        Capability::EndSessions,
+        Capability::IssueTokens,
+        Capability::ManageServices,
+        Capability::ViewAudit,
+    ];
+
+    /// Stored names, in Moodle's `component:capability` style.
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::ViewAllKeys => "tool/userkeys:viewall",
+            Capability::RevokeAnyKey => "tool/userkeys:revokeany",
+            Capability::EndSessions => "tool/userkeys:endsessions",
+            Capability::IssueTokens => "tool/userkeys:issuetokens",
+            Capability::ManageServices => "tool/userkeys:manageservices",
+            Capability::ViewAudit => "tool/userkeys:viewaudit",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Capability::ViewAllKeys => "view every key on the site",
+            Capability::RevokeAnyKey => "revoke anyone's keys",
+            Capability::EndSessions => "end all sessions of a user (force logout)",
+            Capability::IssueTokens => "issue tokens for other users",
+            Capability::ManageServices => "enable and disable services and key types",
+            Capability::ViewAudit => "view the audit trail",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+/// The roles a new site has, with their capabilities.
+pub const DEFAULT_ROLES: &[(&str, &str, &[Capability])] = &[
+    ("keymanager", "Key manager", &Capability::ALL),
+    ("auditor", "Auditor", &[Capability::ViewAllKeys, Capability::ViewAudit]),
+    ("helpdesk", "Help desk", &[Capability::ViewAllKeys, Capability::EndSessions, Capability::RevokeAnyKey]),
+];

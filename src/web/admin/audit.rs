@@ -1,0 +1,83 @@
+//! The audit trail: who issued or revoked what, when and from where. The application only
+//! ever appends to it.
+
+use super::{page_number, AdminSession};
+use crate::app::State;
+use crate::db::audit::AuditFilter;
+use crate::domain::capability::Capability;
+use crate::domain::time::exact;
+use crate::error::AppError;
+use crate::web::templates::render;
+use actix_web::{web, HttpResponse};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+const PAGE_SIZE: i64 = 100;
+
+#[derive(Deserialize, Serialize, Default, Clone)]
+pub struct AuditQuery {
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    page: Option<String>,
+}
+
+fn date(raw: &str, what: &str) -> Result<Option<chrono::NaiveDateTime>, AppError> {
+    if raw.trim().is_empty() {
+        return Ok(None);
+    }
+    NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0))
+        .map_err(|_| AppError::BadRequest(format!("{what} must be a date like 2026-11-23.")))
+}
+
+pub async fn page(state: State, admin: AdminSession, query: web::Query<AuditQuery>) -> Result<HttpResponse, AppError> {
+    admin.require(Capability::ViewAudit)?;
+    let q = query.into_inner();
+    let filter = AuditFilter {
+        action: Some(q.action.trim().to_owned()).filter(|a| !a.is_empty()),
+        user: Some(q.user.clone()).filter(|u| !u.trim().is_empty()),
+        key_id: if q.key.trim().is_empty() {
+            None
+        } else {
+            Some(q.key.trim().parse().map_err(|_| AppError::BadRequest("Key must be a key id (a number).".into()))?)
+        },
+        since: date(&q.from, "From")?,
+        until: date(&q.to, "To")?.map(|d| d + chrono::Duration::days(1)),
+    };
+    let page = page_number(q.page.as_deref());
+    let entries = state.db.read(move |conn| crate::db::audit::list(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)).await?;
+    let more = entries.len() as i64 > PAGE_SIZE;
+    let mut ids: Vec<i64> = entries.iter().flat_map(|e| [e.actor_id, e.target_user_id]).flatten().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let names = state.db.read(move |conn| crate::db::users::names(conn, &ids)).await?;
+    let name = |id: Option<i64>| id.map(|i| names.get(&i).cloned().unwrap_or_else(|| format!("#{i}"))).unwrap_or_default();
+    let rows: Vec<serde_json::Value> = entries
+        .iter()
+        .take(PAGE_SIZE as usize)
+        .map(|e| serde_json::json!({
+            "at": exact(e.at), "action": e.action, "actor": name(e.actor_id), "target": name(e.target_user_id),
+            "target_id": e.target_user_id, "key_id": e.key_id, "key_type": e.key_type, "ip": e.ip, "reason": e.reason,
+        }))
+        .collect();
+    let link = |p: i64| {
+        let mut next = q.clone();
+        next.page = Some(p.to_string());
+        format!("/admin/userkeys/audit.php?{}", serde_urlencoded::to_string(&next).unwrap_or_default())
+    };
+    let mut ctx = admin.context(&state);
+    ctx.insert("rows", &rows);
+    ctx.insert("q", &q);
+    ctx.insert("next", &more.then(|| link(page + 1)));
+    ctx.insert("prev", &(page > 1).then(|| link(page - 1)));
+    render(&state.templates, "admin_audit.html", &ctx)
+}

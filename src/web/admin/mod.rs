@@ -1,0 +1,105 @@
+//! The site admin's side: every key site-wide, one person's keys, force logout, issuing tokens,
+//! services and key types on and off, the audit trail. Each page checks its capability.
+
+mod audit;
+mod issue;
+mod keys;
+mod services;
+mod user;
+
+use super::session::CurrentSession;
+use crate::app::{AppState, State};
+use crate::domain::capability::Capability;
+use crate::error::AppError;
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/userkeys/index.php", web::get().to(keys::index))
+        .route("/admin/userkeys/export.php", web::get().to(keys::export))
+        .route("/admin/userkeys/revoke.php", web::post().to(keys::revoke_selected))
+        .route("/admin/userkeys/user.php", web::get().to(user::page))
+        .route("/admin/userkeys/forcelogout.php", web::get().to(user::confirm_force_logout))
+        .route("/admin/userkeys/forcelogout.php", web::post().to(user::force_logout))
+        .route("/admin/userkeys/issue.php", web::get().to(issue::form))
+        .route("/admin/userkeys/issue.php", web::post().to(issue::submit))
+        .route("/admin/userkeys/services.php", web::get().to(services::page))
+        .route("/admin/userkeys/services.php", web::post().to(services::toggle))
+        .route("/admin/userkeys/audit.php", web::get().to(audit::page));
+}
+
+/// A signed-in person and what they may do on the admin side.
+pub struct AdminSession {
+    pub session: CurrentSession,
+    pub capabilities: HashSet<Capability>,
+}
+
+impl AdminSession {
+    /// 403 with a clear page unless the person has `capability`.
+    pub fn require(&self, capability: Capability) -> Result<(), AppError> {
+        if self.capabilities.contains(&capability) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(format!(
+                "You do not have permission to {} (capability {}).",
+                capability.description(),
+                capability.name()
+            )))
+        }
+    }
+
+    pub fn can(&self, capability: Capability) -> bool {
+        self.capabilities.contains(&capability)
+    }
+
+    pub fn context(&self, state: &AppState) -> tera::Context {
+        let mut ctx = super::managetoken::base_context(state, &self.session, true);
+        let caps: Vec<&str> = self.capabilities.iter().map(|c| c.name()).collect();
+        ctx.insert("caps", &caps);
+        ctx
+    }
+}
+
+pub async fn capabilities(state: &State, user: &crate::db::models::User) -> Result<HashSet<Capability>, AppError> {
+    if user.is_site_admin {
+        return Ok(Capability::ALL.into_iter().collect());
+    }
+    let id = user.id;
+    let names = state.db.read(move |conn| crate::db::roles::capabilities_of(conn, id)).await?;
+    Ok(names.iter().filter_map(|n| Capability::from_name(n)).collect())
+}
+
+impl FromRequest for AdminSession {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let session = CurrentSession::from_request(req, payload);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let session = session.await?;
+            let state = state.ok_or_else(|| AppError::Internal("application state missing".into()))?;
+            let capabilities = capabilities(&state, &session.user).await?;
+            if capabilities.is_empty() {
+                return Err(AppError::Forbidden("This page is for site administrators.".into()));
+            }
+            Ok(AdminSession { session, capabilities })
+        })
+    }
+}
+
+/// Form fields as pairs, keeping repeated names (`key=1&key=2`), which serde forms drop.
+pub fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+}
+
+pub fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// A positive page number from a query, 1 when absent or nonsense.
+pub fn page_number(raw: Option<&str>) -> i64 {
+    raw.and_then(|p| p.trim().parse::<i64>().ok()).filter(|p| *p >= 1 && *p <= 100_000).unwrap_or(1)
+}

@@ -1,0 +1,297 @@
+//! The admin console over real HTTP: capabilities, the site-wide key table, one person's keys,
+//! revoke selected, force logout, issuing tokens, services and key types, the audit trail.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const ADMIN_PAGES: [&str; 6] = [
+    "/admin/userkeys/index.php",
+    "/admin/userkeys/user.php?id=1",
+    "/admin/userkeys/forcelogout.php?id=1",
+    "/admin/userkeys/issue.php",
+    "/admin/userkeys/services.php",
+    "/admin/userkeys/audit.php",
+];
+
+async fn site_info(app: &TestApp, token: &str) -> Value {
+    app.ws_client(MOODLE_APP_UA).call(token, "core_webservice_get_site_info", &[]).await
+}
+
+#[tokio::test]
+async fn an_ordinary_user_is_refused_everywhere_and_nothing_changes() {
+    let app = spawn_app();
+    let victim = app.create_user("victim", false);
+    app.create_user("eve", false);
+    let token = app.ws_client(MOODLE_APP_UA).token("victim", &[]).await;
+    let eve = app.signed_in("eve", CHROME_UA).await;
+    for page in ADMIN_PAGES {
+        let answer = eve.get(page).await;
+        assert_eq!(answer.status, 403, "{page}: {answer}");
+        assert!(answer.contains("administrators"), "a clear page: {answer}");
+    }
+    let sesskey = eve.keys_page().await.hidden("sesskey").unwrap();
+    let id = victim.to_string();
+    let key = app.key_of(&token).id.to_string();
+    for (path, form) in [
+        ("/admin/userkeys/forcelogout.php", vec![("sesskey", sesskey.as_str()), ("id", id.as_str()), ("reason", "x")]),
+        ("/admin/userkeys/revoke.php", vec![("sesskey", sesskey.as_str()), ("key", key.as_str()), ("confirm", "1")]),
+        ("/admin/userkeys/issue.php", vec![("sesskey", sesskey.as_str()), ("username", "victim"), ("service", "1")]),
+        ("/admin/userkeys/services.php", vec![("sesskey", sesskey.as_str()), ("service", "1"), ("enable", "0")]),
+    ] {
+        assert_eq!(eve.post(path, &form).await.status, 403, "{path}");
+    }
+    assert_eq!(site_info(&app, &token).await["username"], "victim", "the token still works");
+    assert!(!eve.keys_page().await.contains("Site administration"));
+}
+
+#[tokio::test]
+async fn a_role_missing_a_capability_is_refused_that_action_only() {
+    let app = spawn_app();
+    let victim = app.create_user("victim", false);
+    let auditor = app.create_user("audrey", false);
+    app.assign_role(auditor, "auditor");
+    let token = app.ws_client(MOODLE_APP_UA).token("victim", &[]).await;
+    let browser = app.signed_in("audrey", CHROME_UA).await;
+    assert!(browser.keys_page().await.contains("Site administration"));
+    assert_eq!(browser.get("/admin/userkeys/index.php").await.status, 200);
+    assert_eq!(browser.get("/admin/userkeys/audit.php").await.status, 200);
+    assert_eq!(browser.get(&format!("/admin/userkeys/user.php?id={victim}")).await.status, 200);
+    for page in ["/admin/userkeys/issue.php", "/admin/userkeys/services.php", &format!("/admin/userkeys/forcelogout.php?id={victim}")] {
+        let answer = browser.get(page).await;
+        assert_eq!(answer.status, 403, "{page}");
+        assert!(unescape(&answer.body).contains("capability tool/userkeys:"), "{answer}");
+    }
+    let sesskey = browser.keys_page().await.hidden("sesskey").unwrap();
+    let key = app.key_of(&token).id.to_string();
+    let refused = browser.post("/admin/userkeys/revoke.php", &[("sesskey", &sesskey), ("key", &key), ("confirm", "1")]).await;
+    assert_eq!(refused.status, 403);
+    let id = victim.to_string();
+    let refused = browser.post("/admin/userkeys/forcelogout.php", &[("sesskey", &sesskey), ("id", &id), ("reason", "x")]).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(site_info(&app, &token).await["username"], "victim");
+}
+
+#[tokio::test]
+async fn the_key_table_filters_sorts_and_pages() {
+    let app = spawn_app();
+    app.create_user("root", true);
+    app.create_user("alice", false);
+    app.create_user("bob", false);
+    let alice_ws = app.ws_client(MOODLE_APP_UA);
+    for i in 0..55 {
+        alice_ws.token("alice", &[("deviceid", &i.to_string())]).await;
+    }
+    let bob_token = app.ws_client("curl/8.5.0").token("bob", &[]).await;
+    site_info(&app, &bob_token).await;
+    let bob_key = app.key_of(&bob_token).id;
+    app.usage_hits(bob_key, 1).await;
+    let admin = app.signed_in("root", CHROME_UA).await;
+
+    let page = admin.get("/admin/userkeys/index.php?user=alice&type=webservice_token").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.body.matches("<tr id=\"row-").count(), 50, "a page holds 50 keys");
+    assert!(page.contains("id=\"nextpage\""));
+    let page2 = admin.get("/admin/userkeys/index.php?user=alice&type=webservice_token&page=2").await;
+    assert_eq!(page2.body.matches("<tr id=\"row-").count(), 5);
+
+    let bob_rows = admin.get("/admin/userkeys/index.php?user=bob%40example&type=webservice_token").await;
+    assert_eq!(bob_rows.body.matches("<tr id=\"row-").count(), 1, "matched by email: {bob_rows}");
+    let by_ip = admin.get("/admin/userkeys/index.php?ip=127.0.0.0%2F8&type=webservice_token").await;
+    assert!(by_ip.contains(&format!("id=\"row-{bob_key}\"")), "{by_ip}");
+    assert_eq!(by_ip.body.matches("<tr id=\"row-").count(), 1, "only bob's token was used");
+    let elsewhere = admin.get("/admin/userkeys/index.php?ip=10.0.0.0%2F8").await;
+    assert_eq!(elsewhere.body.matches("<tr id=\"row-").count(), 0);
+    let never = admin.get("/admin/userkeys/index.php?never=1&type=webservice_token&user=bob").await;
+    assert_eq!(never.body.matches("<tr id=\"row-").count(), 0);
+    let unused = admin.get("/admin/userkeys/index.php?unused=1&type=webservice_token").await;
+    assert_eq!(unused.body.matches("<tr id=\"row-").count(), 0, "nothing is a day old");
+    let sorted = admin.get("/admin/userkeys/index.php?type=webservice_token&sort=lastused_desc").await;
+    let first_row = sorted.body.find("<tr id=\"row-").unwrap();
+    assert!(sorted.body[first_row..].starts_with(&format!("<tr id=\"row-{bob_key}\"")), "the used key comes first");
+
+    for bad in ["ip=999.1.1.1", "unused=abc", "state=gone", "type=nope", "sort=sideways", "service=x"] {
+        let answer = admin.get(&format!("/admin/userkeys/index.php?{bad}")).await;
+        assert_eq!(answer.status, 400, "{bad}: {answer}");
+    }
+
+    let csv = admin.client.get(app.url("/admin/userkeys/export.php?user=alice&type=webservice_token")).send().await.unwrap();
+    assert!(csv.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let csv = csv.text().await.unwrap();
+    assert!(csv.starts_with("id,username,fullname,type,"));
+    assert_eq!(csv.lines().count(), 56, "header and every filtered key, past one page");
+}
+
+#[tokio::test]
+async fn revoke_selected_revokes_exactly_those_with_an_audit_entry_each() {
+    let app = spawn_app();
+    app.create_user("root", true);
+    app.create_user("alice", false);
+    let ws = app.ws_client(MOODLE_APP_UA);
+    let t1 = ws.token("alice", &[("deviceid", "1")]).await;
+    let t2 = ws.token("alice", &[("deviceid", "2")]).await;
+    let t3 = ws.token("alice", &[("deviceid", "3")]).await;
+    let admin = app.signed_in("root", CHROME_UA).await;
+    let sesskey = admin.keys_page().await.hidden("sesskey").unwrap();
+    let (k1, k2) = (app.key_of(&t1).id.to_string(), app.key_of(&t2).id.to_string());
+    let confirm = admin.post("/admin/userkeys/revoke.php", &[("sesskey", &sesskey), ("key", &k1), ("key", &k2)]).await;
+    assert!(confirm.contains("Revoke 2 selected keys?"), "{confirm}");
+    assert_eq!(site_info(&app, &t1).await["username"], "alice", "nothing happens before confirming");
+    let done = admin.post("/admin/userkeys/revoke.php", &[("sesskey", &sesskey), ("key", &k1), ("key", &k2), ("confirm", "1"), ("reason", "lost laptop")]).await;
+    assert!(done.contains("2 key(s) revoked"), "{done}");
+    assert_eq!(site_info(&app, &t1).await["errorcode"], "invalidtoken");
+    assert_eq!(site_info(&app, &t2).await["errorcode"], "invalidtoken");
+    assert_eq!(site_info(&app, &t3).await["username"], "alice");
+    let audit = admin.get("/admin/userkeys/audit.php?action=key_revoked&user=alice").await;
+    assert_eq!(audit.body.matches("lost laptop").count(), 2, "{audit}");
+    let bad = admin.post("/admin/userkeys/revoke.php", &[("sesskey", &sesskey), ("key", "abc")]).await;
+    assert_eq!(bad.status, 400);
+    let stale = admin.post("/admin/userkeys/revoke.php", &[("key", &k1), ("confirm", "1")]).await;
+    assert_eq!(stale.status, 403);
+}
+
+#[tokio::test]
+async fn force_logout_ends_every_session_token_and_device_at_once() {
+    let app = spawn_app();
+    let helpdesk = app.create_user("helen", false);
+    app.assign_role(helpdesk, "helpdesk");
+    let victim = app.create_user("victim", false);
+    let victim_browser = app.signed_in("victim", FIREFOX_UA).await;
+    let ws = app.ws_client(MOODLE_APP_UA);
+    let phone = ws.token("victim", &[("deviceid", "phone")]).await;
+    let tablet = ws.token("victim", &[("deviceid", "tablet")]).await;
+    ws.call(&phone, "core_user_add_user_device", &[("appid", "com.moodle.moodlemobile"), ("name", "x"), ("model", "Pixel 8"), ("platform", "android"), ("version", "15"), ("pushid", "p1"), ("uuid", "u1")]).await;
+    let bystander = app.create_user("bystander", false);
+    let _ = bystander;
+    let other = ws.token("bystander", &[]).await;
+
+    let desk = app.signed_in("helen", CHROME_UA).await;
+    let page = desk.get(&format!("/admin/userkeys/user.php?id={victim}")).await;
+    assert!(page.contains("Pixel 8 · Android 15") && page.contains("Push notification devices"), "{page}");
+    let form = desk.get(&format!("/admin/userkeys/forcelogout.php?id={victim}")).await;
+    let sesskey = form.hidden("sesskey").unwrap();
+    let id = victim.to_string();
+    let no_reason = desk.post("/admin/userkeys/forcelogout.php", &[("sesskey", &sesskey), ("id", &id), ("reason", "  ")]).await;
+    assert_eq!(no_reason.status, 400);
+    assert_eq!(site_info(&app, &phone).await["username"], "victim", "nothing changed without a reason");
+
+    let done = desk.post("/admin/userkeys/forcelogout.php", &[("sesskey", &sesskey), ("id", &id), ("reason", "stolen phone")]).await;
+    assert!(done.contains("was ended"), "{done}");
+    assert_eq!(site_info(&app, &phone).await["errorcode"], "invalidtoken");
+    assert_eq!(site_info(&app, &tablet).await["errorcode"], "invalidtoken");
+    assert_eq!(victim_browser.keys_page().await.url, "/login/index.php");
+    let devices = app.with_db(|conn| userkeys::db::keys::active_for_user(conn, victim, userkeys::domain::time::now()));
+    assert!(devices.is_empty(), "no key of any type is left: {devices:?}");
+    assert_eq!(site_info(&app, &other).await["username"], "bystander");
+    // Not suspended: the person can sign in again.
+    assert!(ws.login("victim", PASSWORD, &[]).await["token"].is_string());
+
+    let done = desk.post("/admin/userkeys/forcelogout.php", &[("sesskey", &sesskey), ("id", &id), ("reason", "account locked"), ("suspend", "1")]).await;
+    assert_eq!(done.status, 200);
+    assert_eq!(ws.login("victim", PASSWORD, &[]).await["errorcode"], "invalidlogin", "suspended");
+    let audit = app.signed_in("helen", CHROME_UA).await;
+    let _ = audit;
+    let entries = app.with_db(|conn| {
+        use diesel::prelude::*;
+        use userkeys::db::schema::audit_log::dsl::*;
+        Ok(audit_log.filter(action.like("force_logout%")).select((action, reason, actor_id)).load::<(String, Option<String>, Option<i64>)>(conn)?)
+    });
+    assert_eq!(entries.len(), 2);
+    assert!(entries.iter().all(|(_, r, a)| *a == Some(helpdesk) && r.is_some()));
+}
+
+#[tokio::test]
+async fn issuing_a_token_validates_input_and_shows_the_token_once() {
+    let app = spawn_app();
+    let root = app.create_user("root", true);
+    let svc = app.create_user("svc", false);
+    let admin = app.signed_in("root", CHROME_UA).await;
+    let form = admin.get("/admin/userkeys/issue.php").await;
+    let sesskey = form.hidden("sesskey").unwrap();
+    let service = form.body.split("<option value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let post = |fields: Vec<(&'static str, String)>| {
+        let mut all = vec![("sesskey", sesskey.clone()), ("service", service.clone())];
+        all.extend(fields);
+        let admin = &admin;
+        async move {
+            let form: Vec<(&str, &str)> = all.iter().map(|(a, b)| (*a, b.as_str())).collect();
+            admin.post("/admin/userkeys/issue.php", &form).await
+        }
+    };
+    let bad_ip = post(vec![("username", "svc".into()), ("iprestriction", "10.0.0.0/8, 300.1.1.1".into())]).await;
+    assert_eq!(bad_ip.status, 400);
+    assert!(bad_ip.contains("300.1.1.1"), "{bad_ip}");
+    let past = post(vec![("username", "svc".into()), ("validuntil", "2020-01-01".into())]).await;
+    assert_eq!(past.status, 400);
+    assert!(past.contains("in the past"));
+    let nobody = post(vec![("username", "nobody".into())]).await;
+    assert_eq!(nobody.status, 400);
+    let garbage = post(vec![("username", "svc".into()), ("validuntil", "tomorrow".into())]).await;
+    assert_eq!(garbage.status, 400);
+    let before = app.with_db(|conn| userkeys::db::keys::active_for_user(conn, svc, userkeys::domain::time::now())).len();
+    assert_eq!(before, 0, "refusals issued nothing");
+
+    let issued = post(vec![("username", "svc".into()), ("name", "Reporting".into()), ("iprestriction", "127.0.0.1".into()), ("validuntil", "2099-12-31".into())]).await;
+    assert_eq!(issued.status, 200);
+    let token = issued.input("newkey").unwrap();
+    assert_eq!(token.len(), 32);
+    assert_eq!(site_info(&app, &token).await["username"], "svc");
+    let row = app.key_of(&token);
+    assert_eq!(row.name, "Reporting");
+    assert_eq!(row.created_by, Some(root), "created by the admin");
+    assert!(!admin.get(&format!("/admin/userkeys/user.php?id={svc}")).await.contains(&token), "never shown again");
+}
+
+#[tokio::test]
+async fn disabling_a_service_or_key_type_refuses_its_keys_until_enabled_again() {
+    let app = spawn_app();
+    app.create_user("root", true);
+    app.create_user("alice", false);
+    let token = app.ws_client(MOODLE_APP_UA).token("alice", &[]).await;
+    let admin = app.signed_in("root", CHROME_UA).await;
+    let page = admin.get("/admin/userkeys/services.php").await;
+    let sesskey = page.hidden("sesskey").unwrap();
+    let service = app.key_of(&token).service_id.unwrap().to_string();
+
+    admin.post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("service", &service), ("enable", "0")]).await;
+    assert_eq!(site_info(&app, &token).await["errorcode"], "accessexception");
+    let listed = admin.get("/admin/userkeys/index.php?type=webservice_token").await;
+    assert!(listed.contains("state disabled"), "shown as disabled: {listed}");
+    admin.post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("service", &service), ("enable", "1")]).await;
+    assert_eq!(site_info(&app, &token).await["username"], "alice", "restored without re-issuing");
+
+    admin.post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("type", "webservice_token"), ("enable", "0")]).await;
+    assert_eq!(site_info(&app, &token).await["errorcode"], "accessexception");
+    assert_eq!(app.ws_client(MOODLE_APP_UA).login("alice", PASSWORD, &[]).await["errorcode"], "cannotcreatetoken");
+    admin.post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("type", "webservice_token"), ("enable", "1")]).await;
+    assert_eq!(site_info(&app, &token).await["username"], "alice");
+
+    let locked = admin.post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("type", "web_session"), ("enable", "0")]).await;
+    assert_eq!(locked.status, 400);
+    let nonsense = admin.post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("type", "webservice_token"), ("enable", "maybe")]).await;
+    assert_eq!(nonsense.status, 400);
+    let audit = admin.get("/admin/userkeys/audit.php").await;
+    assert!(audit.contains("service_disabled") && audit.contains("key_type_enabled"), "{audit}");
+}
+
+#[tokio::test]
+async fn the_audit_trail_records_issues_revocations_and_failed_sign_ins() {
+    let app = spawn_app();
+    app.create_user("root", true);
+    app.create_user("alice", false);
+    let ws = app.ws_client(MOODLE_APP_UA);
+    ws.login("alice", "wrong-password", &[]).await;
+    app.browser(CHROME_UA).sign_in("alice", "wrong-again").await;
+    let token = ws.token("alice", &[]).await;
+    let admin = app.signed_in("root", CHROME_UA).await;
+    let all = admin.get("/admin/userkeys/audit.php?user=alice").await;
+    for action in ["token_login_failed", "sign_in_failed", "key_issued"] {
+        assert!(all.contains(action), "{action}: {all}");
+    }
+    let key = app.key_of(&token).id.to_string();
+    let one = admin.get(&format!("/admin/userkeys/audit.php?key={key}")).await;
+    assert_eq!(one.body.matches("<tr><td>").count(), 1, "{one}");
+    assert_eq!(admin.get("/admin/userkeys/audit.php?from=yesterday").await.status, 400);
+    assert_eq!(admin.get("/admin/userkeys/audit.php?key=x").await.status, 400);
+}
