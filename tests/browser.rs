@@ -118,3 +118,34 @@ async fn a_person_signs_in_sees_their_keys_revokes_one_and_it_is_gone() {
     assert_eq!(other.keys_page().await.url, "/login/index.php");
     driver.client.clone().close().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_admin_forces_a_logout_and_the_victims_session_and_token_are_refused() {
+    let Some(driver) = start_browser().await else { return };
+    let browser = &driver.client;
+    let app = spawn_app();
+    app.create_user("root", true);
+    let victim = app.create_user("victim", false);
+    let victim_browser = app.signed_in("victim", FIREFOX_UA).await;
+    let victim_token = app.ws_client(MOODLE_APP_UA).token("victim", &[]).await;
+
+    browser.goto(&app.url("/login/index.php")).await.unwrap();
+    fill(browser, "username", "root").await;
+    fill(browser, "password", PASSWORD).await;
+    click(browser, "#loginbtn").await;
+    browser.wait().for_element(Locator::Id("revokeothers")).await.unwrap();
+    click(browser, "a[href='/admin/userkeys/index.php']").await;
+    browser.wait().for_element(Locator::Id("filters")).await.unwrap();
+    browser.goto(&app.url(&format!("/admin/userkeys/user.php?id={victim}"))).await.unwrap();
+    click(browser, "#forcelogout").await;
+    browser.wait().for_element(Locator::Id("reason")).await.unwrap();
+    fill(browser, "reason", "stolen phone").await;
+    click(browser, "#confirm").await;
+    browser.wait().for_element(Locator::Css("p.notice")).await.unwrap();
+    assert!(browser.source().await.unwrap().contains("was ended"));
+
+    assert_eq!(victim_browser.keys_page().await.url, "/login/index.php", "the web session is refused");
+    let refused = app.ws_client(MOODLE_APP_UA).call(&victim_token, "core_webservice_get_site_info", &[]).await;
+    assert_eq!(refused["errorcode"], "invalidtoken", "the app's token is refused");
+    driver.client.clone().close().await.unwrap();
+}
