@@ -87,3 +87,16 @@ pub fn find_by_login_name(conn: &mut DbConn, username: &str) -> DbResult<Option<
         Err(_) => Ok(None),
     }
 }
+
+/// Failed sign-ins allowed per account, and per address, within `THROTTLE_WINDOW_MINUTES`
+/// before further attempts are refused without checking the password. Counted from the audit
+/// trail, so every instance on a shared database sees the same counts.
+pub const THROTTLE_PER_ACCOUNT: i64 = 10;
+pub const THROTTLE_PER_ADDRESS: i64 = 50;
+pub const THROTTLE_WINDOW_MINUTES: i64 = 15;
+
+pub fn sign_in_throttled(conn: &mut DbConn, user_id: Option<i64>, ip: &str) -> DbResult<bool> {
+    let since = now() - chrono::Duration::minutes(THROTTLE_WINDOW_MINUTES);
+    let (by_user, by_ip) = crate::db::audit::failures_since(conn, user_id, ip, since)?;
+    Ok(by_user >= THROTTLE_PER_ACCOUNT || by_ip >= THROTTLE_PER_ADDRESS)
+}

@@ -64,13 +64,23 @@ async fn issue(state: &State, params: &Params, client: &ClientInfo) -> Result<se
     let device = device_from(params, client)?;
 
     let login = username.trim().to_lowercase();
-    let user = state.db.read(move |conn| crate::accounts::find_by_login_name(conn, &login)).await?;
-    let password_ok = state.passwords.matches(user.as_ref(), password).await;
+    let ip = client.ip_string();
+    let (user, throttled) = state
+        .db
+        .read(move |conn| {
+            let user = crate::accounts::find_by_login_name(conn, &login)?;
+            let throttled = crate::accounts::sign_in_throttled(conn, user.as_ref().map(|u| u.id), &ip)?;
+            Ok((user, throttled))
+        })
+        .await?;
+    // Throttled attempts fail as Moodle's locked-out accounts do, without checking the password.
+    let password_ok = !throttled && state.passwords.matches(user.as_ref(), password).await;
     // A suspended account fails like a wrong password, as in Moodle's token.php.
     let user = match user {
         Some(u) if password_ok && !u.suspended => u,
         other => {
             let reason = match &other {
+                _ if throttled => "throttled",
                 Some(u) if password_ok && u.suspended => "suspended",
                 Some(_) => "wrong password",
                 None => "unknown username",

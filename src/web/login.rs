@@ -77,7 +77,23 @@ pub async fn submit(
         );
     }
     let username = form.username.clone();
-    let user = state.db.read(move |conn| accounts::find_by_login_name(conn, &username)).await?;
+    let ip = client.ip_string();
+    let (user, throttled) = state
+        .db
+        .read(move |conn| {
+            let user = accounts::find_by_login_name(conn, &username)?;
+            let throttled = accounts::sign_in_throttled(conn, user.as_ref().map(|u| u.id), &ip)?;
+            Ok((user, throttled))
+        })
+        .await?;
+    if throttled {
+        record_failed_sign_in(&state, user.map(|u| u.id), &client, "throttled").await?;
+        let message = format!(
+            "Too many failed sign-ins. Wait {} minutes and try again.",
+            accounts::THROTTLE_WINDOW_MINUTES
+        );
+        return login_page(&state, &form.username, Some(&message), actix_web::http::StatusCode::TOO_MANY_REQUESTS);
+    }
     let password_ok = state.passwords.matches(user.as_ref(), &form.password).await;
     let user = match user {
         Some(u) if password_ok && !u.suspended => u,

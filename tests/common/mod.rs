@@ -28,11 +28,13 @@ pub struct TestApp {
 pub struct Options {
     pub key_types: Vec<KeyType>,
     pub configure: Box<dyn FnOnce(&mut Config)>,
+    /// Another instance's database, to run several instances on one database.
+    pub database_url: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { key_types: Vec::new(), configure: Box::new(|_| {}) }
+        Options { key_types: Vec::new(), configure: Box::new(|_| {}), database_url: None }
     }
 }
 
@@ -61,7 +63,7 @@ pub fn spawn_app_with(options: Options) -> TestApp {
         let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
     });
     let dir = tempfile::tempdir().expect("temporary folder");
-    let database_url = fresh_database_url(dir.path());
+    let database_url = options.database_url.clone().unwrap_or_else(|| fresh_database_url(dir.path()));
     let mut config = Config::for_database(&database_url);
     config.bind = "127.0.0.1:0".into();
     config.workers = Some(2);

@@ -1,0 +1,136 @@
+//! Several stateless instances on one database: whatever one instance does, every other sees on
+//! the very next request. Runs on SQLite and, in CI, on PostgreSQL.
+
+mod common;
+
+use common::*;
+
+fn second_instance(first: &TestApp) -> TestApp {
+    spawn_app_with(Options { database_url: Some(first.database_url.clone()), ..Default::default() })
+}
+
+#[tokio::test]
+async fn a_session_started_on_one_instance_works_on_another() {
+    let a = spawn_app();
+    let b = second_instance(&a);
+    a.create_user("alice", false);
+    let browser = a.signed_in("alice", CHROME_UA).await;
+    // The same cookie jar, pointed at the other instance.
+    let on_b = Browser { base: b.base.clone(), client: browser.client.clone() };
+    let page = on_b.keys_page().await;
+    assert_eq!(page.status, 200, "{page}");
+    assert!(page.contains("This browser"));
+    // A form rendered by one instance is accepted by the other (the CSRF token is derived, not stored).
+    let sesskey = page.hidden("sesskey").unwrap();
+    let _phone = a.signed_in("alice", FIREFOX_UA).await;
+    let after = Browser { base: a.base.clone(), client: browser.client.clone() }
+        .post("/user/managetoken.php", &[("sesskey", &sesskey), ("action", "revokeothers")])
+        .await;
+    assert!(after.contains("1 key was revoked"), "{after}");
+}
+
+#[tokio::test]
+async fn a_token_revoked_on_one_instance_is_refused_by_the_other_at_once() {
+    let a = spawn_app();
+    let b = second_instance(&a);
+    a.create_user("alice", false);
+    let token = a.ws_client(MOODLE_APP_UA).token("alice", &[]).await;
+    let on_b = b.ws_client(MOODLE_APP_UA);
+    assert_eq!(on_b.call(&token, "core_webservice_get_site_info", &[]).await["username"], "alice");
+    let key = a.key_of(&token).id;
+    let browser = a.signed_in("alice", CHROME_UA).await;
+    browser.confirm(&format!("action=revoke&key={key}")).await;
+    let refused = on_b.call(&token, "core_webservice_get_site_info", &[]).await;
+    assert_eq!(refused["errorcode"], "invalidtoken", "{refused}");
+}
+
+#[tokio::test]
+async fn usage_from_two_instances_adds_up_exactly() {
+    let a = spawn_app();
+    let b = second_instance(&a);
+    a.create_user("alice", false);
+    let token = a.ws_client(MOODLE_APP_UA).token("alice", &[]).await;
+    let key = a.key_of(&token).id;
+    let mut calls = Vec::new();
+    for (app, n) in [(&a, 40), (&b, 60)] {
+        for _ in 0..n {
+            let ws = app.ws_client(MOODLE_APP_UA);
+            let token = token.clone();
+            calls.push(tokio::spawn(async move { ws.call(&token, "core_webservice_get_site_info", &[]).await }));
+        }
+    }
+    for call in calls {
+        assert_eq!(call.await.unwrap()["username"], "alice");
+    }
+    assert_eq!(a.usage_hits(key, 100).await, 100);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(a.usage_hits(key, 100).await, 100, "nothing lost, nothing doubled");
+}
+
+#[tokio::test]
+async fn revoking_while_in_use_ends_revoked_never_resurrected() {
+    let a = spawn_app();
+    let b = second_instance(&a);
+    let alice = a.create_user("alice", false);
+    let token = a.ws_client(MOODLE_APP_UA).token("alice", &[]).await;
+    let key = a.key_of(&token).id;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for app in [&a, &b] {
+        for _ in 0..4 {
+            let (ws, token, stop) = (app.ws_client(MOODLE_APP_UA), token.clone(), stop.clone());
+            load.push(tokio::spawn(async move {
+                let mut refused_after_revocation = true;
+                let mut saw_refusal = false;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let answer = ws.call(&token, "core_webservice_get_site_info", &[]).await;
+                    if answer["errorcode"] == "invalidtoken" {
+                        saw_refusal = true;
+                    } else if saw_refusal {
+                        refused_after_revocation = false;
+                    }
+                }
+                refused_after_revocation
+            }));
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let registry = userkeys::keys::KeyTypeRegistry::with_core_types();
+    a.with_db(|conn| {
+        userkeys::keys::ops::revoke(
+            conn,
+            &registry,
+            alice,
+            &userkeys::db::keys::Selection::One(key),
+            userkeys::keys::ops::Scope::Everything,
+            &Default::default(),
+            "test",
+            userkeys::domain::time::now(),
+        )
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in load {
+        assert!(task.await.unwrap(), "once refused, a revoked token never worked again");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let row = a.key_of(&token);
+    assert!(row.revoked_at.is_some(), "usage writes never un-revoke a key");
+    assert_eq!(b.ws_client(MOODLE_APP_UA).call(&token, "core_webservice_get_site_info", &[]).await["errorcode"], "invalidtoken");
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_throttled_across_instances() {
+    let a = spawn_app();
+    let b = second_instance(&a);
+    a.create_user("alice", false);
+    for i in 0..userkeys::accounts::THROTTLE_PER_ACCOUNT {
+        let app = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(app.ws_client(MOODLE_APP_UA).login("alice", "wrong", &[]).await["errorcode"], "invalidlogin");
+    }
+    // Even the right password is refused now, on either instance.
+    assert_eq!(b.ws_client(MOODLE_APP_UA).login("alice", PASSWORD, &[]).await["errorcode"], "invalidlogin");
+    let page = a.browser(CHROME_UA).sign_in("alice", PASSWORD).await;
+    assert_eq!(page.status, 429);
+    assert!(page.contains("Too many failed sign-ins"), "{page}");
+}
