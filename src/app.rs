@@ -19,6 +19,8 @@ pub struct AppState {
     pub usage: Arc<UsageRecorder>,
     pub templates: Arc<tera::Tera>,
     pub passwords: Arc<PasswordCheck>,
+    /// Validated tokens in memory; only where this process is the database's only writer.
+    pub token_cache: Option<crate::moodle::token_cache::TokenCache>,
 }
 
 pub type State = aw::Data<AppState>;
@@ -72,6 +74,7 @@ impl Application {
     }
 
     fn start(self) -> anyhow::Result<(Server, State)> {
+        let token_cache = self.config.token_cache_enabled(self.db.backend()).then(Default::default);
         let state = aw::Data::new(AppState {
             db: self.db,
             registry: Arc::new(self.registry),
@@ -80,6 +83,7 @@ impl Application {
             )),
             config: Arc::new(self.config),
             usage: Arc::new(UsageRecorder::default()),
+            token_cache,
             templates: Arc::new(self.templates),
         });
         let data = state.clone();

@@ -47,6 +47,11 @@ pub struct Config {
     #[arg(long, env = "USERKEYS_DEBUG", default_value_t = false, action = clap::ArgAction::Set)]
     pub debug: bool,
 
+    /// Keep validated tokens in memory: `auto` (on for SQLite, off for PostgreSQL), `on`, `off`.
+    /// Only safe when this process is the only one writing to the database.
+    #[arg(long, env = "USERKEYS_TOKEN_CACHE", default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pub token_cache: String,
+
     /// HTTP worker threads (default: one per CPU).
     #[arg(long, env = "USERKEYS_WORKERS")]
     pub workers: Option<usize>,
@@ -69,6 +74,14 @@ impl Config {
     /// The public base URL without a trailing slash.
     pub fn wwwroot_or(&self, fallback: &str) -> String {
         self.wwwroot.clone().unwrap_or_else(|| fallback.to_owned()).trim_end_matches('/').to_owned()
+    }
+
+    pub fn token_cache_enabled(&self, backend: crate::db::Backend) -> bool {
+        match self.token_cache.as_str() {
+            "on" => true,
+            "off" => false,
+            _ => backend == crate::db::Backend::Sqlite,
+        }
     }
 
     pub fn served_over_https(&self) -> bool {

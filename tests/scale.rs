@@ -5,13 +5,23 @@ mod common;
 
 use common::*;
 
+/// The in-memory token cache is only for a database with one writing process (it is off by
+/// default on PostgreSQL); several instances on one SQLite file must turn it off.
+fn no_cache() -> Box<dyn FnOnce(&mut userkeys::config::Config)> {
+    Box::new(|c| c.token_cache = "off".into())
+}
+
+fn first_instance() -> TestApp {
+    spawn_app_with(Options { configure: no_cache(), ..Default::default() })
+}
+
 fn second_instance(first: &TestApp) -> TestApp {
-    spawn_app_with(Options { database_url: Some(first.database_url.clone()), ..Default::default() })
+    spawn_app_with(Options { database_url: Some(first.database_url.clone()), configure: no_cache(), ..Default::default() })
 }
 
 #[tokio::test]
 async fn a_session_started_on_one_instance_works_on_another() {
-    let a = spawn_app();
+    let a = first_instance();
     let b = second_instance(&a);
     a.create_user("alice", false);
     let browser = a.signed_in("alice", CHROME_UA).await;
@@ -31,7 +41,7 @@ async fn a_session_started_on_one_instance_works_on_another() {
 
 #[tokio::test]
 async fn a_token_revoked_on_one_instance_is_refused_by_the_other_at_once() {
-    let a = spawn_app();
+    let a = first_instance();
     let b = second_instance(&a);
     a.create_user("alice", false);
     let token = a.ws_client(MOODLE_APP_UA).token("alice", &[]).await;
@@ -46,7 +56,7 @@ async fn a_token_revoked_on_one_instance_is_refused_by_the_other_at_once() {
 
 #[tokio::test]
 async fn usage_from_two_instances_adds_up_exactly() {
-    let a = spawn_app();
+    let a = first_instance();
     let b = second_instance(&a);
     a.create_user("alice", false);
     let token = a.ws_client(MOODLE_APP_UA).token("alice", &[]).await;
@@ -69,7 +79,7 @@ async fn usage_from_two_instances_adds_up_exactly() {
 
 #[tokio::test]
 async fn revoking_while_in_use_ends_revoked_never_resurrected() {
-    let a = spawn_app();
+    let a = first_instance();
     let b = second_instance(&a);
     let alice = a.create_user("alice", false);
     let token = a.ws_client(MOODLE_APP_UA).token("alice", &[]).await;
@@ -121,7 +131,7 @@ async fn revoking_while_in_use_ends_revoked_never_resurrected() {
 
 #[tokio::test]
 async fn failed_sign_ins_are_throttled_across_instances() {
-    let a = spawn_app();
+    let a = first_instance();
     let b = second_instance(&a);
     a.create_user("alice", false);
     for i in 0..userkeys::accounts::THROTTLE_PER_ACCOUNT {

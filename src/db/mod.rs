@@ -112,6 +112,8 @@ pub struct Db {
     read: Pool,
     write: Pool,
     backend: Backend,
+    /// Counts committed writes, so caches of what the database says can tell they are stale.
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Db {
@@ -129,7 +131,7 @@ impl Db {
         // Migrate before the read pool opens, so SQLite's file and WAL mode exist first.
         run_migrations(&mut *write.get()?)?;
         let read = if backend == Backend::Sqlite { build(pool_size)? } else { write.clone() };
-        Ok(Db { read, write, backend })
+        Ok(Db { read, write, backend, generation: Default::default() })
     }
 
     pub fn backend(&self) -> Backend {
@@ -145,23 +147,33 @@ impl Db {
         actix_web::web::block(move || f(&mut *pool.get()?)).await.map_err(|_| DbError::Cancelled)?
     }
 
-    /// Runs `f` in one transaction on the writer.
+    /// Runs `f` in one transaction on the writer; once it is committed, the write generation
+    /// moves on (before the caller sees the result).
     pub async fn write<T, F>(&self, f: F) -> DbResult<T>
     where
         F: FnOnce(&mut DbConn) -> DbResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.write.clone();
-        actix_web::web::block(move || {
-            let mut conn = pool.get()?;
-            (*conn).transaction(f)
-        }).await.map_err(|_| DbError::Cancelled)?
+        let db = self.clone();
+        actix_web::web::block(move || db.write_blocking(f)).await.map_err(|_| DbError::Cancelled)?
     }
 
-    /// Synchronous access, for the command line and background flushing.
+    /// Synchronous access, for the command line and background work.
     pub fn write_blocking<T>(&self, f: impl FnOnce(&mut DbConn) -> DbResult<T>) -> DbResult<T> {
+        let result = self.write_quietly(f);
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        result
+    }
+
+    /// A write that cannot change whether any key is valid (usage counts), so caches stay.
+    pub fn write_quietly<T>(&self, f: impl FnOnce(&mut DbConn) -> DbResult<T>) -> DbResult<T> {
         let mut conn = self.write.get()?;
         (*conn).transaction(f)
+    }
+
+    /// The number of writes committed by this process so far.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn read_blocking<T>(&self, f: impl FnOnce(&mut DbConn) -> DbResult<T>) -> DbResult<T> {

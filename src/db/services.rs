@@ -28,15 +28,6 @@ pub fn functions(conn: &mut DbConn, service_id: i64) -> DbResult<Vec<String>> {
         .load(conn)?)
 }
 
-pub fn allows_function(conn: &mut DbConn, service_id: i64, function: &str) -> DbResult<bool> {
-    Ok(diesel::select(diesel::dsl::exists(
-        service_functions::table
-            .filter(service_functions::service_id.eq(service_id))
-            .filter(service_functions::function_name.eq(function)),
-    ))
-    .get_result(conn)?)
-}
-
 /// Creates the service if missing and adds any function it lacks; leaves `enabled` alone
 /// when the service exists, so an admin's choice survives restarts.
 pub fn ensure(

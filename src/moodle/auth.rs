@@ -5,55 +5,89 @@
 use super::error::MoodleError;
 use crate::app::State;
 use crate::db::models::{KeyRow, Service, User};
-use crate::domain::ip_restriction::stored_allows;
+use crate::domain::ip_restriction::IpRestriction;
 use crate::domain::secret::ClearSecret;
 use crate::domain::time::now;
 use crate::keys::WEBSERVICE_TOKEN;
 use std::net::IpAddr;
+use std::sync::Arc;
 
+/// A token with everything a call needs to know about it, read in one go.
 #[derive(Clone, Debug)]
 pub struct AuthenticatedToken {
     pub key: KeyRow,
     pub user: User,
     pub service: Service,
+    /// The functions the token's service allows.
+    pub functions: Vec<String>,
+    pub type_enabled: bool,
+    pub ip_restriction: Option<IpRestriction>,
 }
 
-pub async fn authenticate(state: &State, wstoken: Option<&str>, ip: IpAddr) -> Result<AuthenticatedToken, MoodleError> {
+pub async fn authenticate(state: &State, wstoken: Option<&str>, ip: IpAddr) -> Result<Arc<AuthenticatedToken>, MoodleError> {
     // A Moodle token is 32 characters; anything far off that cannot be one.
     let token = wstoken.map(str::trim).filter(|t| !t.is_empty() && t.len() <= 128).ok_or_else(MoodleError::invalid_token)?;
     let hash = ClearSecret::from_client(token).hash();
+    let cached = state.token_cache.as_ref().and_then(|c| c.get(hash.as_str(), state.db.generation()));
+    let token = match cached {
+        Some(token) => token,
+        None => {
+            let read_at = state.db.generation();
+            let token = Arc::new(load(state, hash.as_str().to_owned()).await?);
+            if let Some(cache) = &state.token_cache {
+                cache.insert(hash.as_str().to_owned(), token.clone(), read_at, state.db.generation());
+            }
+            token
+        }
+    };
+    check(&token, ip)?;
+    Ok(token)
+}
+
+/// One trip to the database for the token, its owner, its service and the switches.
+async fn load(state: &State, hash: String) -> Result<AuthenticatedToken, MoodleError> {
     let type_default = state.registry.get(WEBSERVICE_TOKEN).is_none_or(|t| t.enabled_by_default);
     let found = state
         .db
         .read(move |conn| {
-            let Some((key, user)) = crate::db::keys::find_by_secret_hash(conn, hash.as_str())? else {
+            let Some((key, user)) = crate::db::keys::find_by_secret_hash(conn, &hash)? else {
                 return Ok(None);
             };
-            let service = match key.service_id {
-                Some(id) => crate::db::services::find(conn, id)?,
-                None => None,
+            // A revoked token is gone, as a deleted row is in Moodle.
+            if key.key_type != WEBSERVICE_TOKEN || key.revoked_at.is_some() {
+                return Ok(None);
+            }
+            let Some(service) = key.service_id.map(|id| crate::db::services::find(conn, id)).transpose()?.flatten() else {
+                return Ok(None);
             };
+            let functions = crate::db::services::functions(conn, service.id)?;
             let type_enabled = crate::db::key_types::enabled(conn, &key.key_type, type_default)?;
-            Ok(Some((key, user, service, type_enabled)))
+            Ok(Some((key, user, service, functions, type_enabled)))
         })
         .await?;
-    let Some((key, user, service, type_enabled)) = found else { return Err(MoodleError::invalid_token()) };
-    // A revoked token is gone, as a deleted row is in Moodle.
-    if key.key_type != WEBSERVICE_TOKEN || key.revoked_at.is_some() {
-        return Err(MoodleError::invalid_token());
-    }
-    let Some(service) = service else { return Err(MoodleError::invalid_token()) };
-    if key.valid_until.is_some_and(|v| v <= now()) {
+    let (key, user, service, functions, type_enabled) = found.ok_or_else(MoodleError::invalid_token)?;
+    let ip_restriction = match key.ip_restriction.as_deref().map(IpRestriction::parse) {
+        None | Some(Ok(None)) => None,
+        Some(Ok(Some(r))) => Some(r),
+        // An unreadable restriction refuses everything rather than allowing everything.
+        Some(Err(_)) => Some(IpRestriction::parse("0.0.0.0/32").ok().flatten().expect("a valid range")),
+    };
+    Ok(AuthenticatedToken { key, user, service, functions, type_enabled, ip_restriction })
+}
+
+/// The checks that depend on the moment and the caller, made on every request.
+fn check(token: &AuthenticatedToken, ip: IpAddr) -> Result<(), MoodleError> {
+    if token.key.valid_until.is_some_and(|v| v <= now()) {
         return Err(MoodleError::token_expired());
     }
-    if !stored_allows(key.ip_restriction.as_deref(), ip) {
+    if token.ip_restriction.as_ref().is_some_and(|r| !r.allows(ip)) {
         return Err(MoodleError::ip_not_allowed(&ip.to_string()));
     }
-    if !type_enabled {
+    if !token.type_enabled {
         return Err(MoodleError::access("Web-service tokens are disabled on this site."));
     }
-    if user.suspended {
-        return Err(MoodleError::user_suspended(&user.username));
+    if token.user.suspended {
+        return Err(MoodleError::user_suspended(&token.user.username));
     }
-    Ok(AuthenticatedToken { key, user, service })
+    Ok(())
 }

@@ -73,9 +73,7 @@ fn split_name(user: &User) -> (String, String) {
 
 async fn site_info(call: Call<'_>) -> Result<Value, MoodleError> {
     let (state, token) = (call.state, call.token);
-    let service_id = token.service.id;
-    let names = state.db.read(move |conn| crate::db::services::functions(conn, service_id)).await?;
-    let functions: Vec<Value> = names.iter().map(|n| json!({"name": n, "version": MOODLE_VERSION})).collect();
+    let functions: Vec<Value> = token.functions.iter().map(|n| json!({"name": n, "version": MOODLE_VERSION})).collect();
     let user = &token.user;
     let (firstname, lastname) = split_name(user);
     let root = wwwroot(state);

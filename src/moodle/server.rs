@@ -69,10 +69,7 @@ async fn call(state: &State, mut params: Params, client: &ClientInfo) -> Result<
     if !functions::exists(&function) {
         return Err(MoodleError::unknown_function(&function));
     }
-    let service_id = token.service.id;
-    let name = function.clone();
-    let allowed = state.db.read(move |conn| crate::db::services::allows_function(conn, service_id, &name)).await?;
-    if !token.service.enabled || !allowed {
+    if !token.service.enabled || !token.functions.iter().any(|f| *f == function) {
         return Err(MoodleError::function_not_allowed(&function));
     }
     let key_id = token.key.id;

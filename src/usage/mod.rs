@@ -59,7 +59,7 @@ impl UsageRecorder {
         if deltas.is_empty() {
             return Ok(0);
         }
-        let result = db.write_blocking(|conn| {
+        let result = db.write_quietly(|conn| {
             crate::db::usage::apply(conn, &deltas)?;
             for (key_id, (at, ip)) in latest_use_per_key(&deltas) {
                 crate::db::usage::mark_last_used(conn, key_id, at, ip)?;
