@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# The hot-path benchmark: token validation against the framework's own ceiling, on loopback.
+#
+#   bench/run.sh                      # SQLite (the default)
+#   BENCH_POSTGRES=postgres://postgres@127.0.0.1:5432/postgres bench/run.sh   # PostgreSQL
+#
+# Builds release, seeds a fresh database (10,000 users, 100,000 tokens), starts the server,
+# drives core_webservice_get_site_info with a spread of tokens and user agents using wrk, and
+# measures /ping on the same server as the ceiling. Prints requests/s, p50 and p99 for both,
+# their ratios and peak RSS; then the same with 50 concurrent password sign-ins running; then
+# exact usage after a graceful stop and after kill -9; then page times (self-service page with
+# 1,000 keys and 100,000 usage rows; the admin's first page over 1,000,000 keys).
+# Settings: DURATION (default 10s), CONNECTIONS (64), THREADS (2), PORT (18181).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+PORT=${PORT:-18181}
+BASE="http://127.0.0.1:$PORT"
+
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk (Debian package)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+cargo build --release --bin userkeys --example bench_seed 2>&1 | tail -1
+BIN=target/release/userkeys
+SEED=target/release/examples/bench_seed
+
+WORK=$(mktemp -d /tmp/userkeys-bench.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+if [ -n "${BENCH_POSTGRES:-}" ]; then
+  NAME="userkeys_bench_$$"
+  psql "$BENCH_POSTGRES" -qc "CREATE DATABASE $NAME" >/dev/null
+  DATABASE_URL="${BENCH_POSTGRES%/*}/$NAME"
+  BACKEND=PostgreSQL
+else
+  DATABASE_URL="sqlite://$WORK/bench.sqlite3"
+  BACKEND=SQLite
+fi
+export DATABASE_URL
+
+echo "== seeding ($BACKEND)"
+$SEED "$DATABASE_URL" hot-path 10000 100000 "$WORK/tokens.txt"
+
+SERVER_PID=
+start_server() {
+  USERKEYS_BIND="127.0.0.1:$PORT" RUST_LOG=error $BIN >"$WORK/server.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do curl -sf "$BASE/ping" >/dev/null && return; sleep 0.1; done
+  echo "server did not start"; cat "$WORK/server.log"; exit 1
+}
+stop_server() { kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; }
+peak_rss_mb() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$SERVER_PID/status"; }
+
+cat >"$WORK/validate.lua" <<LUA
+local tokens = {}
+for line in io.lines("$WORK/tokens.txt") do tokens[#tokens + 1] = line end
+local agents = {
+  "Mozilla/5.0 (Linux; Android 15; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36 MoodleMobile 4.4.0 (44004)",
+  "Mozilla/5.0 (iPhone; CPU iPhone OS 18_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MoodleMobile 5.0.0 (50003)",
+  "python-requests/2.28.2", "curl/8.5.0", "moodle-dl/2.3",
+}
+math.randomseed(os.time())
+request = function()
+  local body = "wstoken=" .. tokens[math.random(#tokens)] .. "&wsfunction=core_webservice_get_site_info&moodlewsrestformat=json"
+  return wrk.format("POST", "/webservice/rest/server.php",
+    { ["Content-Type"] = "application/x-www-form-urlencoded", ["User-Agent"] = agents[math.random(#agents)] }, body)
+end
+LUA
+cat >"$WORK/signin.lua" <<LUA
+local n = 0
+request = function()
+  n = n + 1
+  local body = "username=bench" .. (n % 10000) .. "&password=bench-password&service=moodle_mobile_app&deviceid=signin" .. (n % 50)
+  return wrk.format("POST", "/login/token.php", { ["Content-Type"] = "application/x-www-form-urlencoded" }, body)
+end
+LUA
+
+# wrk's summary → "requests/s p50_ms p99_ms total_requests non2xx"
+run_wrk() {
+  local out
+  out=$(wrk -t"$THREADS" -c"$1" -d"$DURATION" --latency "${@:2}")
+  echo "$out" >>"$WORK/wrk.log"
+  echo "$out" | awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    /Requests\/sec/ { rps = $2 }
+    /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
+    /requests in/ { total = $1 }
+    /Non-2xx/ { bad = $4 }
+    END { printf "%s %.2f %.2f %d %d\n", rps, p50, p99, total, bad + 0 }'
+}
+
+start_server
+echo "== warm-up"
+read -r _ _ _ W_TOTAL _ < <(run_wrk "$CONNECTIONS" -s "$WORK/validate.lua" "$BASE/webservice/rest/server.php")
+echo "== ceiling (/ping) and validated requests, $CONNECTIONS connections, $DURATION each"
+read -r C_RPS C_P50 C_P99 _ _ < <(run_wrk "$CONNECTIONS" "$BASE/ping")
+read -r V_RPS V_P50 V_P99 V_TOTAL V_BAD < <(run_wrk "$CONNECTIONS" -s "$WORK/validate.lua" "$BASE/webservice/rest/server.php")
+RSS=$(peak_rss_mb)
+printf "%-28s %12s %10s %10s\n" "" "requests/s" "p50 ms" "p99 ms"
+printf "%-28s %12.0f %10.2f %10.2f\n" "ceiling (/ping)" "$C_RPS" "$C_P50" "$C_P99"
+printf "%-28s %12.0f %10.2f %10.2f\n" "validated (site info)" "$V_RPS" "$V_P50" "$V_P99"
+awk -v v="$V_RPS" -v c="$C_RPS" -v vp="$V_P99" -v cp="$C_P99" -v rss="$RSS" 'BEGIN {
+  printf "ratio: throughput %.0f%% of the ceiling (target >= 70%%), p99 %.2fx the ceiling (target <= 1.5x)\n", 100 * v / c, vp / cp
+  printf "peak RSS: %s MB (target < 100 MB)\n", rss }'
+[ "$V_BAD" = 0 ] || echo "WARNING: $V_BAD validated requests were not 2xx"
+
+echo "== validated requests with 50 concurrent password sign-ins"
+run_wrk 50 -s "$WORK/signin.lua" "$BASE/login/token.php" >"$WORK/signin.out" &
+SIGNIN=$!
+sleep 1
+read -r S_RPS S_P50 S_P99 S_TOTAL _ < <(run_wrk "$CONNECTIONS" -s "$WORK/validate.lua" "$BASE/webservice/rest/server.php")
+wait $SIGNIN
+read -r L_RPS _ L_P99 _ _ <"$WORK/signin.out"
+printf "validated during sign-ins: %.0f requests/s, p99 %.2f ms (%.2fx the p99 without sign-ins; target <= 2x); sign-ins: %.0f/s, p99 %.0f ms\n" \
+  "$S_RPS" "$S_P99" "$(awk -v a="$S_P99" -v b="$V_P99" 'BEGIN{print a/b}')" "$L_RPS" "$L_P99"
+echo "peak RSS with sign-ins: $(peak_rss_mb) MB"
+
+echo "== usage is exact after a graceful stop"
+stop_server
+HITS=$($SEED "$DATABASE_URL" hits)
+# The warm-up, the validated run and the run beside the sign-ins all used tokens.
+EXPECTED=$((W_TOTAL + V_TOTAL + S_TOTAL))
+echo "uses recorded: $HITS; validated requests answered: $EXPECTED"
+
+echo "== kill -9 under load loses at most the last second of usage"
+start_server
+( wrk -t"$THREADS" -c"$CONNECTIONS" -d6s -s "$WORK/validate.lua" "$BASE/webservice/rest/server.php" >"$WORK/kill.out" 2>&1 ) &
+LOAD=$!
+sleep 4
+kill -9 "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+wait $LOAD || true
+AFTER=$($SEED "$DATABASE_URL" hits)
+ANSWERED=$(awk '/requests in/ {print $1}' "$WORK/kill.out")
+RATE=$(awk '/Requests\/sec/ {print $2}' "$WORK/kill.out")
+echo "uses recorded before the kill: $((AFTER - HITS)); requests answered: $ANSWERED; missing: $((ANSWERED - AFTER + HITS)) (about $(awk -v m=$((ANSWERED - AFTER + HITS)) -v r="$RATE" 'BEGIN{printf "%.2f", m / (r * 6 / 4)}') s of load)"
+
+echo "== page times"
+$SEED "$DATABASE_URL" pages 900000
+start_server
+page_ms() { # user path → median of 10 server round trips, in ms
+  local jar="$WORK/$1.jar"
+  local token
+  token=$(curl -s -c "$jar" "$BASE/login/index.php" | grep -o 'name="logintoken" value="[^"]*"' | sed 's/.*value="//;s/"//')
+  curl -s -b "$jar" -c "$jar" -o /dev/null -d "username=$1&password=bench-password&logintoken=$token" "$BASE/login/index.php"
+  curl -s -b "$jar" -o /dev/null "$BASE$2"
+  for _ in $(seq 1 10); do curl -s -b "$jar" -o /dev/null -w "%{time_total}\n" "$BASE$2"; done | sort -n | awk '{a[NR] = $1} END {printf "%.1f", a[int((NR + 1) / 2)] * 1000}'
+}
+echo "self-service page, 1,000 keys and 100,000 usage rows: $(page_ms heavy /user/managetoken.php) ms (target < 50 ms)"
+echo "admin audit, first page over 1,000,000 keys:          $(page_ms benchadmin /admin/userkeys/index.php) ms (target < 200 ms)"
+echo "admin audit, filtered by CIDR and unused for 30 days:  $(page_ms benchadmin '/admin/userkeys/index.php?ip=192.0.2.0%2F24&unused=30') ms"
+stop_server

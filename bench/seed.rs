@@ -1,0 +1,151 @@
+//! Seeds a database for the benchmark (bench/run.sh) and reads its results back.
+//!
+//!   bench_seed DATABASE_URL hot-path USERS KEYS TOKENS_FILE   users with tokens, tokens listed
+//!   bench_seed DATABASE_URL pages EXTRA_KEYS                  one user with 1,000 keys and
+//!                                                             100,000 usage rows, plus keys
+//!                                                             up to the admin's million
+//!   bench_seed DATABASE_URL hits                              total uses of web-service tokens
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use std::io::Write;
+use userkeys::db::{Db, DbConn};
+use userkeys::domain::password::hash_password;
+use userkeys::domain::secret::SecretHash;
+
+pub const PASSWORD: &str = "bench-password";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let db = Db::connect(&args[1], 1)?;
+    userkeys::setup::seed_site(&db)?;
+    match args[2].as_str() {
+        "hot-path" => hot_path(&db, args[3].parse()?, args[4].parse()?, &args[5]),
+        "pages" => pages(&db, args[3].parse()?),
+        "hits" => {
+            let total: i64 = db.read_blocking(|conn| {
+                use userkeys::db::schema::{key_usage, user_keys};
+                let hits: Vec<i64> = key_usage::table
+                    .inner_join(user_keys::table)
+                    .filter(user_keys::key_type.eq(userkeys::keys::WEBSERVICE_TOKEN))
+                    .select(key_usage::hits)
+                    .load(conn)?;
+                Ok(hits.iter().sum())
+            })?;
+            println!("{total}");
+            Ok(())
+        }
+        other => anyhow::bail!("unknown mode {other}"),
+    }
+}
+
+fn now_sql() -> String {
+    userkeys::domain::time::now().format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+}
+
+/// Rows in multi-row INSERTs of 500: the values are numbers and hex only, built here.
+fn insert_rows(conn: &mut DbConn, head: &str, rows: impl Iterator<Item = String>) -> anyhow::Result<()> {
+    let mut batch = Vec::with_capacity(500);
+    let flush = |conn: &mut DbConn, batch: &mut Vec<String>| -> anyhow::Result<()> {
+        if !batch.is_empty() {
+            conn.batch_execute(&format!("{head} VALUES {}", batch.join(",")))?;
+            batch.clear();
+        }
+        Ok(())
+    };
+    for row in rows {
+        batch.push(row);
+        if batch.len() == 500 {
+            flush(conn, &mut batch)?;
+        }
+    }
+    flush(conn, &mut batch)
+}
+
+fn hot_path(db: &Db, users: i64, keys: i64, tokens_file: &str) -> anyhow::Result<()> {
+    let hash = hash_password(PASSWORD);
+    let now = now_sql();
+    let service: i64 = db.read_blocking(|conn| {
+        Ok(userkeys::db::services::find_by_shortname(conn, "moodle_mobile_app")?.expect("seeded").id)
+    })?;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(tokens_file)?);
+    db.write_blocking(|conn| {
+        use userkeys::db::schema::users;
+        let first: i64 = users::table.select(diesel::dsl::max(users::id)).first::<Option<i64>>(conn)?.unwrap_or(0) + 1;
+        insert_rows(
+            conn,
+            "INSERT INTO users (username, fullname, email, password_hash, suspended, is_site_admin, created_at)",
+            (0..users).map(|i| format!("('bench{i}', 'Bench User {i}', 'bench{i}@example.org', '{hash}', FALSE, FALSE, '{now}')")),
+        )
+        .map_err(|e| userkeys::db::DbError::Migration(e.to_string()))?;
+        let tokens: Vec<String> = (0..keys).map(|i| format!("{:032x}", 0xbe4c_0000_0000_0000_0000_0000_0000_0000u128 + i as u128 * 7919)).collect();
+        insert_rows(
+            conn,
+            "INSERT INTO user_keys (user_id, key_type, name, secret_hash, service_id, device_id, created_at, created_by, valid_until)",
+            tokens.iter().enumerate().map(|(i, t)| {
+                let user = first + (i as i64 % users);
+                format!(
+                    "({user}, 'webservice_token', 'Bench device {i}', '{}', {service}, 'id:bench{i}', '{now}', {user}, '2099-01-01 00:00:00')",
+                    SecretHash::of(t).as_str()
+                )
+            }),
+        )
+        .map_err(|e| userkeys::db::DbError::Migration(e.to_string()))?;
+        for t in &tokens {
+            writeln!(out, "{t}").map_err(|e| userkeys::db::DbError::Migration(e.to_string()))?;
+        }
+        Ok(())
+    })?;
+    println!("seeded {users} users and {keys} tokens");
+    Ok(())
+}
+
+fn pages(db: &Db, extra_keys: i64) -> anyhow::Result<()> {
+    let hash = hash_password(PASSWORD);
+    let now = now_sql();
+    db.write_blocking(|conn| {
+        let map = |e: anyhow::Error| userkeys::db::DbError::Migration(e.to_string());
+        conn.batch_execute(&format!(
+            "INSERT INTO users (username, fullname, email, password_hash, suspended, is_site_admin, created_at) VALUES \
+             ('heavy', 'Heavy User', 'heavy@example.org', '{hash}', FALSE, FALSE, '{now}'), \
+             ('benchadmin', 'Bench Admin', 'benchadmin@example.org', '{hash}', FALSE, TRUE, '{now}')"
+        ))?;
+        use userkeys::db::schema::{user_keys, users};
+        let heavy: i64 = users::table.filter(users::username.eq("heavy")).select(users::id).first(conn)?;
+        let before: i64 = user_keys::table.select(diesel::dsl::max(user_keys::id)).first::<Option<i64>>(conn)?.unwrap_or(0);
+        insert_rows(
+            conn,
+            "INSERT INTO user_keys (user_id, key_type, name, secret_hash, created_at, last_used_at, last_used_ip)",
+            (0..1000).map(|i| {
+                let kind = ["webservice_token", "rss", "calendar_export", "push_device"][i % 4];
+                format!("({heavy}, '{kind}', 'Heavy key {i}', '{:064x}', '{now}', '{now}', '203.0.113.{}')", 0xaa00_0000u64 + i as u64, i % 250)
+            }),
+        )
+        .map_err(map)?;
+        let agents = ["Google-Calendar-Importer", "NextCloud-News/1.0", "curl/8.5.0", "python-requests/2.28.2", "Feedly/1.0"];
+        insert_rows(
+            conn,
+            "INSERT INTO key_usage (key_id, user_agent, ip, first_seen, last_seen, hits)",
+            (0..100_000i64).map(|i| {
+                let key = before + 1 + i % 1000;
+                let agent = agents[(i / 1000 % 5) as usize];
+                format!("({key}, '{agent}', '198.51.{}.{}', '{now}', '{now}', {})", i / 1000 % 250, i % 250 + (i / 250 % 4), 1 + i % 9)
+            }),
+        )
+        .map_err(map)?;
+        let users_count: i64 = users::table.count().get_result(conn)?;
+        insert_rows(
+            conn,
+            "INSERT INTO user_keys (user_id, key_type, name, secret_hash, created_at, last_used_at, last_used_ip, last_used_ip_hex)",
+            (0..extra_keys).map(|i| {
+                let user = 1 + i % users_count;
+                let used = if i % 3 == 0 { "NULL".to_owned() } else { format!("'2026-{:02}-{:02} 12:00:00'", 1 + i % 10, 1 + i % 28) };
+                format!("({user}, 'webservice_token', 'Old key {i}', '{:064x}', '{now}', {used}, '192.0.2.1', '00000000000000000000ffffc0000201')", 0xcc00_0000_0000u64 + i as u64)
+            }),
+        )
+        .map_err(map)?;
+        Ok(())
+    })?;
+    println!("seeded a user with 1000 keys and 100000 usage rows, and {extra_keys} more keys");
+    Ok(())
+}
