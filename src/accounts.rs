@@ -59,25 +59,48 @@ pub fn create(conn: &mut DbConn, account: &NewAccount) -> Result<i64, AccountErr
     )?)
 }
 
-/// Runs argon2 off the async workers, a bounded number at a time, so a burst of sign-ins
-/// neither stalls other requests nor holds unbounded memory (≈19 MiB each).
+/// Runs argon2 on its own few threads, off the async workers and the database pool, so a burst
+/// of sign-ins queues there: it neither stalls other requests nor holds more than
+/// threads × 19 MiB of memory.
 pub struct PasswordCheck {
-    permits: tokio::sync::Semaphore,
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>,
 }
 
 impl PasswordCheck {
-    pub fn new(parallel: usize) -> Self {
-        PasswordCheck { permits: tokio::sync::Semaphore::new(parallel.max(1)) }
+    pub fn new(threads: usize) -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..threads.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || loop {
+                    let job = match queue.lock() {
+                        Ok(q) => q.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                })
+                .expect("a password thread starts");
+        }
+        PasswordCheck { jobs: std::sync::Mutex::new(jobs) }
     }
 
     /// Whether `password` is the user's. For an unknown user it verifies against a dummy hash,
     /// so the time taken does not tell whether the username exists.
     pub async fn matches(&self, user: Option<&User>, password: &str) -> bool {
-        let stored = user.map_or(dummy_hash(), |u| u.password_hash.as_str()).to_owned();
+        let stored = user.map(|u| u.password_hash.clone());
         let password = password.to_owned();
-        let Ok(_permit) = self.permits.acquire().await else { return false };
-        let ok = actix_web::web::block(move || verify_password(&password, &stored)).await.unwrap_or(false);
-        ok && user.is_some()
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Box::new(move || {
+            let ok = verify_password(&password, stored.as_deref().unwrap_or_else(|| dummy_hash()));
+            let _ = reply.send(ok);
+        });
+        let sent = self.jobs.lock().map(|jobs| jobs.send(job).is_ok()).unwrap_or(false);
+        sent && answer.await.unwrap_or(false) && user.is_some()
     }
 }
 

@@ -78,8 +78,9 @@ impl Application {
         let state = aw::Data::new(AppState {
             db: self.db,
             registry: Arc::new(self.registry),
+            // Half the cores at most: validation keeps the other half during a sign-in burst.
             passwords: Arc::new(PasswordCheck::new(
-                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+                std::thread::available_parallelism().map(|n| n.get() / 2).unwrap_or(1),
             )),
             config: Arc::new(self.config),
             usage: Arc::new(UsageRecorder::default()),

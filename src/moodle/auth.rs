@@ -17,9 +17,9 @@ use std::sync::Arc;
 pub struct AuthenticatedToken {
     pub key: KeyRow,
     pub user: User,
-    pub service: Service,
+    pub service: Arc<Service>,
     /// The functions the token's service allows.
-    pub functions: Vec<String>,
+    pub functions: Arc<Vec<String>>,
     pub type_enabled: bool,
     pub ip_restriction: Option<IpRestriction>,
 }
@@ -33,11 +33,11 @@ pub async fn authenticate(state: &State, wstoken: Option<&str>, ip: IpAddr) -> R
         Some(token) => token,
         None => {
             let read_at = state.db.generation();
-            let token = Arc::new(load(state, hash.as_str().to_owned()).await?);
-            if let Some(cache) = &state.token_cache {
-                cache.insert(hash.as_str().to_owned(), token.clone(), read_at, state.db.generation());
+            let token = load(state, hash.as_str().to_owned()).await?;
+            match &state.token_cache {
+                Some(cache) => cache.insert(hash.as_str(), token, read_at, state.db.generation()),
+                None => Arc::new(token),
             }
-            token
         }
     };
     check(&token, ip)?;
@@ -72,7 +72,14 @@ async fn load(state: &State, hash: String) -> Result<AuthenticatedToken, MoodleE
         // An unreadable restriction refuses everything rather than allowing everything.
         Some(Err(_)) => Some(IpRestriction::parse("0.0.0.0/32").ok().flatten().expect("a valid range")),
     };
-    Ok(AuthenticatedToken { key, user, service, functions, type_enabled, ip_restriction })
+    Ok(AuthenticatedToken {
+        key,
+        user,
+        service: Arc::new(service),
+        functions: Arc::new(functions),
+        type_enabled,
+        ip_restriction,
+    })
 }
 
 /// The checks that depend on the moment and the caller, made on every request.

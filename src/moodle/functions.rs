@@ -45,9 +45,17 @@ pub fn exists(function: &str) -> bool {
     MOBILE_APP_FUNCTIONS.contains(&function)
 }
 
-pub async fn dispatch(function: &str, call: Call<'_>) -> Result<Value, MoodleError> {
-    match function {
-        "core_webservice_get_site_info" => site_info(call).await,
+/// A function's result: a JSON value, or JSON already written (for the hottest function).
+pub enum Reply {
+    Value(Value),
+    Json(String),
+}
+
+pub async fn dispatch(function: &str, call: Call<'_>) -> Result<Reply, MoodleError> {
+    if function == "core_webservice_get_site_info" {
+        return Ok(Reply::Json(site_info(&call)));
+    }
+    let value = match function {
         "tool_mobile_get_public_config" => Ok(public_config(call.state)),
         "core_user_add_user_device" => add_user_device(call).await,
         "core_user_remove_user_device" => remove_user_device(call).await,
@@ -56,63 +64,113 @@ pub async fn dispatch(function: &str, call: Call<'_>) -> Result<Value, MoodleErr
         "local_userkeys_get_my_keys" => my_keys(call).await,
         "local_userkeys_revoke_my_key" => revoke_my_key(call).await,
         other => Err(MoodleError::unknown_function(other)),
-    }
+    }?;
+    Ok(Reply::Value(value))
 }
 
 pub fn wwwroot(state: &State) -> String {
     state.config.wwwroot_or(&format!("http://{}", state.config.bind))
 }
 
-fn split_name(user: &User) -> (String, String) {
-    let full = user.fullname.trim();
-    match full.rsplit_once(' ') {
-        Some((first, last)) => (first.to_owned(), last.to_owned()),
-        None => (full.to_owned(), String::new()),
-    }
+#[derive(serde::Serialize)]
+struct NameVersion<'a> {
+    name: &'a str,
+    version: &'static str,
 }
 
-async fn site_info(call: Call<'_>) -> Result<Value, MoodleError> {
+#[derive(serde::Serialize)]
+struct Feature {
+    name: &'static str,
+    value: i32,
+}
+
+const ADVANCED_FEATURES: [Feature; 12] = [
+    Feature { name: "usecomments", value: 0 },
+    Feature { name: "usetags", value: 0 },
+    Feature { name: "enablenotes", value: 0 },
+    Feature { name: "messaging", value: 0 },
+    Feature { name: "enableblogs", value: 0 },
+    Feature { name: "enablecompletion", value: 0 },
+    Feature { name: "enablebadges", value: 0 },
+    Feature { name: "messagingallusers", value: 0 },
+    Feature { name: "enablecustomreports", value: 0 },
+    Feature { name: "enableglobalsearch", value: 0 },
+    Feature { name: "mnet_dispatcher_mode", value: 0 },
+    Feature { name: "enablecompetencies", value: 0 },
+];
+
+/// Moodle's fields, in Moodle's order and with Moodle's types (version and release are strings).
+#[derive(serde::Serialize)]
+struct SiteInfo<'a> {
+    sitename: &'a str,
+    username: &'a str,
+    firstname: &'a str,
+    lastname: &'a str,
+    fullname: &'a str,
+    lang: &'static str,
+    userid: i64,
+    siteurl: &'a str,
+    userpictureurl: String,
+    functions: Vec<NameVersion<'a>>,
+    downloadfiles: i32,
+    uploadfiles: i32,
+    release: &'static str,
+    version: &'static str,
+    mobilecssurl: &'static str,
+    advancedfeatures: &'static [Feature],
+    usercanmanageownfiles: bool,
+    userquota: i64,
+    usermaxuploadfilesize: i64,
+    userhomepage: i64,
+    siteid: i64,
+    sitecalendartype: &'static str,
+    usercalendartype: &'static str,
+    userissiteadmin: bool,
+    theme: &'static str,
+    limitconcurrentlogins: i64,
+    policyagreed: i64,
+    usercanchangeconfig: bool,
+    usercanviewconfig: bool,
+}
+
+fn site_info(call: &Call<'_>) -> String {
     let (state, token) = (call.state, call.token);
-    let functions: Vec<Value> = token.functions.iter().map(|n| json!({"name": n, "version": MOODLE_VERSION})).collect();
     let user = &token.user;
-    let (firstname, lastname) = split_name(user);
+    let full = user.fullname.trim();
+    let (firstname, lastname) = full.rsplit_once(' ').unwrap_or((full, ""));
     let root = wwwroot(state);
-    let advanced = ["usecomments", "usetags", "enablenotes", "messaging", "enableblogs", "enablecompletion", "enablebadges", "messagingallusers", "enablecustomreports", "enableglobalsearch"]
-        .iter()
-        .map(|n| json!({"name": n, "value": 0}))
-        .chain([json!({"name": "mnet_dispatcher_mode", "value": 0}), json!({"name": "enablecompetencies", "value": 0})])
-        .collect::<Vec<_>>();
-    Ok(json!({
-        "sitename": state.config.site_name,
-        "username": user.username,
-        "firstname": firstname,
-        "lastname": lastname,
-        "fullname": user.fullname,
-        "lang": "en",
-        "userid": user.id,
-        "siteurl": root,
-        "userpictureurl": format!("{root}/theme/image.php/boost/core/1/u/f1"),
-        "functions": functions,
-        "downloadfiles": i32::from(token.service.download_files),
-        "uploadfiles": i32::from(token.service.upload_files),
-        "release": MOODLE_RELEASE,
-        "version": MOODLE_VERSION,
-        "mobilecssurl": "",
-        "advancedfeatures": advanced,
-        "usercanmanageownfiles": true,
-        "userquota": 0,
-        "usermaxuploadfilesize": -1,
-        "userhomepage": 1,
-        "siteid": 1,
-        "sitecalendartype": "gregorian",
-        "usercalendartype": "gregorian",
-        "userissiteadmin": user.is_site_admin,
-        "theme": "boost",
-        "limitconcurrentlogins": 0,
-        "policyagreed": 1,
-        "usercanchangeconfig": user.is_site_admin,
-        "usercanviewconfig": user.is_site_admin,
-    }))
+    let info = SiteInfo {
+        sitename: &state.config.site_name,
+        username: &user.username,
+        firstname,
+        lastname,
+        fullname: &user.fullname,
+        lang: "en",
+        userid: user.id,
+        siteurl: &root,
+        userpictureurl: format!("{root}/theme/image.php/boost/core/1/u/f1"),
+        functions: token.functions.iter().map(|n| NameVersion { name: n, version: MOODLE_VERSION }).collect(),
+        downloadfiles: i32::from(token.service.download_files),
+        uploadfiles: i32::from(token.service.upload_files),
+        release: MOODLE_RELEASE,
+        version: MOODLE_VERSION,
+        mobilecssurl: "",
+        advancedfeatures: &ADVANCED_FEATURES,
+        usercanmanageownfiles: true,
+        userquota: 0,
+        usermaxuploadfilesize: -1,
+        userhomepage: 1,
+        siteid: 1,
+        sitecalendartype: "gregorian",
+        usercalendartype: "gregorian",
+        userissiteadmin: user.is_site_admin,
+        theme: "boost",
+        limitconcurrentlogins: 0,
+        policyagreed: 1,
+        usercanchangeconfig: user.is_site_admin,
+        usercanviewconfig: user.is_site_admin,
+    };
+    serde_json::to_string(&info).expect("site info serialises")
 }
 
 /// What the app reads before anyone signs in.
@@ -181,7 +239,6 @@ async fn add_user_device(call: Call<'_>) -> Result<Value, MoodleError> {
     })
     .to_string();
     let actor = Actor { user_id: Some(user_id), ip: Some(call.client.ip_string()) };
-    let token_details = call.token.key.details.clone();
     let duplicate = call
         .state
         .db
@@ -189,6 +246,7 @@ async fn add_user_device(call: Call<'_>) -> Result<Value, MoodleError> {
             let existing = crate::db::keys::active_for_device(conn, user_id, PUSH_DEVICE, &uuid)?;
             let same_push = existing.iter().any(|k| detail(k.details.as_deref(), "pushid").as_deref() == Some(&pushid));
             // The token that registered this device now carries the device's name.
+            let token_details = crate::db::keys::find(conn, token_key_id)?.and_then(|k| k.details);
             crate::db::keys::rename(conn, token_key_id, &device_name, Some(&merge_details(token_details.as_deref(), &details)))?;
             if same_push {
                 return Ok(true);

@@ -35,13 +35,19 @@ fn response(format: Format, body: String) -> HttpResponse {
     }
 }
 
-pub fn success(format: Format, value: &Value) -> HttpResponse {
-    let body = match format {
-        Format::Json => value.to_string(),
-        Format::Xml => {
+pub fn success(format: Format, reply: super::functions::Reply) -> HttpResponse {
+    use super::functions::Reply;
+    let body = match (format, reply) {
+        (Format::Json, Reply::Json(json)) => json,
+        (Format::Json, Reply::Value(value)) => value.to_string(),
+        (Format::Xml, reply) => {
+            let value = match reply {
+                Reply::Value(v) => v,
+                Reply::Json(json) => serde_json::from_str(&json).unwrap_or(Value::Null),
+            };
             let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<RESPONSE>\n");
             if !value.is_null() {
-                xmlize(value, &mut out);
+                xmlize(&value, &mut out);
             }
             out.push_str("</RESPONSE>\n");
             out

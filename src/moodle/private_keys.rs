@@ -71,6 +71,6 @@ pub async fn validate(
             return Err(MoodleError::invalid_key());
         }
     }
-    state.usage.record(key.id, &client.user_agent, &client.ip_string(), now());
+    state.usage.record(key.id, &client.user_agent, client.ip, now());
     Ok((key, user))
 }

@@ -48,12 +48,12 @@ pub async fn rest(state: State, req: HttpRequest, payload: web::Payload) -> Http
         Err(e) => Err(e),
     };
     match result {
-        Ok(value) => output::success(format, &value),
+        Ok(reply) => output::success(format, reply),
         Err(e) => output::error(format, &e, state.config.debug),
     }
 }
 
-async fn call(state: &State, mut params: Params, client: &ClientInfo) -> Result<serde_json::Value, MoodleError> {
+async fn call(state: &State, mut params: Params, client: &ClientInfo) -> Result<functions::Reply, MoodleError> {
     let wstoken = params.text("wstoken")?.map(str::to_owned);
     let function = params.text("wsfunction")?.map(str::to_owned);
     for name in ["wstoken", "wsfunction", "moodlewsrestformat"] {
@@ -74,6 +74,6 @@ async fn call(state: &State, mut params: Params, client: &ClientInfo) -> Result<
     }
     let key_id = token.key.id;
     let result = functions::dispatch(&function, Call { state, token: &token, params, client }).await?;
-    state.usage.record(key_id, &client.user_agent, &client.ip_string(), now());
+    state.usage.record(key_id, &client.user_agent, client.ip, now());
     Ok(result)
 }

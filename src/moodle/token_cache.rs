@@ -7,6 +7,7 @@
 //! so the cache is only on where this process is the only writer (SQLite by default).
 
 use super::auth::AuthenticatedToken;
+use crate::db::models::Service;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -21,7 +22,16 @@ pub struct TokenCache {
 #[derive(Default)]
 struct Inner {
     generation: u64,
-    entries: HashMap<String, Arc<AuthenticatedToken>>,
+    /// Keyed by the raw SHA-256 of the token.
+    entries: HashMap<[u8; 32], Arc<AuthenticatedToken>>,
+    /// One copy of each service and its functions, shared by all its tokens.
+    services: HashMap<i64, (Arc<Service>, Arc<Vec<String>>)>,
+}
+
+fn raw(hash: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hash, &mut out).ok()?;
+    Some(out)
 }
 
 impl TokenCache {
@@ -31,20 +41,32 @@ impl TokenCache {
         if inner.generation != generation {
             return None;
         }
-        inner.entries.get(hash).cloned()
+        inner.entries.get(&raw(hash)?).cloned()
     }
 
     /// Keeps `token`, read from the database when the generation was `read_at`, unless a write
     /// has been committed since (`now`): then what was read may already be stale.
-    pub fn insert(&self, hash: String, token: Arc<AuthenticatedToken>, read_at: u64, now: u64) {
-        if read_at != now {
-            return;
-        }
+    pub fn insert(&self, hash: &str, mut token: AuthenticatedToken, read_at: u64, now: u64) -> Arc<AuthenticatedToken> {
+        let Some(key) = raw(hash).filter(|_| read_at == now) else { return Arc::new(token) };
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         if inner.generation != read_at || inner.entries.len() >= MAX_ENTRIES {
             inner.entries.clear();
+            inner.services.clear();
             inner.generation = read_at;
         }
-        inner.entries.insert(hash, token);
+        let (service, functions) = inner
+            .services
+            .entry(token.service.id)
+            .or_insert_with(|| (token.service.clone(), token.functions.clone()))
+            .clone();
+        token.service = service;
+        token.functions = functions;
+        // What a call never needs stays out of memory.
+        token.user.password_hash = String::new();
+        token.key.secret_hash = None;
+        token.key.details = None;
+        let token = Arc::new(token);
+        inner.entries.insert(key, token.clone());
+        token
     }
 }

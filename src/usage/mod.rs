@@ -9,6 +9,7 @@ use crate::db::usage::UsageDelta;
 use crate::db::{Db, DbResult};
 use chrono::NaiveDateTime;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 /// Longest user agent kept; longer ones are cut so one client cannot bloat the log.
@@ -16,7 +17,8 @@ const MAX_AGENT_LEN: usize = 512;
 
 #[derive(Default)]
 pub struct UsageRecorder {
-    pending: Mutex<HashMap<(i64, String, String), Pending>>,
+    /// Keyed by (key, address) so that recording a use allocates nothing once the agent is known.
+    pending: Mutex<HashMap<(i64, IpAddr), Vec<(String, Pending)>>>,
 }
 
 struct Pending {
@@ -25,30 +27,49 @@ struct Pending {
     hits: i64,
 }
 
+/// The agent as kept: cut at `MAX_AGENT_LEN` bytes, on a character boundary.
+fn kept_agent(user_agent: &str) -> &str {
+    if user_agent.len() <= MAX_AGENT_LEN {
+        return user_agent;
+    }
+    let mut end = MAX_AGENT_LEN;
+    while !user_agent.is_char_boundary(end) {
+        end -= 1;
+    }
+    &user_agent[..end]
+}
+
 impl UsageRecorder {
-    pub fn record(&self, key_id: i64, user_agent: &str, ip: &str, at: NaiveDateTime) {
-        let agent: String = user_agent.chars().take(MAX_AGENT_LEN).collect();
+    pub fn record(&self, key_id: i64, user_agent: &str, ip: IpAddr, at: NaiveDateTime) {
+        self.add(key_id, kept_agent(user_agent), ip, Pending { first_seen: at, last_seen: at, hits: 1 });
+    }
+
+    fn add(&self, key_id: i64, agent: &str, ip: IpAddr, uses: Pending) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending
-            .entry((key_id, agent, ip.to_owned()))
-            .and_modify(|p| {
-                p.hits += 1;
-                p.last_seen = p.last_seen.max(at);
-            })
-            .or_insert(Pending { first_seen: at, last_seen: at, hits: 1 });
+        let agents = pending.entry((key_id, ip)).or_default();
+        match agents.iter_mut().find(|(a, _)| a == agent) {
+            Some((_, p)) => {
+                p.hits += uses.hits;
+                p.first_seen = p.first_seen.min(uses.first_seen);
+                p.last_seen = p.last_seen.max(uses.last_seen);
+            }
+            None => agents.push((agent.to_owned(), uses)),
+        }
     }
 
     fn take(&self) -> Vec<UsageDelta> {
         let drained = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         drained
             .into_iter()
-            .map(|((key_id, user_agent, ip), p)| UsageDelta {
-                key_id,
-                user_agent,
-                ip,
-                first_seen: p.first_seen,
-                last_seen: p.last_seen,
-                hits: p.hits,
+            .flat_map(|((key_id, ip), agents)| {
+                agents.into_iter().map(move |(user_agent, p)| UsageDelta {
+                    key_id,
+                    user_agent,
+                    ip: ip.to_string(),
+                    first_seen: p.first_seen,
+                    last_seen: p.last_seen,
+                    hits: p.hits,
+                })
             })
             .collect()
     }
@@ -85,15 +106,8 @@ impl UsageRecorder {
     }
 
     fn restore(&self, d: UsageDelta) {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending
-            .entry((d.key_id, d.user_agent, d.ip))
-            .and_modify(|p| {
-                p.hits += d.hits;
-                p.first_seen = p.first_seen.min(d.first_seen);
-                p.last_seen = p.last_seen.max(d.last_seen);
-            })
-            .or_insert(Pending { first_seen: d.first_seen, last_seen: d.last_seen, hits: d.hits });
+        let ip = d.ip.parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        self.add(d.key_id, &d.user_agent, ip, Pending { first_seen: d.first_seen, last_seen: d.last_seen, hits: d.hits });
     }
 }
 

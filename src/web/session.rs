@@ -71,7 +71,7 @@ async fn resume(state: &State, secret: ClearSecret, client: &ClientInfo) -> Resu
     if key.key_type != WEB_SESSION || !key.is_active(now) || user.suspended {
         return Err(AppError::LoginRequired);
     }
-    state.usage.record(key.id, &client.user_agent, &client.ip_string(), now);
+    state.usage.record(key.id, &client.user_agent, client.ip, now);
     let timeout = Duration::minutes(state.config.session_timeout_minutes);
     let new_expiry = now + timeout;
     // Extend at most once a minute: a page view should not always be a write.
@@ -96,7 +96,7 @@ pub async fn start(state: &State, user: &User, client: &ClientInfo) -> Result<Co
     let actor = Actor { user_id: Some(user.id), ip: Some(client.ip_string()) };
     let issued = state.db.write(move |conn| ops::issue(conn, request, &actor, now)).await?;
     let secret = issued.secret.ok_or_else(|| AppError::Internal("session issued without a secret".into()))?;
-    state.usage.record(issued.id, &client.user_agent, &client.ip_string(), now);
+    state.usage.record(issued.id, &client.user_agent, client.ip, now);
     Ok(session_cookie(state, secret.expose().to_owned()))
 }
 
