@@ -29,7 +29,7 @@ BIN=target/release/userkeys
 SEED=target/release/examples/bench_seed
 
 WORK=$(mktemp -d /tmp/userkeys-bench.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${BENCH_KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"' EXIT
 if [ -n "${BENCH_POSTGRES:-}" ]; then
   NAME="userkeys_bench_$$"
   psql "$BENCH_POSTGRES" -qc "CREATE DATABASE $NAME" >/dev/null

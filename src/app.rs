@@ -67,6 +67,17 @@ impl Application {
     pub async fn run(self) -> anyhow::Result<()> {
         let (server, state) = self.start()?;
         let flusher = spawn_usage_flusher(state.clone());
+        if state.token_cache.is_some() {
+            let warm = state.clone();
+            actix_web::rt::task::spawn_blocking(move || {
+                if let Some(cache) = &warm.token_cache {
+                    match cache.preload(&warm.db, &warm.registry) {
+                        Ok(n) => tracing::info!(tokens = n, "token cache warmed"),
+                        Err(e) => tracing::warn!(error = %e, "warming the token cache failed"),
+                    }
+                }
+            });
+        }
         server.await?;
         flusher.abort();
         state.usage.flush(&state.db).await?;

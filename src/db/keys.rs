@@ -132,3 +132,17 @@ pub fn latest_created(conn: &mut DbConn, user_id: i64, key_type: &str) -> DbResu
         .first(conn)
         .optional()?)
 }
+
+/// Active web-service tokens with their owners, by id, for warming a cache.
+pub fn active_tokens_after(conn: &mut DbConn, after_id: i64, limit: i64, now: NaiveDateTime) -> DbResult<Vec<(KeyRow, User)>> {
+    Ok(user_keys::table
+        .inner_join(users::table)
+        .filter(user_keys::id.gt(after_id))
+        .filter(user_keys::key_type.eq(crate::keys::WEBSERVICE_TOKEN))
+        .filter(user_keys::revoked_at.is_null())
+        .filter(user_keys::valid_until.is_null().or(user_keys::valid_until.gt(now)))
+        .order(user_keys::id)
+        .limit(limit)
+        .select((KeyRow::as_select(), User::as_select()))
+        .load(conn)?)
+}

@@ -86,7 +86,7 @@ pub struct NewKey {
     pub valid_until: Option<NaiveDateTime>,
 }
 
-#[derive(Queryable, Selectable, Clone, Debug)]
+#[derive(Queryable, QueryableByName, Selectable, Clone, Debug)]
 #[diesel(table_name = key_usage)]
 pub struct UsageRow {
     pub key_id: i64,

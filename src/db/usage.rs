@@ -79,6 +79,30 @@ pub fn for_keys(conn: &mut DbConn, key_ids: &[i64]) -> DbResult<Vec<UsageRow>> {
     Ok(rows)
 }
 
+// Per key and agent: totals, and the address of the latest use (joined back by its time).
+const SUMMARY_SQL: &str = "SELECT u.key_id, u.user_agent, u.ip, g.first_seen, g.last_seen, g.hits \
+     FROM (SELECT key_id, user_agent, MIN(first_seen) AS first_seen, MAX(last_seen) AS last_seen, \
+                  CAST(SUM(hits) AS BIGINT) AS hits \
+           FROM key_usage \
+           WHERE key_id IN (SELECT id FROM user_keys WHERE user_id = $1 AND revoked_at IS NULL) \
+           GROUP BY key_id, user_agent) g \
+     JOIN key_usage u ON u.key_id = g.key_id AND u.user_agent = g.user_agent AND u.last_seen = g.last_seen";
+
+/// The usage of a user's unrevoked keys, aggregated in the database to one row per key and
+/// user agent (with the latest address), so a heavy user's page reads thousands of rows, not
+/// hundreds of thousands.
+pub fn summary_for_user(conn: &mut DbConn, user_id: i64) -> DbResult<Vec<UsageRow>> {
+    let sql = match conn {
+        DbConn::Sqlite(_) => SUMMARY_SQL.replace("$1", "?"),
+        DbConn::Pg(_) => SUMMARY_SQL.to_owned(),
+    };
+    let mut rows: Vec<UsageRow> = diesel::sql_query(sql).bind::<BigInt, _>(user_id).load(conn)?;
+    // Two addresses used at the very same instant: keep one.
+    rows.sort_by(|a, b| (a.key_id, &a.user_agent, &a.ip).cmp(&(b.key_id, &b.user_agent, &b.ip)));
+    rows.dedup_by(|a, b| a.key_id == b.key_id && a.user_agent == b.user_agent);
+    Ok(rows)
+}
+
 pub fn total_hits(conn: &mut DbConn, key_id: i64) -> DbResult<i64> {
     // Summed here: SUM(BIGINT) is NUMERIC on PostgreSQL but INTEGER on SQLite.
     let hits: Vec<i64> = key_usage::table.filter(key_usage::key_id.eq(key_id)).select(key_usage::hits).load(conn)?;

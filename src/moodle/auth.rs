@@ -1,27 +1,87 @@
 //! Validating a web-service token, positively: it exists, is a web-service token, is not
-//! revoked or expired, the caller's IP is inside its restriction, its type is enabled and its
-//! user is not suspended. Each refusal is Moodle's error for that case.
+//! revoked or expired, the caller's IP is inside its restriction, its type and service are
+//! enabled and its user is not suspended. Each refusal is Moodle's error for that case.
 
 use super::error::MoodleError;
 use crate::app::State;
 use crate::db::models::{KeyRow, Service, User};
+use crate::db::{DbConn, DbResult};
 use crate::domain::ip_restriction::IpRestriction;
 use crate::domain::secret::ClearSecret;
 use crate::domain::time::now;
-use crate::keys::WEBSERVICE_TOKEN;
+use crate::keys::{KeyTypeRegistry, WEBSERVICE_TOKEN};
+use chrono::NaiveDateTime;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// A token with everything a call needs to know about it, read in one go.
-#[derive(Clone, Debug)]
-pub struct AuthenticatedToken {
-    pub key: KeyRow,
-    pub user: User,
-    pub service: Arc<Service>,
-    /// The functions the token's service allows.
-    pub functions: Arc<Vec<String>>,
+/// What a call needs to know about the token's owner.
+#[derive(Debug)]
+pub struct TokenOwner {
+    pub id: i64,
+    pub username: String,
+    pub fullname: String,
+    pub is_site_admin: bool,
+    pub suspended: bool,
+}
+
+/// A service as tokens see it: the row, its functions, and whether tokens are switched on.
+#[derive(Debug)]
+pub struct ServiceAccess {
+    pub service: Service,
+    pub functions: Vec<String>,
     pub type_enabled: bool,
+}
+
+/// A valid (not revoked) web-service token, as small as a call allows: owners and services are
+/// shared between tokens.
+#[derive(Debug)]
+pub struct AuthenticatedToken {
+    pub key_id: i64,
+    pub valid_until: Option<NaiveDateTime>,
     pub ip_restriction: Option<IpRestriction>,
+    pub private_hash: Option<Box<str>>,
+    pub user: Arc<TokenOwner>,
+    pub service: Arc<ServiceAccess>,
+}
+
+impl AuthenticatedToken {
+    /// A token row and its owner, if it is an unrevoked web-service token.
+    pub fn from_rows(key: KeyRow, user: &User, service: Arc<ServiceAccess>) -> Option<Self> {
+        if key.key_type != WEBSERVICE_TOKEN || key.revoked_at.is_some() || key.service_id != Some(service.service.id) {
+            return None;
+        }
+        let ip_restriction = match key.ip_restriction.as_deref().map(IpRestriction::parse) {
+            None | Some(Ok(None)) => None,
+            Some(Ok(Some(r))) => Some(r),
+            // An unreadable restriction refuses everything rather than allowing everything.
+            Some(Err(_)) => IpRestriction::parse("0.0.0.0/32").ok().flatten(),
+        };
+        Some(AuthenticatedToken {
+            key_id: key.id,
+            valid_until: key.valid_until,
+            ip_restriction,
+            private_hash: key.private_hash.map(String::into_boxed_str),
+            user: Arc::new(TokenOwner {
+                id: user.id,
+                username: user.username.clone(),
+                fullname: user.fullname.clone(),
+                is_site_admin: user.is_site_admin,
+                suspended: user.suspended,
+            }),
+            service,
+        })
+    }
+}
+
+/// The service of a token with its functions and the token type's switch, from the database.
+pub fn load_service(conn: &mut DbConn, registry: &KeyTypeRegistry, service_id: i64) -> DbResult<Option<ServiceAccess>> {
+    let Some(service) = crate::db::services::find(conn, service_id)? else { return Ok(None) };
+    let default_on = registry.get(WEBSERVICE_TOKEN).is_none_or(|t| t.enabled_by_default);
+    Ok(Some(ServiceAccess {
+        functions: crate::db::services::functions(conn, service.id)?,
+        type_enabled: crate::db::key_types::enabled(conn, WEBSERVICE_TOKEN, default_on)?,
+        service,
+    }))
 }
 
 pub async fn authenticate(state: &State, wstoken: Option<&str>, ip: IpAddr) -> Result<Arc<AuthenticatedToken>, MoodleError> {
@@ -33,7 +93,7 @@ pub async fn authenticate(state: &State, wstoken: Option<&str>, ip: IpAddr) -> R
         Some(token) => token,
         None => {
             let read_at = state.db.generation();
-            let token = load(state, hash.as_str().to_owned()).await?;
+            let token = load(state, hash.as_str().to_owned(), read_at).await?.ok_or_else(MoodleError::invalid_token)?;
             match &state.token_cache {
                 Some(cache) => cache.insert(hash.as_str(), token, read_at, state.db.generation()),
                 None => Arc::new(token),
@@ -44,53 +104,38 @@ pub async fn authenticate(state: &State, wstoken: Option<&str>, ip: IpAddr) -> R
     Ok(token)
 }
 
-/// One trip to the database for the token, its owner, its service and the switches.
-async fn load(state: &State, hash: String) -> Result<AuthenticatedToken, MoodleError> {
-    let type_default = state.registry.get(WEBSERVICE_TOKEN).is_none_or(|t| t.enabled_by_default);
-    let found = state
+/// One trip to the database for the token and its owner (and its service, unless cached).
+async fn load(state: &State, hash: String, read_at: u64) -> Result<Option<AuthenticatedToken>, MoodleError> {
+    let shared = state.clone();
+    let token = state
         .db
         .read(move |conn| {
-            let Some((key, user)) = crate::db::keys::find_by_secret_hash(conn, &hash)? else {
-                return Ok(None);
+            let state = shared;
+            let Some((key, user)) = crate::db::keys::find_by_secret_hash(conn, &hash)? else { return Ok(None) };
+            let Some(service_id) = key.service_id else { return Ok(None) };
+            let cached = state.token_cache.as_ref().and_then(|c| c.service(service_id, read_at));
+            let service = match cached {
+                Some(s) => s,
+                None => match load_service(conn, &state.registry, service_id)? {
+                    Some(s) => Arc::new(s),
+                    None => return Ok(None),
+                },
             };
-            // A revoked token is gone, as a deleted row is in Moodle.
-            if key.key_type != WEBSERVICE_TOKEN || key.revoked_at.is_some() {
-                return Ok(None);
-            }
-            let Some(service) = key.service_id.map(|id| crate::db::services::find(conn, id)).transpose()?.flatten() else {
-                return Ok(None);
-            };
-            let functions = crate::db::services::functions(conn, service.id)?;
-            let type_enabled = crate::db::key_types::enabled(conn, &key.key_type, type_default)?;
-            Ok(Some((key, user, service, functions, type_enabled)))
+            Ok(AuthenticatedToken::from_rows(key, &user, service))
         })
         .await?;
-    let (key, user, service, functions, type_enabled) = found.ok_or_else(MoodleError::invalid_token)?;
-    let ip_restriction = match key.ip_restriction.as_deref().map(IpRestriction::parse) {
-        None | Some(Ok(None)) => None,
-        Some(Ok(Some(r))) => Some(r),
-        // An unreadable restriction refuses everything rather than allowing everything.
-        Some(Err(_)) => Some(IpRestriction::parse("0.0.0.0/32").ok().flatten().expect("a valid range")),
-    };
-    Ok(AuthenticatedToken {
-        key,
-        user,
-        service: Arc::new(service),
-        functions: Arc::new(functions),
-        type_enabled,
-        ip_restriction,
-    })
+    Ok(token)
 }
 
 /// The checks that depend on the moment and the caller, made on every request.
 fn check(token: &AuthenticatedToken, ip: IpAddr) -> Result<(), MoodleError> {
-    if token.key.valid_until.is_some_and(|v| v <= now()) {
+    if token.valid_until.is_some_and(|v| v <= now()) {
         return Err(MoodleError::token_expired());
     }
     if token.ip_restriction.as_ref().is_some_and(|r| !r.allows(ip)) {
         return Err(MoodleError::ip_not_allowed(&ip.to_string()));
     }
-    if !token.type_enabled {
+    if !token.service.type_enabled {
         return Err(MoodleError::access("Web-service tokens are disabled on this site."));
     }
     if token.user.suspended {

@@ -24,7 +24,7 @@ pub async fn autologin(state: State, req: HttpRequest, payload: web::Payload) ->
     let (_, user) = validate(&state, &key, AUTOLOGIN, Some(userid), &client, Consume::Once)
         .await
         .map_err(|e| AppError::Forbidden(format!("This sign-in link cannot be used: {}.", e.message)))?;
-    check_autologin_prerequisites(&state, &user).map_err(|e| AppError::Forbidden(e.message))?;
+    check_autologin_prerequisites(&state, user.is_site_admin).map_err(|e| AppError::Forbidden(e.message))?;
     let cookie = crate::web::session::start(&state, &user, &client).await?;
     let target = local_target(text(&params, "urltogo").as_deref(), &wwwroot(&state));
     let mut response = HttpResponse::SeeOther().insert_header((header::LOCATION, target)).finish();

@@ -5,7 +5,7 @@ use super::error::MoodleError;
 use super::params::Params;
 use crate::app::State;
 use crate::db::keys::Selection;
-use crate::db::models::{NewAuditEntry, User};
+use crate::db::models::NewAuditEntry;
 use crate::domain::time::{now, to_unix};
 use crate::domain::user_agent::{describe_device, describe_user_agent};
 use crate::keys::ops::{self, Actor, KeyRequest, Scope, SecretKind};
@@ -149,9 +149,9 @@ fn site_info(call: &Call<'_>) -> String {
         userid: user.id,
         siteurl: &root,
         userpictureurl: format!("{root}/theme/image.php/boost/core/1/u/f1"),
-        functions: token.functions.iter().map(|n| NameVersion { name: n, version: MOODLE_VERSION }).collect(),
-        downloadfiles: i32::from(token.service.download_files),
-        uploadfiles: i32::from(token.service.upload_files),
+        functions: token.service.functions.iter().map(|n| NameVersion { name: n, version: MOODLE_VERSION }).collect(),
+        downloadfiles: i32::from(token.service.service.download_files),
+        uploadfiles: i32::from(token.service.service.upload_files),
         release: MOODLE_RELEASE,
         version: MOODLE_VERSION,
         mobilecssurl: "",
@@ -229,7 +229,7 @@ async fn add_user_device(call: Call<'_>) -> Result<Value, MoodleError> {
     let uuid = text_param(p, "uuid", 255)?;
     let publickey = p.text("publickey")?.map(|k| k.chars().take(4096).collect::<String>());
     let user_id = call.token.user.id;
-    let token_key_id = call.token.key.id;
+    let token_key_id = call.token.key_id;
     let app_version = moodle_app_version(&call.client.user_agent);
     let device_name = describe_device(Some(&name), Some(&model), Some(&platform), Some(&version), app_version.as_deref())
         .unwrap_or_else(|| describe_user_agent(&call.client.user_agent));
@@ -329,11 +329,11 @@ pub fn is_moodle_app(user_agent: &str) -> bool {
 }
 
 /// Moodle's `check_autologin_prerequisites`.
-pub fn check_autologin_prerequisites(state: &State, user: &User) -> Result<(), MoodleError> {
+pub fn check_autologin_prerequisites(state: &State, is_site_admin: bool) -> Result<(), MoodleError> {
     if !state.config.served_over_https() {
         return Err(MoodleError::https_required());
     }
-    if user.is_site_admin {
+    if is_site_admin {
         return Err(MoodleError::autologin_not_allowed_to_admins());
     }
     Ok(())
@@ -344,7 +344,7 @@ async fn autologin_key(call: Call<'_>) -> Result<Value, MoodleError> {
     if !is_moodle_app(&call.client.user_agent) {
         return Err(MoodleError::app_required());
     }
-    check_autologin_prerequisites(state, &token.user)?;
+    check_autologin_prerequisites(state, token.user.is_site_admin)?;
     let private = call.params.text("privatetoken")?.unwrap_or("");
     if private.is_empty() || call.params.came_in_query("privatetoken") {
         return Err(MoodleError::invalid_private_token());
@@ -361,7 +361,7 @@ async fn autologin_key(call: Call<'_>) -> Result<Value, MoodleError> {
     if recent {
         return Err(MoodleError::autologin_lockout(AUTOLOGIN_MIN_MINUTES_BETWEEN));
     }
-    let matches = token.key.private_hash.as_deref().is_some_and(|h| {
+    let matches = token.private_hash.as_deref().is_some_and(|h| {
         crate::domain::secret::SecretHash::from_stored(h.to_owned()).matches(private)
     });
     if !matches {
@@ -413,7 +413,7 @@ struct MyKey {
 
 /// The caller's own keys (visible types), so the app can show "your devices".
 async fn my_keys(call: Call<'_>) -> Result<Value, MoodleError> {
-    let (state, user_id, current) = (call.state, call.token.user.id, call.token.key.id);
+    let (state, user_id, current) = (call.state, call.token.user.id, call.token.key_id);
     state.usage.flush(&state.db).await?;
     let now = now();
     let (keys, usage) = state
@@ -432,7 +432,7 @@ async fn my_keys(call: Call<'_>) -> Result<Value, MoodleError> {
             Some(MyKey {
                 id: k.id,
                 typename: t.label.clone(),
-                service: if k.service_id == Some(call.token.service.id) { call.token.service.shortname.clone() } else { String::new() },
+                service: if k.service_id == Some(call.token.service.service.id) { call.token.service.service.shortname.clone() } else { String::new() },
                 timecreated: to_unix(k.created_at),
                 validuntil: k.valid_until.map_or(0, to_unix),
                 lastaccess: k.last_used_at.map_or(0, to_unix),

@@ -19,7 +19,7 @@ pub async fn tokens_for_qr_login(state: &State, params: &Params, client: &Client
         return Err(MoodleError::app_required());
     }
     let (_, user) = validate(state, &qrloginkey, QR_LOGIN, Some(userid), client, Consume::Once).await?;
-    check_autologin_prerequisites(state, &user)?;
+    check_autologin_prerequisites(state, user.is_site_admin)?;
     let service = state
         .db
         .read(|conn| crate::db::services::find_by_shortname(conn, MOBILE_SERVICE))

@@ -69,10 +69,10 @@ async fn call(state: &State, mut params: Params, client: &ClientInfo) -> Result<
     if !functions::exists(&function) {
         return Err(MoodleError::unknown_function(&function));
     }
-    if !token.service.enabled || !token.functions.iter().any(|f| *f == function) {
+    if !token.service.service.enabled || !token.service.functions.iter().any(|f| *f == function) {
         return Err(MoodleError::function_not_allowed(&function));
     }
-    let key_id = token.key.id;
+    let key_id = token.key_id;
     let result = functions::dispatch(&function, Call { state, token: &token, params, client }).await?;
     state.usage.record(key_id, &client.user_agent, client.ip, now());
     Ok(result)

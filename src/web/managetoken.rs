@@ -222,8 +222,7 @@ async fn list_page(state: &State, session: &CurrentSession, revoked: Option<usiz
         .db
         .read(move |conn| {
             let keys = crate::db::keys::active_for_user(conn, user_id, now)?;
-            let ids: Vec<i64> = keys.iter().map(|k| k.id).collect();
-            let usage = crate::db::usage::for_keys(conn, &ids)?;
+            let usage = crate::db::usage::summary_for_user(conn, user_id)?;
             let services: HashMap<i64, String> =
                 crate::db::services::all(conn)?.into_iter().map(|s| (s.id, s.name)).collect();
             let mut creators = HashMap::new();
