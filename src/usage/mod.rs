@@ -82,10 +82,9 @@ impl UsageRecorder {
         }
         let result = db.write_quietly(|conn| {
             crate::db::usage::apply(conn, &deltas)?;
-            for (key_id, (at, ip)) in latest_use_per_key(&deltas) {
-                crate::db::usage::mark_last_used(conn, key_id, at, ip)?;
-            }
-            Ok(())
+            let latest: Vec<(i64, NaiveDateTime, String)> =
+                latest_use_per_key(&deltas).into_iter().map(|(id, (at, ip))| (id, at, ip.to_owned())).collect();
+            crate::db::usage::mark_last_used(conn, &latest)
         });
         match result {
             Ok(()) => Ok(deltas.len()),

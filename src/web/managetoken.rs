@@ -25,7 +25,13 @@ pub struct PageQuery {
     #[serde(rename = "type")]
     key_type: Option<String>,
     revoked: Option<usize>,
+    /// A key type whose keys are all listed (others show their newest `KEYS_PER_TYPE`).
+    show: Option<String>,
 }
+
+/// Keys listed per type before "Show all": the page stays quick and readable for a person with
+/// hundreds of keys.
+const KEYS_PER_TYPE: usize = 25;
 
 #[derive(Deserialize)]
 pub struct ActionForm {
@@ -53,7 +59,7 @@ pub async fn page(
         let revocation = resolve(&state, &session, action, query.key.as_deref(), query.key_type.as_deref()).await?;
         return confirm_page(&state, &session, &revocation);
     }
-    list_page(&state, &session, query.revoked).await
+    list_page(&state, &session, query.revoked, query.show.as_deref()).await
 }
 
 pub async fn act(
@@ -176,6 +182,8 @@ struct TypeGroup {
     creatable: bool,
     settings_url: Option<String>,
     keys: Vec<KeyView>,
+    /// All the user's active keys of this type, listed or not.
+    total: usize,
 }
 
 #[derive(Serialize)]
@@ -213,16 +221,18 @@ fn moment(at: NaiveDateTime, now: NaiveDateTime) -> Moment {
     Moment { relative: relative(at, now), exact: exact(at), iso: at.and_utc().to_rfc3339() }
 }
 
-async fn list_page(state: &State, session: &CurrentSession, revoked: Option<usize>) -> Result<HttpResponse, AppError> {
+async fn list_page(state: &State, session: &CurrentSession, revoked: Option<usize>, show: Option<&str>) -> Result<HttpResponse, AppError> {
     // Uses recorded by this instance but not yet written belong on the page too.
     state.usage.flush(&state.db).await?;
     let user_id = session.user.id;
     let now = now();
-    let (keys, usage, services, creators) = state
+    let show = show.map(str::to_owned);
+    let (keys, counts, usage, services, creators) = state
         .db
         .read(move |conn| {
-            let keys = crate::db::keys::active_for_user(conn, user_id, now)?;
-            let usage = crate::db::usage::summary_for_user(conn, user_id)?;
+            let (keys, counts) = listed_keys(crate::db::keys::active_for_user(conn, user_id, now)?, show.as_deref());
+            let ids: Vec<i64> = keys.iter().map(|k| k.id).collect();
+            let usage = crate::db::usage::summary_for_keys(conn, &ids)?;
             let services: HashMap<i64, String> =
                 crate::db::services::all(conn)?.into_iter().map(|s| (s.id, s.name)).collect();
             let mut creators = HashMap::new();
@@ -231,16 +241,34 @@ async fn list_page(state: &State, session: &CurrentSession, revoked: Option<usiz
                     creators.insert(creator, u.fullname);
                 }
             }
-            Ok((keys, usage, services, creators))
+            Ok((keys, counts, usage, services, creators))
         })
         .await?;
-    let groups = group_keys(&state.registry, keys, summarise(&usage), &services, &creators, session.key.id, now);
+    let mut groups = group_keys(&state.registry, keys, summarise(&usage), &services, &creators, session.key.id, now);
+    for group in &mut groups {
+        group.total = counts.get(&group.id).copied().unwrap_or(0);
+    }
     let admin_link = !super::admin::capabilities(state, &session.user).await?.is_empty();
     let mut ctx = base_context(state, session, admin_link);
     ctx.insert("groups", &groups);
     ctx.insert("revoked", &revoked);
-    ctx.insert("key_count", &groups.iter().map(|g| g.keys.len()).sum::<usize>());
+    ctx.insert("key_count", &counts.values().sum::<usize>());
     render(&state.templates, "managetoken.html", &ctx)
+}
+
+/// The keys to list (the newest `KEYS_PER_TYPE` of each type, all of the type in `show`), and
+/// how many each type has.
+fn listed_keys(keys: Vec<KeyRow>, show: Option<&str>) -> (Vec<KeyRow>, HashMap<String, usize>) {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let listed = keys
+        .into_iter()
+        .filter(|k| {
+            let n = counts.entry(k.key_type.clone()).or_default();
+            *n += 1;
+            *n <= KEYS_PER_TYPE || show == Some(k.key_type.as_str())
+        })
+        .collect();
+    (listed, counts)
 }
 
 fn group_keys(
@@ -265,6 +293,7 @@ fn group_keys(
             revocable: t.revocable,
             creatable: super::newkey::creatable(&t.id),
             settings_url: t.settings_url.clone(),
+            total: 0,
             keys: by_type
                 .remove(&t.id)
                 .unwrap_or_default()
