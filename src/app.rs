@@ -113,6 +113,9 @@ impl Application {
                 .configure(moodle::routes)
         })
         .shutdown_timeout(10)
+        // Blocking work is database calls (bounded by the pool) and little else; a small pool of
+        // threads keeps memory flat under load.
+        .worker_max_blocking_threads(4 * state.config.db_pool_size.max(1) as usize)
         .listen(self.listener)?;
         if let Some(workers) = state.config.workers {
             server = server.workers(workers);

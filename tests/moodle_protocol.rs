@@ -144,7 +144,7 @@ async fn each_refusal_is_moodles_error() {
 
     let expired = ws.token("alice", &[("deviceid", "a")]).await;
     let expired_id = app.key_of(&expired).id;
-    app.with_db(|conn| userkeys::db::keys::extend(conn, expired_id, now() - chrono::Duration::seconds(5)));
+    app.with_db(|conn| userkeys::db::keys::set_valid_until(conn, expired_id, now() - chrono::Duration::seconds(5)));
     let e = site_info(&ws, &expired).await;
     assert_eq!((errorcode(&e), e["exception"].as_str().unwrap()), ("accessexception", "webservice_access_exception"));
     assert_eq!(e["message"], "Access control exception");
@@ -179,12 +179,7 @@ async fn site_info(ws: &WsClient, token: &str) -> Value {
 }
 
 fn set_ip_restriction(app: &TestApp, key_id: i64, restriction: &str) {
-    use diesel::prelude::*;
-    use userkeys::db::schema::user_keys;
-    app.with_db(|conn| {
-        diesel::update(user_keys::table.find(key_id)).set(user_keys::ip_restriction.eq(restriction)).execute(conn)?;
-        Ok(())
-    });
+    app.with_db(|conn| userkeys::db::keys::set_ip_restriction(conn, key_id, Some(restriction)));
 }
 
 #[tokio::test]

@@ -245,7 +245,7 @@ async fn an_expired_session_is_signed_out_on_its_next_request() {
     app.create_user("alice", false);
     let browser = app.signed_in("alice", CHROME_UA).await;
     let id = browser.keys_page().await.key_ids()[0];
-    app.with_db(|conn| userkeys::db::keys::extend(conn, id, now() - chrono::Duration::seconds(1)));
+    app.with_db(|conn| userkeys::db::keys::set_valid_until(conn, id, now() - chrono::Duration::seconds(1)));
     assert_eq!(browser.keys_page().await.url, "/login/index.php");
 }
 

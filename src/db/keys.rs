@@ -54,6 +54,7 @@ pub fn revoke(
     reason: &str,
     now: NaiveDateTime,
 ) -> DbResult<Vec<(i64, String)>> {
+    super::invalidates_keys();
     let mut query = user_keys::table
         .filter(user_keys::user_id.eq(user_id))
         .filter(user_keys::revoked_at.is_null())
@@ -91,11 +92,25 @@ pub fn revoke(
     Ok(targets)
 }
 
-/// Slides a web session's expiry forward.
+/// Slides a web session's expiry forward (which cannot make any key invalid).
 pub fn extend(conn: &mut DbConn, id: i64, valid_until: NaiveDateTime) -> DbResult<()> {
     diesel::update(user_keys::table.find(id).filter(user_keys::revoked_at.is_null()))
         .set(user_keys::valid_until.eq(valid_until))
         .execute(conn)?;
+    Ok(())
+}
+
+/// Sets a key's expiry to any time, earlier ones included.
+pub fn set_valid_until(conn: &mut DbConn, id: i64, valid_until: NaiveDateTime) -> DbResult<()> {
+    super::invalidates_keys();
+    diesel::update(user_keys::table.find(id)).set(user_keys::valid_until.eq(valid_until)).execute(conn)?;
+    Ok(())
+}
+
+/// Replaces a key's IP restriction (stored form, see `IpRestriction::to_stored`).
+pub fn set_ip_restriction(conn: &mut DbConn, id: i64, restriction: Option<&str>) -> DbResult<()> {
+    super::invalidates_keys();
+    diesel::update(user_keys::table.find(id)).set(user_keys::ip_restriction.eq(restriction)).execute(conn)?;
     Ok(())
 }
 

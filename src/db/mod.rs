@@ -49,6 +49,18 @@ pub enum DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
+thread_local! {
+    static INVALIDATES_KEYS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Every query that can change whether an existing key is valid — revoking, expiring, suspending
+/// its owner, switching its service or type off, changing what a service allows — calls this
+/// inside its write, so that when the write commits, in-memory caches of valid keys are dropped
+/// before the writer answers. Forgetting it would let a cache serve a key that is no longer valid.
+pub fn invalidates_keys() {
+    INVALIDATES_KEYS.with(|flag| flag.set(true));
+}
+
 /// Where the database is, and which backend speaks to it.
 #[derive(Clone, Debug)]
 pub struct DbLocation {
@@ -160,8 +172,12 @@ impl Db {
 
     /// Synchronous access, for the command line and background work.
     pub fn write_blocking<T>(&self, f: impl FnOnce(&mut DbConn) -> DbResult<T>) -> DbResult<T> {
+        INVALIDATES_KEYS.with(|flag| flag.set(false));
         let result = self.write_quietly(f);
-        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Also after a failed transaction: what it did may have been committed in part.
+        if INVALIDATES_KEYS.with(|flag| flag.replace(false)) || result.is_err() {
+            self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         result
     }
 
@@ -171,7 +187,7 @@ impl Db {
         (*conn).transaction(f)
     }
 
-    /// The number of writes committed by this process so far.
+    /// How many writes that may have changed whether some key is valid this process has made.
     pub fn generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
