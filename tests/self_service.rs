@@ -270,3 +270,21 @@ async fn health_check_answers_ok() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "ok");
 }
+
+#[tokio::test]
+async fn many_keys_of_a_type_are_listed_25_at_a_time_with_show_all() {
+    let app = spawn_app_with(Options { key_types: plugin_types(), ..Default::default() });
+    let alice = app.create_user("alice", false);
+    let ids: Vec<i64> = (0..30).map(|i| issue_plugin_key(&app, alice, "local_sync_key", &format!("Sync {i}"))).collect();
+    let browser = app.signed_in("alice", CHROME_UA).await;
+    let page = browser.keys_page().await;
+    let listed: Vec<i64> = page.key_ids().into_iter().filter(|id| ids.contains(id)).collect();
+    assert_eq!(listed.len(), 25, "{page}");
+    assert!(listed.contains(&ids[29]) && !listed.contains(&ids[0]), "the newest are listed first");
+    assert!(page.contains("Sync app keys <span class=\"count\">30</span>"));
+    assert!(page.contains("Show all 30"));
+    let all = browser.get("/user/managetoken.php?show=local_sync_key").await;
+    assert_eq!(all.key_ids().into_iter().filter(|id| ids.contains(id)).count(), 30);
+    let nonsense = browser.get("/user/managetoken.php?show=%00%ff").await;
+    assert_eq!(nonsense.status, 200, "an unknown type to show changes nothing");
+}

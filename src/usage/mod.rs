@@ -15,10 +15,16 @@ use std::sync::Mutex;
 /// Longest user agent kept; longer ones are cut so one client cannot bloat the log.
 const MAX_AGENT_LEN: usize = 512;
 
+/// A key's "last used" is written at most this often, as Moodle writes a token's lastaccess;
+/// the usage log itself stays exact.
+const LAST_USED_GRANULARITY_SECONDS: i64 = 60;
+
 #[derive(Default)]
 pub struct UsageRecorder {
     /// Keyed by (key, address) so that recording a use allocates nothing once the agent is known.
     pending: Mutex<HashMap<(i64, IpAddr), Vec<(String, Pending)>>>,
+    /// When this instance last wrote each key's "last used".
+    last_used_written: Mutex<HashMap<i64, NaiveDateTime>>,
 }
 
 struct Pending {
@@ -82,8 +88,7 @@ impl UsageRecorder {
         }
         let result = db.write_quietly(|conn| {
             crate::db::usage::apply(conn, &deltas)?;
-            let latest: Vec<(i64, NaiveDateTime, String)> =
-                latest_use_per_key(&deltas).into_iter().map(|(id, (at, ip))| (id, at, ip.to_owned())).collect();
+            let latest = self.due_last_used(&deltas);
             crate::db::usage::mark_last_used(conn, &latest)
         });
         match result {
@@ -95,6 +100,28 @@ impl UsageRecorder {
                 Err(e)
             }
         }
+    }
+
+    /// The keys whose "last used" is due to be written: never written by this instance, or
+    /// last written a minute or more before their latest use.
+    fn due_last_used(&self, deltas: &[UsageDelta]) -> Vec<(i64, NaiveDateTime, String)> {
+        let mut written = self.last_used_written.lock().unwrap_or_else(|p| p.into_inner());
+        if written.len() > 1_000_000 {
+            written.clear();
+        }
+        latest_use_per_key(deltas)
+            .into_iter()
+            .filter(|(id, (at, _))| {
+                let due = written
+                    .get(id)
+                    .is_none_or(|w| (*at - *w).num_seconds() >= LAST_USED_GRANULARITY_SECONDS);
+                if due {
+                    written.insert(*id, *at);
+                }
+                due
+            })
+            .map(|(id, (at, ip))| (id, at, ip.to_owned()))
+            .collect()
     }
 
     pub async fn flush(self: &std::sync::Arc<Self>, db: &Db) -> DbResult<usize> {

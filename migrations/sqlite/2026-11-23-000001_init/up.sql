@@ -60,6 +60,7 @@ CREATE INDEX user_keys_created ON user_keys (created_at);
 CREATE INDEX user_keys_type_created ON user_keys (key_type, created_at);
 
 -- Use of a key, apart from the key row, so it can be summarised per agent without touching keys.
+-- WITHOUT ROWID: the primary key is the only index, so each use written is one B-tree update.
 CREATE TABLE key_usage (
     key_id BIGINT NOT NULL REFERENCES user_keys(id) ON DELETE CASCADE,
     user_agent TEXT NOT NULL,
@@ -68,7 +69,7 @@ CREATE TABLE key_usage (
     last_seen TIMESTAMP NOT NULL,
     hits BIGINT NOT NULL,
     PRIMARY KEY (key_id, user_agent, ip)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE audit_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
