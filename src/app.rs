@@ -20,7 +20,7 @@ pub struct AppState {
     pub templates: Arc<tera::Tera>,
     pub passwords: Arc<PasswordCheck>,
     /// Validated tokens in memory; only where this process is the database's only writer.
-    pub token_cache: Option<crate::moodle::token_cache::TokenCache>,
+    pub token_cache: Option<Arc<crate::moodle::token_cache::TokenCache>>,
 }
 
 pub type State = aw::Data<AppState>;
@@ -45,8 +45,10 @@ impl Application {
         Ok(Application { config, registry: KeyTypeRegistry::with_core_types(), db, templates, listener })
     }
 
-    /// Registers a plugin's key type before the server starts.
+    /// Registers a plugin's key type before the server starts. Unless the site says new types
+    /// start enabled, it starts disabled until an admin turns it on.
     pub fn register_key_type(&mut self, key_type: KeyType) -> anyhow::Result<()> {
+        let key_type = if self.config.new_key_types_enabled { key_type } else { key_type.disabled_by_default() };
         self.registry.register(key_type)?;
         Ok(())
     }
@@ -85,7 +87,12 @@ impl Application {
     }
 
     fn start(self) -> anyhow::Result<(Server, State)> {
-        let token_cache = self.config.token_cache_enabled(self.db.backend()).then(Default::default);
+        let token_cache: Option<Arc<crate::moodle::token_cache::TokenCache>> =
+            self.config.token_cache_enabled(self.db.backend()).then(Default::default);
+        if let Some(cache) = &token_cache {
+            let cache = cache.clone();
+            self.db.on_invalidation(Arc::new(move |what| cache.invalidate(what)));
+        }
         let state = aw::Data::new(AppState {
             db: self.db,
             registry: Arc::new(self.registry),

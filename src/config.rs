@@ -47,6 +47,10 @@ pub struct Config {
     #[arg(long, env = "USERKEYS_DEBUG", default_value_t = false, action = clap::ArgAction::Set)]
     pub debug: bool,
 
+    /// Whether key types registered by plugins start enabled; when false an admin turns each on.
+    #[arg(long, env = "USERKEYS_NEW_KEY_TYPES_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub new_key_types_enabled: bool,
+
     /// Keep validated tokens in memory: `auto` (on for SQLite, off for PostgreSQL), `on`, `off`.
     /// Only safe when this process is the only one writing to the database.
     #[arg(long, env = "USERKEYS_TOKEN_CACHE", default_value = "auto", value_parser = ["auto", "on", "off"])]

@@ -9,7 +9,14 @@ use crate::moodle::functions::MOBILE_APP_FUNCTIONS;
 
 pub const MOBILE_SERVICE: &str = "moodle_mobile_app";
 
+/// The mobile app's service and the default roles, then a first site admin if there is none.
 pub fn seed_site(db: &Db) -> anyhow::Result<()> {
+    seed_services_and_roles(db)?;
+    create_first_admin(db)
+}
+
+/// What every site has: the mobile app's service and the default roles (idempotent).
+pub fn seed_services_and_roles(db: &Db) -> anyhow::Result<()> {
     db.write_blocking(|conn| {
         services::ensure(conn, MOBILE_SERVICE, "Moodle mobile web service", true, MOBILE_APP_FUNCTIONS, now())?;
         for (shortname, name, capabilities) in DEFAULT_ROLES {
@@ -18,6 +25,10 @@ pub fn seed_site(db: &Db) -> anyhow::Result<()> {
         }
         Ok(())
     })?;
+    Ok(())
+}
+
+fn create_first_admin(db: &Db) -> anyhow::Result<()> {
     if db.read_blocking(users::count_site_admins)? > 0 {
         return Ok(());
     }

@@ -295,3 +295,24 @@ async fn the_audit_trail_records_issues_revocations_and_failed_sign_ins() {
     assert_eq!(admin.get("/admin/userkeys/audit.php?from=yesterday").await.status, 400);
     assert_eq!(admin.get("/admin/userkeys/audit.php?key=x").await.status, 400);
 }
+
+#[tokio::test]
+async fn new_key_types_can_start_disabled_by_setting() {
+    let app = spawn_app_with(Options {
+        key_types: vec![userkeys::keys::KeyType::new("local_sync_key", "Sync app keys", "Keys of the sync app.")],
+        configure: Box::new(|c| c.new_key_types_enabled = false),
+        ..Default::default()
+    });
+    app.create_user("root", true);
+    let admin = app.signed_in("root", CHROME_UA).await;
+    let page = admin.get("/admin/userkeys/services.php").await;
+    let row = page.body.split("id=\"type-local_sync_key\"").nth(1).unwrap().split("</tr>").next().unwrap().to_owned();
+    assert!(row.contains("state disabled"), "{row}");
+    let core = page.body.split("id=\"type-rss\"").nth(1).unwrap().split("</tr>").next().unwrap().to_owned();
+    assert!(core.contains("state active"), "core types are not affected: {core}");
+    let sesskey = page.hidden("sesskey").unwrap();
+    admin.post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("type", "local_sync_key"), ("enable", "1")]).await;
+    let page = admin.get("/admin/userkeys/services.php").await;
+    let row = page.body.split("id=\"type-local_sync_key\"").nth(1).unwrap().split("</tr>").next().unwrap().to_owned();
+    assert!(row.contains("state active"), "{row}");
+}

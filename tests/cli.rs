@@ -94,12 +94,18 @@ async fn user_add_reads_the_password_from_stdin() {
     assert!(!dup.status.success(), "a second carol is refused");
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"), "{dup:?}");
 
+    let assign = userkeys(&url).args(["role", "assign", "carol", "auditor"]).output().unwrap();
+    assert!(assign.status.success(), "{assign:?}");
+    let unknown = userkeys(&url).args(["role", "assign", "carol", "overlord"]).output().unwrap();
+    assert!(!unknown.status.success());
+
     let (mut server, base, _) = start(&url);
     let browser = common::Browser {
         base,
         client: reqwest::Client::builder().cookie_store(true).build().unwrap(),
     };
     assert!(browser.sign_in("carol", "a-long-password").await.contains("Your keys"));
+    assert_eq!(browser.get("/admin/userkeys/audit.php").await.status, 200, "the auditor role was given");
     server.kill().unwrap();
     let _ = server.wait();
 }

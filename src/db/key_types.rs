@@ -19,7 +19,7 @@ pub fn all(conn: &mut DbConn) -> DbResult<Vec<(String, bool)>> {
 }
 
 pub fn set_enabled(conn: &mut DbConn, key_type: &str, enabled: bool) -> DbResult<()> {
-    super::invalidates_keys();
+    super::invalidates(super::Invalidation::All);
     let updated = diesel::update(key_type_settings::table.find(key_type))
         .set(key_type_settings::enabled.eq(enabled))
         .execute(conn)?;

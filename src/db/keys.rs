@@ -54,7 +54,6 @@ pub fn revoke(
     reason: &str,
     now: NaiveDateTime,
 ) -> DbResult<Vec<(i64, String)>> {
-    super::invalidates_keys();
     let mut query = user_keys::table
         .filter(user_keys::user_id.eq(user_id))
         .filter(user_keys::revoked_at.is_null())
@@ -80,6 +79,7 @@ pub fn revoke(
     };
     let targets: Vec<(i64, String)> = query.load(conn)?;
     if !targets.is_empty() {
+        super::invalidates(super::Invalidation::Keys(targets.iter().map(|(id, _)| *id).collect()));
         let ids: Vec<i64> = targets.iter().map(|(id, _)| *id).collect();
         diesel::update(user_keys::table.filter(user_keys::id.eq_any(&ids)).filter(user_keys::revoked_at.is_null()))
             .set((
@@ -102,14 +102,14 @@ pub fn extend(conn: &mut DbConn, id: i64, valid_until: NaiveDateTime) -> DbResul
 
 /// Sets a key's expiry to any time, earlier ones included.
 pub fn set_valid_until(conn: &mut DbConn, id: i64, valid_until: NaiveDateTime) -> DbResult<()> {
-    super::invalidates_keys();
+    super::invalidates(super::Invalidation::Keys(vec![id]));
     diesel::update(user_keys::table.find(id)).set(user_keys::valid_until.eq(valid_until)).execute(conn)?;
     Ok(())
 }
 
 /// Replaces a key's IP restriction (stored form, see `IpRestriction::to_stored`).
 pub fn set_ip_restriction(conn: &mut DbConn, id: i64, restriction: Option<&str>) -> DbResult<()> {
-    super::invalidates_keys();
+    super::invalidates(super::Invalidation::Keys(vec![id]));
     diesel::update(user_keys::table.find(id)).set(user_keys::ip_restriction.eq(restriction)).execute(conn)?;
     Ok(())
 }

@@ -49,17 +49,54 @@ pub enum DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
+/// Which valid keys a committed write may have made invalid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalidation {
+    /// Anything (a service or key type switched off, a service's functions changed).
+    All,
+    Keys(Vec<i64>),
+    /// Every key of these users (suspended).
+    Users(Vec<i64>),
+}
+
+impl Invalidation {
+    fn merge(self, other: Invalidation) -> Invalidation {
+        use Invalidation::*;
+        match (self, other) {
+            (Keys(mut a), Keys(b)) => {
+                a.extend(b);
+                Keys(a)
+            }
+            (Users(mut a), Users(b)) => {
+                a.extend(b);
+                Users(a)
+            }
+            _ => All,
+        }
+    }
+}
+
 thread_local! {
-    static INVALIDATES_KEYS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static INVALIDATION: std::cell::RefCell<Option<Invalidation>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Every query that can change whether an existing key is valid — revoking, expiring, suspending
 /// its owner, switching its service or type off, changing what a service allows — calls this
-/// inside its write, so that when the write commits, in-memory caches of valid keys are dropped
-/// before the writer answers. Forgetting it would let a cache serve a key that is no longer valid.
-pub fn invalidates_keys() {
-    INVALIDATES_KEYS.with(|flag| flag.set(true));
+/// inside its write, so that when the write commits, in-memory caches drop what it affected
+/// before the writer answers. Forgetting it would let a cache serve a key no longer valid.
+pub fn invalidates(what: Invalidation) {
+    INVALIDATION.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        *cell = Some(match cell.take() {
+            Some(before) => before.merge(what),
+            None => what,
+        });
+    });
 }
+
+/// Told of each committed invalidating write, before the writer's caller sees the result.
+pub type InvalidationListener = std::sync::Arc<dyn Fn(&Invalidation) + Send + Sync>;
+
 
 /// Where the database is, and which backend speaks to it.
 #[derive(Clone, Debug)]
@@ -124,8 +161,9 @@ pub struct Db {
     read: Pool,
     write: Pool,
     backend: Backend,
-    /// Counts committed writes, so caches of what the database says can tell they are stale.
+    /// Counts committed invalidating writes, so a cache can refuse what was read before one.
     generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    listener: std::sync::Arc<std::sync::OnceLock<InvalidationListener>>,
 }
 
 impl Db {
@@ -143,7 +181,7 @@ impl Db {
         // Migrate before the read pool opens, so SQLite's file and WAL mode exist first.
         run_migrations(&mut *write.get()?)?;
         let read = if backend == Backend::Sqlite { build(pool_size)? } else { write.clone() };
-        Ok(Db { read, write, backend, generation: Default::default() })
+        Ok(Db { read, write, backend, generation: Default::default(), listener: Default::default() })
     }
 
     pub fn backend(&self) -> Backend {
@@ -172,13 +210,26 @@ impl Db {
 
     /// Synchronous access, for the command line and background work.
     pub fn write_blocking<T>(&self, f: impl FnOnce(&mut DbConn) -> DbResult<T>) -> DbResult<T> {
-        INVALIDATES_KEYS.with(|flag| flag.set(false));
+        INVALIDATION.with(|cell| cell.borrow_mut().take());
         let result = self.write_quietly(f);
-        // Also after a failed transaction: what it did may have been committed in part.
-        if INVALIDATES_KEYS.with(|flag| flag.replace(false)) || result.is_err() {
+        let mut invalidation = INVALIDATION.with(|cell| cell.borrow_mut().take());
+        // A failed transaction may have been committed in part: assume the worst.
+        if result.is_err() && invalidation.is_some() {
+            invalidation = Some(Invalidation::All);
+        }
+        if let Some(what) = invalidation {
+            // First the generation (reads in flight must not be cached), then the listener.
             self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if let Some(listener) = self.listener.get() {
+                listener(&what);
+            }
         }
         result
+    }
+
+    /// Registers the one listener told of invalidating writes (the token cache).
+    pub fn on_invalidation(&self, listener: InvalidationListener) {
+        let _ = self.listener.set(listener);
     }
 
     /// A write that cannot change whether any key is valid (usage counts), so caches stay.

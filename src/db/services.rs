@@ -38,7 +38,7 @@ pub fn ensure(
     function_names: &[&str],
     now: NaiveDateTime,
 ) -> DbResult<i64> {
-    super::invalidates_keys();
+    super::invalidates(super::Invalidation::All);
     let id = match find_by_shortname(conn, shortname)? {
         Some(s) => s.id,
         None => diesel::insert_into(services::table)
@@ -63,6 +63,6 @@ pub fn ensure(
 }
 
 pub fn set_enabled(conn: &mut DbConn, id: i64, enabled: bool) -> DbResult<usize> {
-    super::invalidates_keys();
+    super::invalidates(super::Invalidation::All);
     Ok(diesel::update(services::table.find(id)).set(services::enabled.eq(enabled)).execute(conn)?)
 }

@@ -24,7 +24,7 @@ pub fn count_site_admins(conn: &mut DbConn) -> DbResult<i64> {
 }
 
 pub fn set_suspended(conn: &mut DbConn, id: i64, suspended: bool) -> DbResult<usize> {
-    super::invalidates_keys();
+    super::invalidates(super::Invalidation::Users(vec![id]));
     Ok(diesel::update(users::table.find(id)).set(users::suspended.eq(suspended)).execute(conn)?)
 }
 

@@ -88,14 +88,14 @@ pub async fn authenticate(state: &State, wstoken: Option<&str>, ip: IpAddr) -> R
     // A Moodle token is 32 characters; anything far off that cannot be one.
     let token = wstoken.map(str::trim).filter(|t| !t.is_empty() && t.len() <= 128).ok_or_else(MoodleError::invalid_token)?;
     let hash = ClearSecret::from_client(token).hash();
-    let cached = state.token_cache.as_ref().and_then(|c| c.get(hash.as_str(), state.db.generation()));
+    let cached = state.token_cache.as_ref().and_then(|c| c.get(hash.as_str()));
     let token = match cached {
         Some(token) => token,
         None => {
             let read_at = state.db.generation();
-            let token = load(state, hash.as_str().to_owned(), read_at).await?.ok_or_else(MoodleError::invalid_token)?;
+            let token = load(state, hash.as_str().to_owned()).await?.ok_or_else(MoodleError::invalid_token)?;
             match &state.token_cache {
-                Some(cache) => cache.insert(hash.as_str(), token, read_at, state.db.generation()),
+                Some(cache) => cache.insert(hash.as_str(), token, read_at, &state.db),
                 None => Arc::new(token),
             }
         }
@@ -105,7 +105,7 @@ pub async fn authenticate(state: &State, wstoken: Option<&str>, ip: IpAddr) -> R
 }
 
 /// One trip to the database for the token and its owner (and its service, unless cached).
-async fn load(state: &State, hash: String, read_at: u64) -> Result<Option<AuthenticatedToken>, MoodleError> {
+async fn load(state: &State, hash: String) -> Result<Option<AuthenticatedToken>, MoodleError> {
     let shared = state.clone();
     let token = state
         .db
@@ -113,7 +113,7 @@ async fn load(state: &State, hash: String, read_at: u64) -> Result<Option<Authen
             let state = shared;
             let Some((key, user)) = crate::db::keys::find_by_secret_hash(conn, &hash)? else { return Ok(None) };
             let Some(service_id) = key.service_id else { return Ok(None) };
-            let cached = state.token_cache.as_ref().and_then(|c| c.service(service_id, read_at));
+            let cached = state.token_cache.as_ref().and_then(|c| c.service(service_id));
             let service = match cached {
                 Some(s) => s,
                 None => match load_service(conn, &state.registry, service_id)? {

@@ -1,13 +1,14 @@
 //! Validated tokens kept in memory, so the hot path does not touch the database.
 //!
-//! Correctness over speed: an entry is only a snapshot of the database at one write generation
-//! of this process. Any committed write (a revocation, a suspension, a service switched off…)
-//! moves the generation on, which empties the cache before the writer's response is sent — so
-//! a revoked token is refused on the very next request. Writes by other processes are not seen,
-//! so the cache is only on where this process is the only writer (SQLite by default).
+//! Correctness over speed: every write of this process that can make a key invalid (a
+//! revocation, a suspension, a service switched off…) drops what it affected from the cache
+//! once it commits and before the writer's response is sent — so a revoked token is refused on
+//! the very next request — and moves the write generation on, so that a read which began before
+//! it is not cached. Writes by other processes are not seen, so the cache is only on where this
+//! process is the only writer (SQLite by default).
 
 use super::auth::{load_service, AuthenticatedToken, ServiceAccess, TokenOwner};
-use crate::db::Db;
+use crate::db::{Db, Invalidation};
 use crate::keys::KeyTypeRegistry;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -22,22 +23,32 @@ pub struct TokenCache {
 
 #[derive(Default)]
 struct Inner {
-    generation: u64,
     /// Keyed by the raw SHA-256 of the token.
     entries: HashMap<[u8; 32], Arc<AuthenticatedToken>>,
+    by_key: HashMap<i64, [u8; 32]>,
     /// One copy of each owner and service, shared by all their tokens.
     owners: HashMap<i64, Arc<TokenOwner>>,
     services: HashMap<i64, Arc<ServiceAccess>>,
 }
 
 impl Inner {
-    fn reset_if_stale(&mut self, generation: u64) {
-        if self.generation != generation || self.entries.len() >= MAX_ENTRIES {
-            self.entries.clear();
-            self.owners.clear();
-            self.services.clear();
-            self.generation = generation;
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.by_key.clear();
+        self.owners.clear();
+        self.services.clear();
+    }
+
+    fn add(&mut self, hash: [u8; 32], mut token: AuthenticatedToken) -> Arc<AuthenticatedToken> {
+        if self.entries.len() >= MAX_ENTRIES {
+            self.clear();
         }
+        token.user = self.owners.entry(token.user.id).or_insert_with(|| token.user.clone()).clone();
+        token.service = self.services.entry(token.service.service.id).or_insert_with(|| token.service.clone()).clone();
+        let token = Arc::new(token);
+        self.by_key.insert(token.key_id, hash);
+        self.entries.insert(hash, token.clone());
+        token
     }
 }
 
@@ -48,36 +59,58 @@ fn raw(hash: &str) -> Option<[u8; 32]> {
 }
 
 impl TokenCache {
-    /// The cached token for this hash, if cached at the current generation.
-    pub fn get(&self, hash: &str, generation: u64) -> Option<Arc<AuthenticatedToken>> {
+    pub fn get(&self, hash: &str) -> Option<Arc<AuthenticatedToken>> {
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        if inner.generation != generation {
-            return None;
-        }
         inner.entries.get(&raw(hash)?).cloned()
     }
 
-    /// A service cached at this generation.
-    pub fn service(&self, id: i64, generation: u64) -> Option<Arc<ServiceAccess>> {
+    pub fn service(&self, id: i64) -> Option<Arc<ServiceAccess>> {
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        (inner.generation == generation).then(|| inner.services.get(&id).cloned()).flatten()
+        inner.services.get(&id).cloned()
     }
 
-    /// Keeps `token`, read from the database when the generation was `read_at`, unless a write
-    /// has been committed since (`now`): then what was read may already be stale.
-    pub fn insert(&self, hash: &str, token: AuthenticatedToken, read_at: u64, now: u64) -> Arc<AuthenticatedToken> {
-        let Some(key) = raw(hash).filter(|_| read_at == now) else { return Arc::new(token) };
+    /// Keeps `token`, read from the database at write generation `read_at`, unless an
+    /// invalidating write has been committed since (`now`): what was read may be stale.
+    /// The generation is compared under the lock: a writer moves it on before it takes the lock
+    /// to drop entries, so either this insert sees the new generation and gives up, or the
+    /// writer's drop comes after it.
+    pub fn insert(&self, hash: &str, token: AuthenticatedToken, read_at: u64, db: &Db) -> Arc<AuthenticatedToken> {
+        let Some(key) = raw(hash) else { return Arc::new(token) };
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        inner.reset_if_stale(read_at);
-        let token = Arc::new(Self::shared(&mut inner, token));
-        inner.entries.insert(key, token.clone());
-        token
+        if db.generation() != read_at {
+            return Arc::new(token);
+        }
+        inner.add(key, token)
     }
 
-    fn shared(inner: &mut Inner, mut token: AuthenticatedToken) -> AuthenticatedToken {
-        token.user = inner.owners.entry(token.user.id).or_insert_with(|| token.user.clone()).clone();
-        token.service = inner.services.entry(token.service.service.id).or_insert_with(|| token.service.clone()).clone();
-        token
+    /// Drops what a committed write may have made invalid.
+    pub fn invalidate(&self, what: &Invalidation) {
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        match what {
+            Invalidation::All => inner.clear(),
+            Invalidation::Keys(ids) => {
+                for id in ids {
+                    if let Some(hash) = inner.by_key.remove(id) {
+                        inner.entries.remove(&hash);
+                    }
+                }
+            }
+            Invalidation::Users(users) => {
+                let doomed: Vec<(i64, [u8; 32])> = inner
+                    .entries
+                    .iter()
+                    .filter(|(_, t)| users.contains(&t.user.id))
+                    .map(|(hash, t)| (t.key_id, *hash))
+                    .collect();
+                for (id, hash) in doomed {
+                    inner.entries.remove(&hash);
+                    inner.by_key.remove(&id);
+                }
+                for user in users {
+                    inner.owners.remove(user);
+                }
+            }
+        }
     }
 
     /// Loads every active web-service token, in chunks, so the first request of each is a hit
@@ -101,21 +134,19 @@ impl TokenCache {
             })?;
             let Some(last) = rows.last().map(|(k, _)| k.id) else { return Ok(loaded) };
             after = last;
+            let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
             if db.generation() != read_at {
                 continue;
             }
-            let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
             if inner.entries.len() + rows.len() >= MAX_ENTRIES {
                 return Ok(loaded);
             }
-            inner.reset_if_stale(read_at);
             for (key, user) in rows {
                 let (Some(hash), Some(service)) = (key.secret_hash.as_deref().and_then(raw), key.service_id.and_then(|id| services.get(&id))) else {
                     continue;
                 };
                 if let Some(token) = AuthenticatedToken::from_rows(key, &user, service.clone()) {
-                    let token = Self::shared(&mut inner, token);
-                    inner.entries.insert(hash, Arc::new(token));
+                    inner.add(hash, token);
                     loaded += 1;
                 }
             }
