@@ -73,7 +73,7 @@ impl Application {
             let warm = state.clone();
             actix_web::rt::task::spawn_blocking(move || {
                 if let Some(cache) = &warm.token_cache {
-                    match cache.preload(&warm.db, &warm.registry) {
+                    match cache.preload(&warm.db, &warm.registry, &warm.usage) {
                         Ok(n) => tracing::info!(tokens = n, "token cache warmed"),
                         Err(e) => tracing::warn!(error = %e, "warming the token cache failed"),
                     }
@@ -122,7 +122,7 @@ impl Application {
         .shutdown_timeout(10)
         // Blocking work is database calls (bounded by the pool) and little else; a small pool of
         // threads keeps memory flat under load.
-        .worker_max_blocking_threads(4 * state.config.db_pool_size.max(1) as usize)
+        .worker_max_blocking_threads(state.config.db_pool_size.max(2) as usize)
         .listen(self.listener)?;
         if let Some(workers) = state.config.workers {
             server = server.workers(workers);

@@ -57,6 +57,7 @@ enum UserCommand {
 }
 
 fn main() -> anyhow::Result<()> {
+    limit_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,actix_server=warn".into()),
@@ -103,3 +104,17 @@ fn serve(config: Config) -> anyhow::Result<()> {
         app.run().await
     })
 }
+
+/// glibc gives each thread that allocates its own malloc arena and keeps freed memory there;
+/// with database work moving between pool threads that grows memory with the thread count.
+/// Two arenas keep the footprint flat at no measurable cost.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    // SAFETY: mallopt only sets an allocator parameter; it is called before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}

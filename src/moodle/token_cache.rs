@@ -115,7 +115,7 @@ impl TokenCache {
 
     /// Loads every active web-service token, in chunks, so the first request of each is a hit
     /// too. A chunk read while some write commits is dropped (the next request reads it anew).
-    pub fn preload(&self, db: &Db, registry: &KeyTypeRegistry) -> crate::db::DbResult<usize> {
+    pub fn preload(&self, db: &Db, registry: &KeyTypeRegistry, usage: &crate::usage::UsageRecorder) -> crate::db::DbResult<usize> {
         let mut after = 0;
         let mut loaded = 0;
         loop {
@@ -134,6 +134,7 @@ impl TokenCache {
             })?;
             let Some(last) = rows.last().map(|(k, _)| k.id) else { return Ok(loaded) };
             after = last;
+            usage.known_last_used(rows.iter().filter_map(|(k, _)| Some((k.id, k.last_used_at?))));
             let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
             if db.generation() != read_at {
                 continue;

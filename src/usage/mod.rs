@@ -86,19 +86,31 @@ impl UsageRecorder {
         if deltas.is_empty() {
             return Ok(0);
         }
-        let result = db.write_quietly(|conn| {
-            crate::db::usage::apply(conn, &deltas)?;
-            let latest = self.due_last_used(&deltas);
-            crate::db::usage::mark_last_used(conn, &latest)
-        });
-        match result {
-            Ok(()) => Ok(deltas.len()),
-            Err(e) => {
-                for d in deltas {
-                    self.restore(d);
-                }
-                Err(e)
+        // The counts first, in their own transaction, so they are durable as soon as possible.
+        if let Err(e) = db.write_quietly(|conn| crate::db::usage::apply(conn, &deltas)) {
+            for d in deltas {
+                self.restore(d);
             }
+            return Err(e);
+        }
+        let latest = self.due_last_used(&deltas);
+        if let Err(e) = db.write_quietly(|conn| crate::db::usage::mark_last_used(conn, &latest)) {
+            // Written again at the key's next use.
+            let mut written = self.last_used_written.lock().unwrap_or_else(|p| p.into_inner());
+            for (id, _, _) in &latest {
+                written.remove(id);
+            }
+            return Err(e);
+        }
+        Ok(deltas.len())
+    }
+
+    /// Tells the recorder when keys were last marked used in the database (read at start), so
+    /// a restart does not rewrite every key's "last used" at once.
+    pub fn known_last_used(&self, known: impl IntoIterator<Item = (i64, NaiveDateTime)>) {
+        let mut written = self.last_used_written.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, at) in known {
+            written.entry(id).or_insert(at);
         }
     }
 
