@@ -1,0 +1,1 @@
+DROP INDEX user_keys_last_used_order;
