@@ -184,6 +184,8 @@ struct TypeGroup {
     keys: Vec<KeyView>,
     /// All the user's active keys of this type, listed or not.
     total: usize,
+    /// The site has switched this type off: its keys open nothing until it is on again.
+    switched_off: bool,
 }
 
 #[derive(Serialize)]
@@ -192,6 +194,7 @@ struct KeyView {
     name: String,
     current: bool,
     service: Option<String>,
+    service_off: bool,
     created: Moment,
     created_by: Option<String>,
     expires: Option<Moment>,
@@ -227,26 +230,29 @@ async fn list_page(state: &State, session: &CurrentSession, revoked: Option<usiz
     let user_id = session.user.id;
     let now = now();
     let show = show.map(str::to_owned);
-    let (keys, counts, usage, services, creators) = state
+    let (keys, counts, usage, services, switches, creators) = state
         .db
         .read(move |conn| {
             let (keys, counts) = listed_keys(crate::db::keys::active_for_user(conn, user_id, now)?, show.as_deref());
             let ids: Vec<i64> = keys.iter().map(|k| k.id).collect();
             let usage = crate::db::usage::summary_for_keys(conn, &ids)?;
-            let services: HashMap<i64, String> =
-                crate::db::services::all(conn)?.into_iter().map(|s| (s.id, s.name)).collect();
+            let services: HashMap<i64, (String, bool)> =
+                crate::db::services::all(conn)?.into_iter().map(|s| (s.id, (s.name, s.enabled))).collect();
+            let switches: HashMap<String, bool> = crate::db::key_types::all(conn)?.into_iter().collect();
             let mut creators = HashMap::new();
             for creator in keys.iter().filter_map(|k| k.created_by).filter(|c| *c != user_id) {
                 if let Some(u) = crate::db::users::find(conn, creator)? {
                     creators.insert(creator, u.fullname);
                 }
             }
-            Ok((keys, counts, usage, services, creators))
+            Ok((keys, counts, usage, services, switches, creators))
         })
         .await?;
     let mut groups = group_keys(&state.registry, keys, summarise(&usage), &services, &creators, session.key.id, now);
     for group in &mut groups {
         group.total = counts.get(&group.id).copied().unwrap_or(0);
+        let default_on = state.registry.get(&group.id).is_none_or(|t| t.enabled_by_default);
+        group.switched_off = !switches.get(&group.id).copied().unwrap_or(default_on);
     }
     let admin_link = !super::admin::capabilities(state, &session.user).await?.is_empty();
     let mut ctx = base_context(state, session, admin_link);
@@ -275,7 +281,7 @@ fn group_keys(
     registry: &KeyTypeRegistry,
     keys: Vec<KeyRow>,
     mut usage: HashMap<i64, Vec<AgentUse>>,
-    services: &HashMap<i64, String>,
+    services: &HashMap<i64, (String, bool)>,
     creators: &HashMap<i64, String>,
     current_session: i64,
     now: NaiveDateTime,
@@ -294,6 +300,7 @@ fn group_keys(
             creatable: super::newkey::creatable(&t.id),
             settings_url: t.settings_url.clone(),
             total: 0,
+            switched_off: false,
             keys: by_type
                 .remove(&t.id)
                 .unwrap_or_default()
@@ -301,7 +308,8 @@ fn group_keys(
                 .map(|k| KeyView {
                     id: k.id,
                     current: k.id == current_session,
-                    service: k.service_id.and_then(|s| services.get(&s).cloned()),
+                    service: k.service_id.and_then(|s| services.get(&s)).map(|(name, _)| name.clone()),
+                    service_off: k.service_id.and_then(|s| services.get(&s)).is_some_and(|(_, on)| !on),
                     created: moment(k.created_at, now),
                     created_by: k.created_by.and_then(|c| creators.get(&c).cloned()),
                     expires: k.valid_until.map(|v| moment(v, now)),
