@@ -90,21 +90,6 @@ pub fn mark_last_used(conn: &mut DbConn, uses: &[(i64, NaiveDateTime, String)]) 
     Ok(())
 }
 
-pub fn for_keys(conn: &mut DbConn, key_ids: &[i64]) -> DbResult<Vec<UsageRow>> {
-    let mut rows = Vec::new();
-    // Bounded chunks keep each statement under SQLite's bind-parameter limit.
-    for chunk in key_ids.chunks(500) {
-        rows.extend(
-            key_usage::table
-                .filter(key_usage::key_id.eq_any(chunk))
-                .order(key_usage::last_seen.desc())
-                .select(UsageRow::as_select())
-                .load(conn)?,
-        );
-    }
-    Ok(rows)
-}
-
 /// Usage of these keys aggregated in the database to one row per key and user agent, with the
 /// address of the latest use, so a page reads one row per line it shows rather than every
 /// (agent, address) pair ever seen.

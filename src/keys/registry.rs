@@ -90,6 +90,12 @@ impl KeyTypeRegistry {
         self.types.iter().map(|t| t.as_ref())
     }
 
+    /// Whether a type is on where the site has not switched it; unknown types count as on, so
+    /// that a stored switch (or its absence) decides for them.
+    pub fn on_by_default(&self, id: &str) -> bool {
+        self.get(id).is_none_or(|t| t.enabled_by_default)
+    }
+
     pub fn visible(&self) -> impl Iterator<Item = &KeyType> {
         self.all().filter(|t| t.visible)
     }

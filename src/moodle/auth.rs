@@ -76,10 +76,9 @@ impl AuthenticatedToken {
 /// The service of a token with its functions and the token type's switch, from the database.
 pub fn load_service(conn: &mut DbConn, registry: &KeyTypeRegistry, service_id: i64) -> DbResult<Option<ServiceAccess>> {
     let Some(service) = crate::db::services::find(conn, service_id)? else { return Ok(None) };
-    let default_on = registry.get(WEBSERVICE_TOKEN).is_none_or(|t| t.enabled_by_default);
     Ok(Some(ServiceAccess {
         functions: crate::db::services::functions(conn, service.id)?,
-        type_enabled: crate::db::key_types::enabled(conn, WEBSERVICE_TOKEN, default_on)?,
+        type_enabled: crate::db::key_types::enabled(conn, WEBSERVICE_TOKEN, registry.on_by_default(WEBSERVICE_TOKEN))?,
         service,
     }))
 }

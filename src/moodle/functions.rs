@@ -421,7 +421,7 @@ async fn my_keys(call: Call<'_>) -> Result<Value, MoodleError> {
         .read(move |conn| {
             let keys = crate::db::keys::active_for_user(conn, user_id, now)?;
             let ids: Vec<i64> = keys.iter().map(|k| k.id).collect();
-            Ok((keys, crate::db::usage::for_keys(conn, &ids)?))
+            Ok((keys, crate::db::usage::summary_for_keys(conn, &ids)?))
         })
         .await?;
     let mut usage = crate::usage::summarise(&usage);

@@ -92,7 +92,7 @@ async fn issue(state: &State, params: &Params, client: &ClientInfo) -> Result<se
     };
     let found = state.db.read(move |conn| crate::db::services::find_by_shortname(conn, &service)).await?;
     let service = found.filter(|s| s.enabled).ok_or_else(MoodleError::service_not_available)?;
-    let type_default = state.registry.get(WEBSERVICE_TOKEN).is_none_or(|t| t.enabled_by_default);
+    let type_default = state.registry.on_by_default(WEBSERVICE_TOKEN);
     let type_enabled = state
         .db
         .read(move |conn| crate::db::key_types::enabled(conn, WEBSERVICE_TOKEN, type_default))

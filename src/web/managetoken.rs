@@ -13,6 +13,7 @@ use crate::error::AppError;
 use crate::keys::ops::{self, Actor, Scope};
 use crate::keys::KeyTypeRegistry;
 use crate::usage::{summarise, AgentUse};
+use super::switches::SiteSwitches;
 use actix_web::{web, HttpResponse};
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
@@ -230,29 +231,26 @@ async fn list_page(state: &State, session: &CurrentSession, revoked: Option<usiz
     let user_id = session.user.id;
     let now = now();
     let show = show.map(str::to_owned);
-    let (keys, counts, usage, services, switches, creators) = state
+    let (keys, counts, usage, switches, creators) = state
         .db
         .read(move |conn| {
             let (keys, counts) = listed_keys(crate::db::keys::active_for_user(conn, user_id, now)?, show.as_deref());
             let ids: Vec<i64> = keys.iter().map(|k| k.id).collect();
             let usage = crate::db::usage::summary_for_keys(conn, &ids)?;
-            let services: HashMap<i64, (String, bool)> =
-                crate::db::services::all(conn)?.into_iter().map(|s| (s.id, (s.name, s.enabled))).collect();
-            let switches: HashMap<String, bool> = crate::db::key_types::all(conn)?.into_iter().collect();
+            let switches = SiteSwitches::read(conn)?;
             let mut creators = HashMap::new();
             for creator in keys.iter().filter_map(|k| k.created_by).filter(|c| *c != user_id) {
                 if let Some(u) = crate::db::users::find(conn, creator)? {
                     creators.insert(creator, u.fullname);
                 }
             }
-            Ok((keys, counts, usage, services, switches, creators))
+            Ok((keys, counts, usage, switches, creators))
         })
         .await?;
-    let mut groups = group_keys(&state.registry, keys, summarise(&usage), &services, &creators, session.key.id, now);
+    let mut groups = group_keys(&state.registry, keys, summarise(&usage), &switches, &creators, session.key.id, now);
     for group in &mut groups {
         group.total = counts.get(&group.id).copied().unwrap_or(0);
-        let default_on = state.registry.get(&group.id).is_none_or(|t| t.enabled_by_default);
-        group.switched_off = !switches.get(&group.id).copied().unwrap_or(default_on);
+        group.switched_off = !switches.type_enabled(&state.registry, &group.id);
     }
     let admin_link = !super::admin::capabilities(state, &session.user).await?.is_empty();
     let mut ctx = base_context(state, session, admin_link);
@@ -281,7 +279,7 @@ fn group_keys(
     registry: &KeyTypeRegistry,
     keys: Vec<KeyRow>,
     mut usage: HashMap<i64, Vec<AgentUse>>,
-    services: &HashMap<i64, (String, bool)>,
+    switches: &SiteSwitches,
     creators: &HashMap<i64, String>,
     current_session: i64,
     now: NaiveDateTime,
@@ -308,8 +306,8 @@ fn group_keys(
                 .map(|k| KeyView {
                     id: k.id,
                     current: k.id == current_session,
-                    service: k.service_id.and_then(|s| services.get(&s)).map(|(name, _)| name.clone()),
-                    service_off: k.service_id.and_then(|s| services.get(&s)).is_some_and(|(_, on)| !on),
+                    service: switches.service_name(&k).map(str::to_owned),
+                    service_off: switches.service_off(&k),
                     created: moment(k.created_at, now),
                     created_by: k.created_by.and_then(|c| creators.get(&c).cloned()),
                     expires: k.valid_until.map(|v| moment(v, now)),

@@ -6,6 +6,7 @@ pub mod login;
 mod managetoken;
 mod newkey;
 pub mod session;
+pub mod switches;
 pub mod templates;
 
 use crate::app::State;

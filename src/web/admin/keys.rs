@@ -11,11 +11,11 @@ use crate::domain::time::{exact, now, relative};
 use crate::error::AppError;
 use crate::keys::ops::{self, Actor, Scope};
 use crate::web::client::ClientInfo;
+use crate::web::switches::SiteSwitches;
 use crate::web::templates::render;
 use actix_web::{web, HttpResponse};
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 pub const PAGE_SIZE: i64 = 50;
 
@@ -127,46 +127,24 @@ pub fn key_state(k: &crate::db::models::KeyRow, now: NaiveDateTime) -> &'static 
     }
 }
 
-/// Services and key-type switches, to show which keys are off site-wide.
-pub struct SiteSwitches {
-    pub services: HashMap<i64, (String, bool)>,
-    pub types: HashMap<String, bool>,
-}
-
-impl SiteSwitches {
-    pub async fn load(state: &State) -> Result<Self, AppError> {
-        let (services, types) = state
-            .db
-            .read(|conn| Ok((crate::db::services::all(conn)?, crate::db::key_types::all(conn)?)))
-            .await?;
-        Ok(SiteSwitches {
-            services: services.into_iter().map(|s| (s.id, (s.name, s.enabled))).collect(),
-            types: types.into_iter().collect(),
-        })
-    }
-
-    pub fn type_enabled(&self, state: &State, key_type: &str) -> bool {
-        self.types
-            .get(key_type)
-            .copied()
-            .unwrap_or_else(|| state.registry.get(key_type).is_none_or(|t| t.enabled_by_default))
-    }
+/// The site's switches, read in one trip.
+pub async fn load_switches(state: &State) -> Result<SiteSwitches, AppError> {
+    Ok(state.db.read(SiteSwitches::read).await?)
 }
 
 fn rows(state: &State, keys: Vec<ListedKey>, switches: &SiteSwitches, now: NaiveDateTime) -> Vec<Row> {
     keys.into_iter()
         .map(|ListedKey { key: k, username, fullname }| {
-            let service = k.service_id.and_then(|s| switches.services.get(&s));
             Row {
                 id: k.id,
                 user_id: k.user_id,
                 username,
                 fullname,
                 type_label: state.registry.get(&k.key_type).map_or(k.key_type.clone(), |t| t.label.clone()),
-                disabled: !switches.type_enabled(state, &k.key_type) || service.is_some_and(|(_, on)| !on),
+                disabled: switches.key_disabled(&state.registry, &k),
                 key_type: k.key_type.clone(),
                 name: k.name.clone(),
-                service: service.map(|(n, _)| n.clone()).unwrap_or_default(),
+                service: switches.service_name(&k).unwrap_or_default().to_owned(),
                 state: key_state(&k, now),
                 created: relative(k.created_at, now),
                 created_exact: exact(k.created_at),
@@ -191,7 +169,7 @@ pub async fn index(state: State, admin: AdminSession, query: web::Query<KeyQuery
         .read(move |conn| key_search::search(conn, &filter, sort, now, (page - 1) * PAGE_SIZE, PAGE_SIZE + 1))
         .await?;
     let more = found.len() as i64 > PAGE_SIZE;
-    let switches = SiteSwitches::load(&state).await?;
+    let switches = load_switches(&state).await?;
     let mut ctx = admin.context(&state);
     let listed = rows(&state, found.into_iter().take(PAGE_SIZE as usize).collect(), &switches, now);
     ctx.insert("rows", &listed);
@@ -220,7 +198,7 @@ fn csv_field(s: &str) -> String {
 pub async fn export(state: State, admin: AdminSession, query: web::Query<KeyQuery>) -> Result<HttpResponse, AppError> {
     admin.require(Capability::ViewAllKeys)?;
     let (filter, _) = query.filter(&state).map_err(AppError::BadRequest)?;
-    let switches = std::sync::Arc::new(SiteSwitches::load(&state).await?);
+    let switches = std::sync::Arc::new(load_switches(&state).await?);
     let header = "id,username,fullname,type,name,service,state,disabled,created,valid_until,ip_restriction,last_used,last_ip\n";
     let stream = futures_util::stream::unfold(Some(0i64), move |cursor| {
         let (state, filter, switches) = (state.clone(), filter.clone(), switches.clone());

@@ -1,7 +1,7 @@
 //! Services and key types on and off, site-wide. Keys of a disabled service or type are refused
 //! at validation and shown as disabled; enabling restores them without re-issuing.
 
-use super::keys::SiteSwitches;
+use super::keys::load_switches;
 use super::{field, form_pairs, AdminSession};
 use crate::app::State;
 use crate::db::models::NewAuditEntry;
@@ -16,7 +16,7 @@ use actix_web::{web, HttpResponse};
 pub async fn page(state: State, admin: AdminSession) -> Result<HttpResponse, AppError> {
     admin.require(Capability::ManageServices)?;
     let services = state.db.read(crate::db::services::all).await?;
-    let switches = SiteSwitches::load(&state).await?;
+    let switches = load_switches(&state).await?;
     let mut ctx = admin.context(&state);
     let services: Vec<serde_json::Value> = services
         .iter()
@@ -27,7 +27,7 @@ pub async fn page(state: State, admin: AdminSession) -> Result<HttpResponse, App
         .all()
         .map(|t| serde_json::json!({
             "id": t.id, "label": t.label, "visible": t.visible,
-            "enabled": switches.type_enabled(&state, &t.id),
+            "enabled": switches.type_enabled(&state.registry, &t.id),
             "locked": t.id == WEB_SESSION,
         }))
         .collect();

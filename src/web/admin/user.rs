@@ -1,6 +1,6 @@
 //! One person's whole key set (hidden types too) with their usage, and force logout.
 
-use super::keys::{key_state, SiteSwitches};
+use super::keys::{key_state, load_switches};
 use super::{field, form_pairs, AdminSession};
 use crate::app::State;
 use crate::domain::capability::Capability;
@@ -67,25 +67,24 @@ pub async fn page(state: State, admin: AdminSession, query: web::Query<UserQuery
             let filter = crate::db::key_search::KeyFilter { user_id: Some(id), ..Default::default() };
             let keys = crate::db::key_search::search(conn, &filter, crate::db::key_search::KeySort::CreatedDesc, now, 0, 1000)?;
             let ids: Vec<i64> = keys.iter().map(|k| k.key.id).collect();
-            Ok((keys, crate::db::usage::for_keys(conn, &ids)?))
+            Ok((keys, crate::db::usage::summary_for_keys(conn, &ids)?))
         })
         .await?;
-    let switches = SiteSwitches::load(&state).await?;
+    let switches = load_switches(&state).await?;
     let mut usage = crate::usage::summarise(&usage);
     let lines: Vec<KeyLine> = keys
         .into_iter()
         .map(|listed| {
             let k = listed.key;
             let key_type = state.registry.get(&k.key_type);
-            let service = k.service_id.and_then(|s| switches.services.get(&s));
             KeyLine {
                 id: k.id,
                 type_label: key_type.map_or(k.key_type.clone(), |t| t.label.clone()),
                 hidden: key_type.is_some_and(|t| !t.visible),
                 name: k.name.clone(),
-                service: service.map(|(n, _)| n.clone()).unwrap_or_default(),
+                service: switches.service_name(&k).unwrap_or_default().to_owned(),
                 state: key_state(&k, now),
-                disabled: !switches.type_enabled(&state, &k.key_type) || service.is_some_and(|(_, on)| !on),
+                disabled: switches.key_disabled(&state.registry, &k),
                 created: relative(k.created_at, now),
                 created_exact: exact(k.created_at),
                 expires: k.valid_until.map_or("Never".into(), |v| relative(v, now)),
