@@ -123,3 +123,34 @@ pub fn sign_in_throttled(conn: &mut DbConn, user_id: Option<i64>, ip: &str) -> D
     let (by_user, by_ip) = crate::db::audit::failures_since(conn, user_id, ip, since)?;
     Ok(by_user >= THROTTLE_PER_ACCOUNT || by_ip >= THROTTLE_PER_ADDRESS)
 }
+
+/// Why a sign-in with this user (if any) failed, as the audit trail records it.
+pub fn sign_in_failure(user: Option<&User>, password_ok: bool, throttled: bool) -> &'static str {
+    match user {
+        _ if throttled => "throttled",
+        Some(u) if password_ok && u.suspended => "suspended",
+        Some(_) => "wrong password",
+        None => "unknown username",
+    }
+}
+
+/// Appends a failed sign-in to the audit trail. `web_service` tells a failed `login/token.php`
+/// from a failed sign-in page.
+pub async fn record_sign_in_failure(
+    db: &crate::db::Db,
+    web_service: bool,
+    user_id: Option<i64>,
+    ip: String,
+    reason: &'static str,
+) -> DbResult<()> {
+    let entry = crate::db::models::NewAuditEntry {
+        at: now(),
+        action: if web_service { "token_login_failed" } else { "sign_in_failed" }.into(),
+        target_user_id: user_id,
+        ip: Some(ip),
+        reason: Some(reason.into()),
+        key_type: web_service.then(|| crate::keys::WEBSERVICE_TOKEN.into()),
+        ..Default::default()
+    };
+    db.write(move |conn| crate::db::audit::append(conn, &entry)).await
+}

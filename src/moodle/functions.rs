@@ -5,11 +5,10 @@ use super::error::MoodleError;
 use super::params::Params;
 use crate::app::State;
 use crate::db::keys::Selection;
-use crate::db::models::NewAuditEntry;
 use crate::domain::time::{now, to_unix};
 use crate::domain::user_agent::{describe_device, describe_user_agent};
 use crate::keys::ops::{self, Actor, KeyRequest, Scope, SecretKind};
-use crate::keys::{AUTOLOGIN, PUSH_DEVICE, WEBSERVICE_TOKEN};
+use crate::keys::{AUTOLOGIN, PUSH_DEVICE};
 use crate::web::client::ClientInfo;
 use chrono::Duration;
 use serde_json::{json, Value};
@@ -470,17 +469,4 @@ async fn revoke_my_key(call: Call<'_>) -> Result<Value, MoodleError> {
         .write(move |conn| ops::revoke(conn, &registry, user_id, &Selection::One(row.id), Scope::RevocableOnly, &actor, "revoked by its owner from the app", now()))
         .await?;
     Ok(json!({"revoked": count > 0, "warnings": []}))
-}
-
-/// Audits a failed attempt to get a token (bad password and such), for the admin's trail.
-pub fn failed_login_entry(user_id: Option<i64>, ip: &str, reason: &str) -> NewAuditEntry {
-    NewAuditEntry {
-        at: now(),
-        action: "token_login_failed".into(),
-        target_user_id: user_id,
-        ip: Some(ip.to_owned()),
-        reason: Some(reason.to_owned()),
-        key_type: Some(WEBSERVICE_TOKEN.into()),
-        ..Default::default()
-    }
 }

@@ -79,14 +79,8 @@ async fn issue(state: &State, params: &Params, client: &ClientInfo) -> Result<se
     let user = match user {
         Some(u) if password_ok && !u.suspended => u,
         other => {
-            let reason = match &other {
-                _ if throttled => "throttled",
-                Some(u) if password_ok && u.suspended => "suspended",
-                Some(_) => "wrong password",
-                None => "unknown username",
-            };
-            let entry = super::functions::failed_login_entry(other.map(|u| u.id), &client.ip_string(), reason);
-            state.db.write(move |conn| crate::db::audit::append(conn, &entry)).await?;
+            let reason = crate::accounts::sign_in_failure(other.as_ref(), password_ok, throttled);
+            crate::accounts::record_sign_in_failure(&state.db, true, other.map(|u| u.id), client.ip_string(), reason).await?;
             return Err(MoodleError::invalid_login());
         }
     };

@@ -5,7 +5,6 @@ use super::session::{self, CurrentSession};
 use super::templates::render;
 use crate::accounts;
 use crate::app::State;
-use crate::db::models::NewAuditEntry;
 use crate::domain::secret::{constant_time_eq, ClearSecret};
 use crate::domain::time::now;
 use crate::error::AppError;
@@ -87,7 +86,8 @@ pub async fn submit(
         })
         .await?;
     if throttled {
-        record_failed_sign_in(&state, user.map(|u| u.id), &client, "throttled").await?;
+        let reason = accounts::sign_in_failure(user.as_ref(), false, true);
+        accounts::record_sign_in_failure(&state.db, false, user.map(|u| u.id), client.ip_string(), reason).await?;
         let message = format!(
             "Too many failed sign-ins. Wait {} minutes and try again.",
             accounts::THROTTLE_WINDOW_MINUTES
@@ -98,12 +98,8 @@ pub async fn submit(
     let user = match user {
         Some(u) if password_ok && !u.suspended => u,
         other => {
-            let reason = match &other {
-                Some(u) if password_ok && u.suspended => "suspended",
-                Some(_) => "wrong password",
-                None => "unknown username",
-            };
-            record_failed_sign_in(&state, other.map(|u| u.id), &client, reason).await?;
+            let reason = accounts::sign_in_failure(other.as_ref(), password_ok, false);
+            accounts::record_sign_in_failure(&state.db, false, other.map(|u| u.id), client.ip_string(), reason).await?;
             let message = if reason == "suspended" {
                 "Your account has been suspended."
             } else {
@@ -116,24 +112,6 @@ pub async fn submit(
     let mut response = redirect("/user/managetoken.php");
     response.add_cookie(&cookie).map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(response)
-}
-
-async fn record_failed_sign_in(
-    state: &State,
-    user_id: Option<i64>,
-    client: &ClientInfo,
-    reason: &'static str,
-) -> Result<(), AppError> {
-    let entry = NewAuditEntry {
-        at: now(),
-        action: "sign_in_failed".into(),
-        target_user_id: user_id,
-        ip: Some(client.ip_string()),
-        reason: Some(reason.into()),
-        ..Default::default()
-    };
-    state.db.write(move |conn| crate::db::audit::append(conn, &entry)).await?;
-    Ok(())
 }
 
 pub async fn confirm_logout(state: State, session: CurrentSession) -> Result<HttpResponse, AppError> {
