@@ -23,14 +23,17 @@ fn main() -> anyhow::Result<()> {
         "hot-path" => hot_path(&db, args[3].parse()?, args[4].parse()?, &args[5]),
         "pages" => pages(&db, args[3].parse()?),
         "hits" => {
+            // Folded and still pending: a crash leaves uses in the pending log until the next start.
             let total: i64 = db.read_blocking(|conn| {
-                use userkeys::db::schema::{key_usage, user_keys};
-                let hits: Vec<i64> = key_usage::table
-                    .inner_join(user_keys::table)
-                    .filter(user_keys::key_type.eq(userkeys::keys::WEBSERVICE_TOKEN))
-                    .select(key_usage::hits)
+                use userkeys::db::schema::{key_usage, key_usage_pending, user_keys};
+                let tokens = user_keys::key_type.eq(userkeys::keys::WEBSERVICE_TOKEN);
+                let folded: Vec<i64> = key_usage::table.inner_join(user_keys::table).filter(tokens).select(key_usage::hits).load(conn)?;
+                let pending: Vec<i64> = key_usage_pending::table
+                    .inner_join(user_keys::table.on(user_keys::id.eq(key_usage_pending::key_id)))
+                    .filter(tokens)
+                    .select(key_usage_pending::hits)
                     .load(conn)?;
-                Ok(hits.iter().sum())
+                Ok(folded.iter().chain(&pending).sum())
             })?;
             println!("{total}");
             Ok(())
@@ -123,13 +126,14 @@ fn pages(db: &Db, extra_keys: i64) -> anyhow::Result<()> {
         )
         .map_err(map)?;
         let agents = ["Google-Calendar-Importer", "NextCloud-News/1.0", "curl/8.5.0", "python-requests/2.28.2", "Feedly/1.0"];
+        let agent_ids = userkeys::db::usage::agent_ids(conn, &agents)?;
         insert_rows(
             conn,
-            "INSERT INTO key_usage (key_id, user_agent, ip, first_seen, last_seen, hits)",
+            "INSERT INTO key_usage (key_id, agent_id, ip, first_seen, last_seen, hits)",
             (0..100_000i64).map(|i| {
                 let key = before + 1 + i % 1000;
-                let agent = agents[(i / 1000 % 5) as usize];
-                format!("({key}, '{agent}', '198.51.{}.{}', '{now}', '{now}', {})", i / 1000 % 250, i % 250 + (i / 250 % 4), 1 + i % 9)
+                let agent = agent_ids[agents[(i / 1000 % 5) as usize]];
+                format!("({key}, {agent}, '198.51.{}.{}', '{now}', '{now}', {})", i / 1000 % 250, i % 250 + (i / 250 % 4), 1 + i % 9)
             }),
         )
         .map_err(map)?;

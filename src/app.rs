@@ -10,7 +10,6 @@ use actix_web::dev::Server;
 use actix_web::{middleware, web as aw, App, HttpServer};
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub struct AppState {
     pub db: Db,
@@ -21,6 +20,8 @@ pub struct AppState {
     pub passwords: Arc<PasswordCheck>,
     /// Validated tokens in memory; only where this process is the database's only writer.
     pub token_cache: Option<Arc<crate::moodle::token_cache::TokenCache>>,
+    /// The site's part of the site-info answer, serialised once.
+    pub site_info: Arc<crate::moodle::site_info::SitePieces>,
 }
 
 pub type State = aw::Data<AppState>;
@@ -68,7 +69,7 @@ impl Application {
     /// Serves until the server is stopped (SIGINT/SIGTERM), then writes pending usage.
     pub async fn run(self) -> anyhow::Result<()> {
         let (server, state) = self.start()?;
-        let flusher = spawn_usage_flusher(state.clone());
+        let writer = crate::usage::UsageWriter::spawn(state.usage.clone(), state.db.clone())?;
         if state.token_cache.is_some() {
             let warm = state.clone();
             actix_web::rt::task::spawn_blocking(move || {
@@ -81,8 +82,12 @@ impl Application {
             });
         }
         server.await?;
-        flusher.abort();
-        state.usage.flush(&state.db).await?;
+        let last = state.clone();
+        actix_web::web::block(move || {
+            writer.stop();
+            last.usage.finish_blocking(&last.db)
+        })
+        .await??;
         Ok(())
     }
 
@@ -93,7 +98,9 @@ impl Application {
             let cache = cache.clone();
             self.db.on_invalidation(Arc::new(move |what| cache.invalidate(what)));
         }
+        let site_info = Arc::new(crate::moodle::site_info::SitePieces::new(&self.config));
         let state = aw::Data::new(AppState {
+            site_info,
             db: self.db,
             registry: Arc::new(self.registry),
             // Half the cores at most: validation keeps the other half during a sign-in burst.
@@ -106,6 +113,7 @@ impl Application {
             templates: Arc::new(self.templates),
         });
         let data = state.clone();
+        let request_logging = tracing::level_filters::LevelFilter::current() >= tracing::level_filters::LevelFilter::INFO;
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
@@ -116,11 +124,13 @@ impl Application {
                     .add(("Referrer-Policy", "same-origin"))
                     .add(("X-Frame-Options", "DENY")))
                 // Never the query string or a key in the path: tokens and passwords travel there.
-                .wrap(
+                // Left out when request logging is off, so the hot path formats nothing.
+                .wrap(middleware::Condition::new(
+                    request_logging,
                     middleware::Logger::new("%a \"%{path}xi\" %s %Dms")
                         .custom_request_replace("path", |req| loggable_path(req.method().as_str(), req.path()))
                         .exclude("/healthz"),
-                )
+                ))
                 .configure(web::routes)
                 .configure(moodle::routes)
         })
@@ -143,24 +153,6 @@ fn loggable_path(method: &str, path: &str) -> String {
         Some(_) => format!("{method} /rss/file.php/…"),
         None => format!("{method} {path}"),
     }
-}
-
-fn spawn_usage_flusher(state: State) -> actix_web::rt::task::JoinHandle<()> {
-    actix_web::rt::spawn(async move {
-        // Twice a second, so that a crash loses less than a second of usage even when a write
-        // takes a while under load.
-        let mut tick = actix_web::rt::time::interval(Duration::from_millis(500));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let started = std::time::Instant::now();
-            match state.usage.flush(&state.db).await {
-                Ok(0) => {}
-                Ok(rows) => tracing::debug!(rows, ms = started.elapsed().as_millis() as u64, "usage written"),
-                Err(e) => tracing::warn!(error = %e, "writing usage failed; will retry"),
-            }
-        }
-    })
 }
 
 #[cfg(test)]

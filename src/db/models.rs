@@ -86,14 +86,20 @@ pub struct NewKey {
     pub valid_until: Option<NaiveDateTime>,
 }
 
-#[derive(Queryable, QueryableByName, Selectable, Clone, Debug)]
-#[diesel(table_name = key_usage)]
+/// Use of a key by one agent, as a page reads it (the agent's text joined in).
+#[derive(QueryableByName, Clone, Debug)]
 pub struct UsageRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub key_id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
     pub user_agent: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
     pub ip: String,
+    #[diesel(sql_type = diesel::sql_types::Timestamp)]
     pub first_seen: NaiveDateTime,
+    #[diesel(sql_type = diesel::sql_types::Timestamp)]
     pub last_seen: NaiveDateTime,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub hits: i64,
 }
 

@@ -64,9 +64,9 @@ diesel::table! {
 }
 
 diesel::table! {
-    key_usage (key_id, user_agent, ip) {
+    key_usage (key_id, agent_id, ip) {
         key_id -> BigInt,
-        user_agent -> Text,
+        agent_id -> BigInt,
         ip -> Text,
         first_seen -> Timestamp,
         last_seen -> Timestamp,
@@ -115,7 +115,27 @@ diesel::joinable!(role_capabilities -> roles (role_id));
 diesel::joinable!(user_roles -> roles (role_id));
 diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(user_keys -> services (service_id));
+diesel::table! {
+    user_agents (id) {
+        id -> BigInt,
+        agent -> Text,
+    }
+}
+
+diesel::table! {
+    key_usage_pending (id) {
+        id -> BigInt,
+        key_id -> BigInt,
+        agent_id -> BigInt,
+        ip -> Text,
+        first_seen -> Timestamp,
+        last_seen -> Timestamp,
+        hits -> BigInt,
+    }
+}
+
 diesel::joinable!(key_usage -> user_keys (key_id));
+diesel::joinable!(key_usage -> user_agents (agent_id));
 diesel::joinable!(service_functions -> services (service_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -125,6 +145,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     key_type_settings,
     user_keys,
     key_usage,
+    key_usage_pending,
+    user_agents,
     audit_log,
     roles,
     role_capabilities,

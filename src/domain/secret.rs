@@ -60,6 +60,15 @@ impl SecretHash {
         SecretHash(hex::encode(Sha256::digest(secret.as_bytes())))
     }
 
+    /// The raw SHA-256, for lookups in memory that need no hex.
+    pub fn digest(secret: &str) -> [u8; 32] {
+        Sha256::digest(secret.as_bytes()).into()
+    }
+
+    pub fn from_digest(digest: &[u8; 32]) -> Self {
+        SecretHash(hex::encode(digest))
+    }
+
     pub fn from_stored(hex: String) -> Self {
         SecretHash(hex)
     }

@@ -7,7 +7,7 @@ use crate::app::State;
 use crate::db::models::{KeyRow, Service, User};
 use crate::db::{DbConn, DbResult};
 use crate::domain::ip_restriction::IpRestriction;
-use crate::domain::secret::ClearSecret;
+use crate::domain::secret::SecretHash;
 use crate::domain::time::now;
 use crate::keys::{KeyTypeRegistry, WEBSERVICE_TOKEN};
 use chrono::NaiveDateTime;
@@ -22,6 +22,8 @@ pub struct TokenOwner {
     pub fullname: String,
     pub is_site_admin: bool,
     pub suspended: bool,
+    /// This user's fields of the site-info answer, serialised at first use.
+    pub site_info: std::sync::OnceLock<Box<str>>,
 }
 
 /// A service as tokens see it: the row, its functions, and whether tokens are switched on.
@@ -30,6 +32,8 @@ pub struct ServiceAccess {
     pub service: Service,
     pub functions: Vec<String>,
     pub type_enabled: bool,
+    /// This service's fields of the site-info answer, serialised at first use.
+    pub site_info: std::sync::OnceLock<Box<str>>,
 }
 
 /// A valid (not revoked) web-service token, as small as a call allows: owners and services are
@@ -67,6 +71,7 @@ impl AuthenticatedToken {
                 fullname: user.fullname.clone(),
                 is_site_admin: user.is_site_admin,
                 suspended: user.suspended,
+                site_info: Default::default(),
             }),
             service,
         })
@@ -80,21 +85,23 @@ pub fn load_service(conn: &mut DbConn, registry: &KeyTypeRegistry, service_id: i
         functions: crate::db::services::functions(conn, service.id)?,
         type_enabled: crate::db::key_types::enabled(conn, WEBSERVICE_TOKEN, registry.on_by_default(WEBSERVICE_TOKEN))?,
         service,
+        site_info: Default::default(),
     }))
 }
 
 pub async fn authenticate(state: &State, wstoken: Option<&str>, ip: IpAddr) -> Result<Arc<AuthenticatedToken>, MoodleError> {
     // A Moodle token is 32 characters; anything far off that cannot be one.
     let token = wstoken.map(str::trim).filter(|t| !t.is_empty() && t.len() <= 128).ok_or_else(MoodleError::invalid_token)?;
-    let hash = ClearSecret::from_client(token).hash();
-    let cached = state.token_cache.as_ref().and_then(|c| c.get(hash.as_str()));
+    let digest = SecretHash::digest(token);
+    let cached = state.token_cache.as_ref().and_then(|c| c.get(&digest));
     let token = match cached {
         Some(token) => token,
         None => {
             let read_at = state.db.generation();
+            let hash = SecretHash::from_digest(&digest);
             let token = load(state, hash.as_str().to_owned()).await?.ok_or_else(MoodleError::invalid_token)?;
             match &state.token_cache {
-                Some(cache) => cache.insert(hash.as_str(), token, read_at, &state.db),
+                Some(cache) => cache.insert(digest, token, read_at, &state.db),
                 None => Arc::new(token),
             }
         }

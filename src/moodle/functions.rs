@@ -52,7 +52,7 @@ pub enum Reply {
 
 pub async fn dispatch(function: &str, call: Call<'_>) -> Result<Reply, MoodleError> {
     if function == "core_webservice_get_site_info" {
-        return Ok(Reply::Json(site_info(&call)));
+        return Ok(Reply::Json(super::site_info::render(call.state, call.token)));
     }
     let value = match function {
         "tool_mobile_get_public_config" => Ok(public_config(call.state)),
@@ -68,108 +68,11 @@ pub async fn dispatch(function: &str, call: Call<'_>) -> Result<Reply, MoodleErr
 }
 
 pub fn wwwroot(state: &State) -> String {
-    state.config.wwwroot_or(&format!("http://{}", state.config.bind))
+    site_root(&state.config)
 }
 
-#[derive(serde::Serialize)]
-struct NameVersion<'a> {
-    name: &'a str,
-    version: &'static str,
-}
-
-#[derive(serde::Serialize)]
-struct Feature {
-    name: &'static str,
-    value: i32,
-}
-
-const ADVANCED_FEATURES: [Feature; 12] = [
-    Feature { name: "usecomments", value: 0 },
-    Feature { name: "usetags", value: 0 },
-    Feature { name: "enablenotes", value: 0 },
-    Feature { name: "messaging", value: 0 },
-    Feature { name: "enableblogs", value: 0 },
-    Feature { name: "enablecompletion", value: 0 },
-    Feature { name: "enablebadges", value: 0 },
-    Feature { name: "messagingallusers", value: 0 },
-    Feature { name: "enablecustomreports", value: 0 },
-    Feature { name: "enableglobalsearch", value: 0 },
-    Feature { name: "mnet_dispatcher_mode", value: 0 },
-    Feature { name: "enablecompetencies", value: 0 },
-];
-
-/// Moodle's fields, in Moodle's order and with Moodle's types (version and release are strings).
-#[derive(serde::Serialize)]
-struct SiteInfo<'a> {
-    sitename: &'a str,
-    username: &'a str,
-    firstname: &'a str,
-    lastname: &'a str,
-    fullname: &'a str,
-    lang: &'static str,
-    userid: i64,
-    siteurl: &'a str,
-    userpictureurl: String,
-    functions: Vec<NameVersion<'a>>,
-    downloadfiles: i32,
-    uploadfiles: i32,
-    release: &'static str,
-    version: &'static str,
-    mobilecssurl: &'static str,
-    advancedfeatures: &'static [Feature],
-    usercanmanageownfiles: bool,
-    userquota: i64,
-    usermaxuploadfilesize: i64,
-    userhomepage: i64,
-    siteid: i64,
-    sitecalendartype: &'static str,
-    usercalendartype: &'static str,
-    userissiteadmin: bool,
-    theme: &'static str,
-    limitconcurrentlogins: i64,
-    policyagreed: i64,
-    usercanchangeconfig: bool,
-    usercanviewconfig: bool,
-}
-
-fn site_info(call: &Call<'_>) -> String {
-    let (state, token) = (call.state, call.token);
-    let user = &token.user;
-    let full = user.fullname.trim();
-    let (firstname, lastname) = full.rsplit_once(' ').unwrap_or((full, ""));
-    let root = wwwroot(state);
-    let info = SiteInfo {
-        sitename: &state.config.site_name,
-        username: &user.username,
-        firstname,
-        lastname,
-        fullname: &user.fullname,
-        lang: "en",
-        userid: user.id,
-        siteurl: &root,
-        userpictureurl: format!("{root}/theme/image.php/boost/core/1/u/f1"),
-        functions: token.service.functions.iter().map(|n| NameVersion { name: n, version: MOODLE_VERSION }).collect(),
-        downloadfiles: i32::from(token.service.service.download_files),
-        uploadfiles: i32::from(token.service.service.upload_files),
-        release: MOODLE_RELEASE,
-        version: MOODLE_VERSION,
-        mobilecssurl: "",
-        advancedfeatures: &ADVANCED_FEATURES,
-        usercanmanageownfiles: true,
-        userquota: 0,
-        usermaxuploadfilesize: -1,
-        userhomepage: 1,
-        siteid: 1,
-        sitecalendartype: "gregorian",
-        usercalendartype: "gregorian",
-        userissiteadmin: user.is_site_admin,
-        theme: "boost",
-        limitconcurrentlogins: 0,
-        policyagreed: 1,
-        usercanchangeconfig: user.is_site_admin,
-        usercanviewconfig: user.is_site_admin,
-    };
-    serde_json::to_string(&info).expect("site info serialises")
+pub fn site_root(config: &crate::config::Config) -> String {
+    config.wwwroot_or(&format!("http://{}", config.bind))
 }
 
 /// What the app reads before anyone signs in.
@@ -413,7 +316,7 @@ struct MyKey {
 /// The caller's own keys (visible types), so the app can show "your devices".
 async fn my_keys(call: Call<'_>) -> Result<Value, MoodleError> {
     let (state, user_id, current) = (call.state, call.token.user.id, call.token.key_id);
-    state.usage.flush(&state.db).await?;
+    state.usage.settle(&state.db).await?;
     let now = now();
     let (keys, usage) = state
         .db

@@ -12,6 +12,7 @@ pub mod params;
 mod private_keys;
 mod qrlogin;
 pub mod server;
+pub mod site_info;
 pub mod token;
 pub mod token_cache;
 

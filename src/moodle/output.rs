@@ -1,7 +1,7 @@
 //! The REST server's answers in Moodle's two formats: JSON and Moodle's own XML.
 
 use super::error::MoodleError;
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::HttpResponse;
 use serde_json::Value;
 
@@ -20,17 +20,18 @@ impl Format {
 
 fn response(format: Format, body: String) -> HttpResponse {
     let mut builder = HttpResponse::Ok();
+    // Static values: every answer of the hot path carries them, so none is parsed per request.
     builder
-        .insert_header((header::CACHE_CONTROL, "private, must-revalidate, pre-check=0, post-check=0, max-age=0"))
-        .insert_header((header::EXPIRES, "Thu, 01 Jan 1970 00:00:00 GMT"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .insert_header((header::ACCEPT_RANGES, "none"))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"));
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("private, must-revalidate, pre-check=0, post-check=0, max-age=0")))
+        .insert_header((header::EXPIRES, HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT")))
+        .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
+        .insert_header((header::ACCEPT_RANGES, HeaderValue::from_static("none")))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*")));
     match format {
-        Format::Json => builder.content_type("application/json").body(body),
+        Format::Json => builder.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json"))).body(body),
         Format::Xml => builder
-            .content_type("application/xml; charset=utf-8")
-            .insert_header((header::CONTENT_DISPOSITION, "inline; filename=\"response.xml\""))
+            .insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/xml; charset=utf-8")))
+            .insert_header((header::CONTENT_DISPOSITION, HeaderValue::from_static("inline; filename=\"response.xml\"")))
             .body(body),
     }
 }

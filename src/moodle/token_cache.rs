@@ -59,9 +59,10 @@ fn raw(hash: &str) -> Option<[u8; 32]> {
 }
 
 impl TokenCache {
-    pub fn get(&self, hash: &str) -> Option<Arc<AuthenticatedToken>> {
+    /// The cached token whose secret has this SHA-256.
+    pub fn get(&self, digest: &[u8; 32]) -> Option<Arc<AuthenticatedToken>> {
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        inner.entries.get(&raw(hash)?).cloned()
+        inner.entries.get(digest).cloned()
     }
 
     pub fn service(&self, id: i64) -> Option<Arc<ServiceAccess>> {
@@ -74,13 +75,12 @@ impl TokenCache {
     /// The generation is compared under the lock: a writer moves it on before it takes the lock
     /// to drop entries, so either this insert sees the new generation and gives up, or the
     /// writer's drop comes after it.
-    pub fn insert(&self, hash: &str, token: AuthenticatedToken, read_at: u64, db: &Db) -> Arc<AuthenticatedToken> {
-        let Some(key) = raw(hash) else { return Arc::new(token) };
+    pub fn insert(&self, digest: [u8; 32], token: AuthenticatedToken, read_at: u64, db: &Db) -> Arc<AuthenticatedToken> {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         if db.generation() != read_at {
             return Arc::new(token);
         }
-        inner.add(key, token)
+        inner.add(digest, token)
     }
 
     /// Drops what a committed write may have made invalid.

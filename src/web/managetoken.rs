@@ -227,7 +227,7 @@ fn moment(at: NaiveDateTime, now: NaiveDateTime) -> Moment {
 
 async fn list_page(state: &State, session: &CurrentSession, revoked: Option<usize>, show: Option<&str>) -> Result<HttpResponse, AppError> {
     // Uses recorded by this instance but not yet written belong on the page too.
-    state.usage.flush(&state.db).await?;
+    state.usage.settle(&state.db).await?;
     let user_id = session.user.id;
     let now = now();
     let show = show.map(str::to_owned);

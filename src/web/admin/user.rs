@@ -58,7 +58,7 @@ pub async fn page(state: State, admin: AdminSession, query: web::Query<UserQuery
     admin.require(Capability::ViewAllKeys)?;
     let id = user_id(query.id.as_deref())?;
     let user = load_user(&state, id).await?;
-    state.usage.flush(&state.db).await?;
+    state.usage.settle(&state.db).await?;
     let now = now();
     let (keys, usage) = state
         .db

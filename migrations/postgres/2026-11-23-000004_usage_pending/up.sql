@@ -1,0 +1,36 @@
+-- Each user agent is stored once; usage rows refer to it by number.
+CREATE TABLE user_agents (
+    id BIGSERIAL PRIMARY KEY,
+    agent TEXT NOT NULL UNIQUE
+);
+INSERT INTO user_agents (agent) SELECT DISTINCT user_agent FROM key_usage;
+
+ALTER TABLE key_usage RENAME TO key_usage_v1;
+CREATE TABLE key_usage (
+    key_id BIGINT NOT NULL REFERENCES user_keys(id) ON DELETE CASCADE,
+    agent_id BIGINT NOT NULL REFERENCES user_agents(id),
+    ip TEXT NOT NULL,
+    first_seen TIMESTAMP NOT NULL,
+    last_seen TIMESTAMP NOT NULL,
+    hits BIGINT NOT NULL,
+    PRIMARY KEY (key_id, agent_id, ip)
+);
+INSERT INTO key_usage (key_id, agent_id, ip, first_seen, last_seen, hits)
+SELECT u.key_id, a.id, u.ip, u.first_seen, u.last_seen, u.hits
+FROM key_usage_v1 u JOIN user_agents a ON a.agent = u.user_agent;
+DROP TABLE key_usage_v1;
+
+-- Uses land here first, appended (cheap), and are folded into key_usage in sorted batches by
+-- whichever instance gets there first.
+CREATE TABLE key_usage_pending (
+    id BIGSERIAL PRIMARY KEY,
+    key_id BIGINT NOT NULL,
+    agent_id BIGINT NOT NULL,
+    ip TEXT NOT NULL,
+    first_seen TIMESTAMP NOT NULL,
+    last_seen TIMESTAMP NOT NULL,
+    hits BIGINT NOT NULL
+);
+
+-- user_keys_last_used_order serves every query this one did.
+DROP INDEX user_keys_last_used;

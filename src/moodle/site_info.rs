@@ -1,0 +1,269 @@
+//! `core_webservice_get_site_info`, the call the app makes most: Moodle's fields in Moodle's
+//! order, assembled from pieces serialised once — per site, per service and per user — since
+//! only the user and the service differ from one token to the next.
+
+use super::auth::{AuthenticatedToken, ServiceAccess, TokenOwner};
+use super::functions::{site_root, MOODLE_RELEASE, MOODLE_VERSION};
+use crate::app::State;
+use crate::config::Config;
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct NameVersion<'a> {
+    name: &'a str,
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+struct Feature {
+    name: &'static str,
+    value: i32,
+}
+
+const ADVANCED_FEATURES: [Feature; 12] = [
+    Feature { name: "usecomments", value: 0 },
+    Feature { name: "usetags", value: 0 },
+    Feature { name: "enablenotes", value: 0 },
+    Feature { name: "messaging", value: 0 },
+    Feature { name: "enableblogs", value: 0 },
+    Feature { name: "enablecompletion", value: 0 },
+    Feature { name: "enablebadges", value: 0 },
+    Feature { name: "messagingallusers", value: 0 },
+    Feature { name: "enablecustomreports", value: 0 },
+    Feature { name: "enableglobalsearch", value: 0 },
+    Feature { name: "mnet_dispatcher_mode", value: 0 },
+    Feature { name: "enablecompetencies", value: 0 },
+];
+
+/// The whole answer, field by field: the reference the pieces below must add up to.
+#[cfg(test)]
+#[derive(Serialize)]
+struct SiteInfo<'a> {
+    #[serde(flatten)]
+    site_name: SiteName<'a>,
+    #[serde(flatten)]
+    user: UserPart<'a>,
+    #[serde(flatten)]
+    urls: SiteUrls<'a>,
+    #[serde(flatten)]
+    service: ServicePart<'a>,
+    #[serde(flatten)]
+    constants: Constants,
+    #[serde(flatten)]
+    admin: AdminPart,
+}
+
+#[derive(Serialize)]
+struct SiteName<'a> {
+    sitename: &'a str,
+}
+
+#[derive(Serialize)]
+struct UserPart<'a> {
+    username: &'a str,
+    firstname: &'a str,
+    lastname: &'a str,
+    fullname: &'a str,
+    lang: &'static str,
+    userid: i64,
+}
+
+#[derive(Serialize)]
+struct SiteUrls<'a> {
+    siteurl: &'a str,
+    userpictureurl: String,
+}
+
+#[derive(Serialize)]
+struct ServicePart<'a> {
+    functions: Vec<NameVersion<'a>>,
+    downloadfiles: i32,
+    uploadfiles: i32,
+}
+
+/// Moodle's types: version and release are strings.
+#[derive(Serialize)]
+struct Constants {
+    release: &'static str,
+    version: &'static str,
+    mobilecssurl: &'static str,
+    advancedfeatures: &'static [Feature],
+    usercanmanageownfiles: bool,
+    userquota: i64,
+    usermaxuploadfilesize: i64,
+    userhomepage: i64,
+    siteid: i64,
+    sitecalendartype: &'static str,
+    usercalendartype: &'static str,
+}
+
+const CONSTANTS: Constants = Constants {
+    release: MOODLE_RELEASE,
+    version: MOODLE_VERSION,
+    mobilecssurl: "",
+    advancedfeatures: &ADVANCED_FEATURES,
+    usercanmanageownfiles: true,
+    userquota: 0,
+    usermaxuploadfilesize: -1,
+    userhomepage: 1,
+    siteid: 1,
+    sitecalendartype: "gregorian",
+    usercalendartype: "gregorian",
+};
+
+#[derive(Serialize)]
+struct AdminPart {
+    userissiteadmin: bool,
+    theme: &'static str,
+    limitconcurrentlogins: i64,
+    policyagreed: i64,
+    usercanchangeconfig: bool,
+    usercanviewconfig: bool,
+}
+
+fn admin_part(is_site_admin: bool) -> AdminPart {
+    AdminPart {
+        userissiteadmin: is_site_admin,
+        theme: "boost",
+        limitconcurrentlogins: 0,
+        policyagreed: 1,
+        usercanchangeconfig: is_site_admin,
+        usercanviewconfig: is_site_admin,
+    }
+}
+
+/// A struct's fields as JSON without the enclosing braces, to be joined with others.
+fn fields(value: &impl Serialize) -> String {
+    let json = serde_json::to_string(value).expect("plain structs serialise");
+    json[1..json.len() - 1].to_owned()
+}
+
+fn user_part(user: &TokenOwner) -> UserPart<'_> {
+    let full = user.fullname.trim();
+    let (firstname, lastname) = full.rsplit_once(' ').unwrap_or((full, ""));
+    UserPart { username: &user.username, firstname, lastname, fullname: &user.fullname, lang: "en", userid: user.id }
+}
+
+fn service_part(service: &ServiceAccess) -> ServicePart<'_> {
+    ServicePart {
+        functions: service.functions.iter().map(|n| NameVersion { name: n, version: MOODLE_VERSION }).collect(),
+        downloadfiles: i32::from(service.service.download_files),
+        uploadfiles: i32::from(service.service.upload_files),
+    }
+}
+
+/// The pieces that are the same for every token of the site, serialised at start.
+pub struct SitePieces {
+    /// `{"sitename":…,`
+    head: String,
+    /// `,"siteurl":…,"userpictureurl":…,`
+    urls: String,
+    /// `,"release":… ,"usercalendartype":…,` then the admin flags and the closing brace.
+    tail_admin: String,
+    tail_user: String,
+}
+
+impl SitePieces {
+    pub fn new(config: &Config) -> Self {
+        let root = site_root(config);
+        let urls = site_urls(&root);
+        let constants = fields(&CONSTANTS);
+        SitePieces {
+            head: format!("{{{},", fields(&SiteName { sitename: &config.site_name })),
+            urls: format!(",{},", fields(&urls)),
+            tail_admin: format!(",{constants},{}}}", fields(&admin_part(true))),
+            tail_user: format!(",{constants},{}}}", fields(&admin_part(false))),
+        }
+    }
+}
+
+fn site_urls(root: &str) -> SiteUrls<'_> {
+    SiteUrls { siteurl: root, userpictureurl: format!("{root}/theme/image.php/boost/core/1/u/f1") }
+}
+
+/// The answer for this token.
+pub fn render(state: &State, token: &AuthenticatedToken) -> String {
+    let pieces = &state.site_info;
+    let user = token.user.site_info.get_or_init(|| fields(&user_part(&token.user)).into());
+    let service = token.service.site_info.get_or_init(|| fields(&service_part(&token.service)).into());
+    let tail = if token.user.is_site_admin { &pieces.tail_admin } else { &pieces.tail_user };
+    let mut out = String::with_capacity(pieces.head.len() + user.len() + pieces.urls.len() + service.len() + tail.len());
+    for piece in [pieces.head.as_str(), user, pieces.urls.as_str(), service, tail.as_str()] {
+        out.push_str(piece);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::models::Service;
+
+    fn reference(sitename: &str, root: &str, user: &TokenOwner, service: &ServiceAccess) -> String {
+        serde_json::to_string(&SiteInfo {
+            site_name: SiteName { sitename },
+            user: user_part(user),
+            urls: site_urls(root),
+            service: service_part(service),
+            constants: CONSTANTS,
+            admin: admin_part(user.is_site_admin),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn pieces_add_up_to_the_whole_answer_in_moodles_order() {
+        let service = ServiceAccess {
+            service: Service {
+                id: 1,
+                shortname: "moodle_mobile_app".into(),
+                name: "Moodle mobile web service".into(),
+                enabled: true,
+                download_files: true,
+                upload_files: false,
+                created_at: chrono::NaiveDateTime::default(),
+            },
+            functions: vec!["core_webservice_get_site_info".into(), "tool_mobile_get_autologin_key".into()],
+            type_enabled: true,
+            site_info: Default::default(),
+        };
+        for admin in [false, true] {
+            let user = TokenOwner {
+                id: 42,
+                username: "anna\"q".into(),
+                fullname: "Anna Maria Quist".into(),
+                is_site_admin: admin,
+                suspended: false,
+                site_info: Default::default(),
+            };
+            let (sitename, root) = ("Campus <\"Süd\">", "https://moodle.example.org");
+            let pieces = SitePieces {
+                head: format!("{{{},", fields(&SiteName { sitename })),
+                urls: format!(",{},", fields(&site_urls(root))),
+                tail_admin: format!(",{},{}}}", fields(&CONSTANTS), fields(&admin_part(true))),
+                tail_user: format!(",{},{}}}", fields(&CONSTANTS), fields(&admin_part(false))),
+            };
+            let user_json = fields(&user_part(&user));
+            let service_json = fields(&service_part(&service));
+            let tail = if admin { &pieces.tail_admin } else { &pieces.tail_user };
+            let assembled = [pieces.head.as_str(), &user_json, &pieces.urls, &service_json, tail].concat();
+            assert_eq!(assembled, reference(sitename, root, &user, &service));
+            let parsed: serde_json::Value = serde_json::from_str(&assembled).unwrap();
+            let keys: Vec<&str> = parsed.as_object().unwrap().keys().map(String::as_str).collect();
+            assert_eq!(
+                keys,
+                [
+                    "sitename", "username", "firstname", "lastname", "fullname", "lang", "userid", "siteurl",
+                    "userpictureurl", "functions", "downloadfiles", "uploadfiles", "release", "version",
+                    "mobilecssurl", "advancedfeatures", "usercanmanageownfiles", "userquota",
+                    "usermaxuploadfilesize", "userhomepage", "siteid", "sitecalendartype", "usercalendartype",
+                    "userissiteadmin", "theme", "limitconcurrentlogins", "policyagreed", "usercanchangeconfig",
+                    "usercanviewconfig",
+                ]
+            );
+            assert_eq!(parsed["lastname"], "Quist");
+            assert_eq!(parsed["userissiteadmin"], admin);
+            assert_eq!(parsed["functions"][1]["name"], "tool_mobile_get_autologin_key");
+        }
+    }
+}
