@@ -25,15 +25,14 @@ fn main() -> anyhow::Result<()> {
         "hits" => {
             // Folded and still pending: a crash leaves uses in the pending log until the next start.
             let total: i64 = db.read_blocking(|conn| {
-                use userkeys::db::schema::{key_usage, key_usage_pending, user_keys};
-                let tokens = user_keys::key_type.eq(userkeys::keys::WEBSERVICE_TOKEN);
-                let folded: Vec<i64> = key_usage::table.inner_join(user_keys::table).filter(tokens).select(key_usage::hits).load(conn)?;
-                let pending: Vec<i64> = key_usage_pending::table
-                    .inner_join(user_keys::table.on(user_keys::id.eq(key_usage_pending::key_id)))
-                    .filter(tokens)
-                    .select(key_usage_pending::hits)
-                    .load(conn)?;
-                Ok(folded.iter().chain(&pending).sum())
+                use userkeys::db::schema::user_keys;
+                let tokens: std::collections::HashSet<i64> = user_keys::table
+                    .filter(user_keys::key_type.eq(userkeys::keys::WEBSERVICE_TOKEN))
+                    .select(user_keys::id)
+                    .load::<i64>(conn)?
+                    .into_iter()
+                    .collect();
+                userkeys::db::usage::grand_total(conn, |key| tokens.contains(&key))
             })?;
             println!("{total}");
             Ok(())

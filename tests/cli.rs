@@ -109,3 +109,54 @@ async fn user_add_reads_the_password_from_stdin() {
     server.kill().unwrap();
     let _ = server.wait();
 }
+
+/// `kill -9` loses at most the last moments of usage: uses a second old are in the database,
+/// and uses left in the pending log by a crash are folded by the next start.
+#[tokio::test]
+async fn usage_survives_kill_9_and_the_next_start_folds_what_was_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = common::fresh_database_url(dir.path());
+    let (mut child, base, lines) = start(&url);
+    let password = lines.iter().find_map(|l| l.trim().strip_prefix("password: ").map(str::to_owned)).unwrap();
+    let client = common::WsClient { base: base.clone(), client: reqwest::Client::new() };
+    let answer = client.login("admin", &password, &[("deviceid", "crash-test")]).await;
+    let token = answer["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned();
+    for _ in 0..7 {
+        let info = client.call(&token, "core_webservice_get_site_info", &[]).await;
+        assert_eq!(info["username"], "admin", "{info}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    child.kill().unwrap(); // SIGKILL: no graceful stop
+    let _ = child.wait();
+
+    let db = userkeys::db::Db::connect(&url, 1).unwrap();
+    let hash = userkeys::domain::secret::SecretHash::of(&token);
+    let key = db.read_blocking(|conn| userkeys::db::keys::find_by_secret_hash(conn, hash.as_str())).unwrap().unwrap().0;
+    assert_eq!(db.read_blocking(|conn| userkeys::db::usage::total_hits(conn, key.id)).unwrap(), 7);
+
+    // What a crash between an append and its fold leaves behind.
+    let at = userkeys::domain::time::now();
+    db.write_blocking(|conn| {
+        let agent = userkeys::db::usage::agent_ids(conn, &["moodle-dl/2.3"])?["moodle-dl/2.3"];
+        let left = userkeys::db::usage::KeyUse { key_id: key.id, agent_id: agent, ip: "198.51.100.7".parse().unwrap(), first_seen: at, last_seen: at, hits: 5 };
+        userkeys::db::usage::append(conn, &[left])
+    })
+    .unwrap();
+    let (mut again, _, _) = start(&url);
+    let mut folded = (usize::MAX, 0);
+    for _ in 0..50 {
+        folded = db
+            .read_blocking(|conn| {
+                let pending = userkeys::db::usage::backlog(conn)?.0;
+                let rows = userkeys::db::usage::summary_for_keys(conn, &[key.id])?;
+                Ok((pending, rows.iter().map(|r| r.hits).sum::<i64>()))
+            })
+            .unwrap();
+        if folded.0 == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(folded, (0, 12), "the pending log is empty and every use is in key_usage");
+    stop_gracefully(&mut again);
+}

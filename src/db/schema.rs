@@ -125,12 +125,8 @@ diesel::table! {
 diesel::table! {
     key_usage_pending (id) {
         id -> BigInt,
-        key_id -> BigInt,
-        agent_id -> BigInt,
-        ip -> Text,
-        first_seen -> Timestamp,
-        last_seen -> Timestamp,
-        hits -> BigInt,
+        use_count -> BigInt,
+        uses -> Binary,
     }
 }
 

@@ -7,16 +7,59 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Timestamp};
 use std::collections::HashMap;
+use std::net::IpAddr;
 
-/// One aggregated row of uses to add.
-#[derive(Clone, Debug)]
-pub struct UsageDelta {
+/// Uses of a key by one agent from one address: a pending log record, or a row of key_usage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyUse {
     pub key_id: i64,
-    pub user_agent: String,
-    pub ip: String,
+    pub agent_id: i64,
+    pub ip: IpAddr,
     pub first_seen: NaiveDateTime,
     pub last_seen: NaiveDateTime,
     pub hits: i64,
+}
+
+/// A packed record: key, agent, address (16 bytes, IPv4 mapped), first and last use (µs since
+/// the epoch) and hits, little-endian.
+const RECORD: usize = 8 + 8 + 16 + 8 + 8 + 8;
+
+pub fn pack(uses: &[KeyUse]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(uses.len() * RECORD);
+    for u in uses {
+        let ip = match u.ip {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+            IpAddr::V6(v6) => v6,
+        };
+        out.extend_from_slice(&u.key_id.to_le_bytes());
+        out.extend_from_slice(&u.agent_id.to_le_bytes());
+        out.extend_from_slice(&ip.octets());
+        out.extend_from_slice(&u.first_seen.and_utc().timestamp_micros().to_le_bytes());
+        out.extend_from_slice(&u.last_seen.and_utc().timestamp_micros().to_le_bytes());
+        out.extend_from_slice(&u.hits.to_le_bytes());
+    }
+    out
+}
+
+/// The records of a packed batch; a cut-off record at the end is ignored.
+pub fn unpack(bytes: &[u8]) -> impl Iterator<Item = KeyUse> + '_ {
+    fn int(b: &[u8]) -> i64 {
+        i64::from_le_bytes(b.try_into().expect("8 bytes"))
+    }
+    fn time(b: &[u8]) -> NaiveDateTime {
+        chrono::DateTime::from_timestamp_micros(int(b)).unwrap_or_default().naive_utc()
+    }
+    bytes.chunks_exact(RECORD).map(|r| {
+        let octets: [u8; 16] = r[16..32].try_into().expect("16 bytes");
+        KeyUse {
+            key_id: int(&r[0..8]),
+            agent_id: int(&r[8..16]),
+            ip: std::net::Ipv6Addr::from(octets).to_canonical(),
+            first_seen: time(&r[32..40]),
+            last_seen: time(&r[40..48]),
+            hits: int(&r[48..56]),
+        }
+    })
 }
 
 /// Rows per statement: a second's worth of uses from thousands of clients is a few statements.
@@ -63,90 +106,83 @@ pub fn agent_ids(conn: &mut DbConn, agents: &[&str]) -> DbResult<HashMap<String,
     Ok(ids)
 }
 
-/// Appends uses to the pending log (call inside a transaction). Appending touches only the
-/// log's last pages, so it stays cheap however many keys the uses are spread over.
-pub fn append(conn: &mut DbConn, deltas: &[UsageDelta], agent_ids: &HashMap<String, i64>) -> DbResult<usize> {
-    let rows: Vec<(&UsageDelta, i64)> =
-        deltas.iter().filter_map(|d| agent_ids.get(&d.user_agent).map(|id| (d, *id))).collect();
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+/// Appends one flush's uses to the pending log as a single row: one small sequential write.
+pub fn append(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<()> {
+    diesel::insert_into(key_usage_pending::table)
+        .values((key_usage_pending::use_count.eq(uses.len() as i64), key_usage_pending::uses.eq(pack(uses))))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// How many flushes, and how many uses in all, wait in the pending log.
+pub fn backlog(conn: &mut DbConn) -> DbResult<(usize, i64)> {
+    let counts: Vec<i64> = key_usage_pending::table.select(key_usage_pending::use_count).load(conn)?;
+    Ok((counts.len(), counts.iter().sum()))
+}
+
+#[derive(QueryableByName)]
+struct PendingBatch {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Binary)]
+    uses: Vec<u8>,
+}
+
+/// The oldest pending batches, up to `limit`, to fold (call inside a transaction). On
+/// PostgreSQL they stay locked until it ends, and batches another instance is folding are
+/// skipped: each batch is folded exactly once.
+pub fn take_pending(conn: &mut DbConn, limit: i64) -> DbResult<Vec<(i64, Vec<KeyUse>)>> {
+    let sql = match conn {
+        DbConn::Sqlite(_) => "SELECT id, uses FROM key_usage_pending ORDER BY id LIMIT ?",
+        DbConn::Pg(_) => "SELECT id, uses FROM key_usage_pending ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+    };
+    let batches: Vec<PendingBatch> = diesel::sql_query(sql).bind::<BigInt, _>(limit).load(conn)?;
+    Ok(batches.into_iter().map(|b| (b.id, unpack(&b.uses).collect())).collect())
+}
+
+pub fn remove_pending(conn: &mut DbConn, ids: &[i64]) -> DbResult<()> {
+    diesel::delete(key_usage_pending::table.filter(key_usage_pending::id.eq_any(ids))).execute(conn)?;
+    Ok(())
+}
+
+/// Every use still in the pending log.
+pub fn pending_uses(conn: &mut DbConn) -> DbResult<Vec<KeyUse>> {
+    let batches: Vec<Vec<u8>> = key_usage_pending::table.select(key_usage_pending::uses).load(conn)?;
+    Ok(batches.iter().flat_map(|b| unpack(b)).collect())
+}
+
+/// Adds uses to key_usage as atomic increments (call inside a transaction), so concurrent
+/// folds from several instances add up exactly. Each (key, agent, IP) appears once in `uses`,
+/// which come sorted so that neighbouring rows share pages. Uses of keys deleted meanwhile
+/// are dropped.
+pub fn add_uses(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<()> {
+    let (earliest, latest) = match conn {
+        DbConn::Sqlite(_) => ("MIN", "MAX"),
+        DbConn::Pg(_) => ("LEAST", "GREATEST"),
+    };
+    for chunk in uses.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO key_usage_pending (key_id, agent_id, ip, first_seen, last_seen, hits) VALUES {}",
+            "INSERT INTO key_usage (key_id, agent_id, ip, first_seen, last_seen, hits) \
+             SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6 FROM (VALUES {}) AS v \
+             WHERE EXISTS (SELECT 1 FROM user_keys k WHERE k.id = v.column1) \
+             ON CONFLICT (key_id, agent_id, ip) DO UPDATE SET hits = key_usage.hits + excluded.hits, \
+               first_seen = {earliest}(key_usage.first_seen, excluded.first_seen), \
+               last_seen = {latest}(key_usage.last_seen, excluded.last_seen)",
             placeholders(conn, chunk.len(), 6)
         );
         let mut query = diesel::sql_query(sql).into_boxed::<Backend>();
-        for (d, agent_id) in chunk {
+        for u in chunk {
             query = query
-                .bind::<BigInt, _>(d.key_id)
-                .bind::<BigInt, _>(*agent_id)
-                .bind::<Text, _>(d.ip.as_str())
-                .bind::<Timestamp, _>(d.first_seen)
-                .bind::<Timestamp, _>(d.last_seen)
-                .bind::<BigInt, _>(d.hits);
+                .bind::<BigInt, _>(u.key_id)
+                .bind::<BigInt, _>(u.agent_id)
+                .bind::<Text, _>(u.ip.to_string())
+                .bind::<Timestamp, _>(u.first_seen)
+                .bind::<Timestamp, _>(u.last_seen)
+                .bind::<BigInt, _>(u.hits);
         }
         query.execute(conn)?;
     }
-    Ok(rows.len())
-}
-
-/// The lowest and highest id in the pending log, if it holds anything.
-pub fn pending_span(conn: &mut DbConn) -> DbResult<Option<(i64, i64)>> {
-    let (low, high): (Option<i64>, Option<i64>) = key_usage_pending::table
-        .select((diesel::dsl::min(key_usage_pending::id), diesel::dsl::max(key_usage_pending::id)))
-        .first(conn)?;
-    Ok(low.zip(high))
-}
-
-/// Folds the pending uses with ids up to `up_to` into key_usage, aggregated and in key order,
-/// and removes them from the log, in one transaction: each use is counted exactly once, even
-/// when several instances fold at once. Uses of keys deleted meanwhile are dropped. Returns
-/// false when another instance is folding (PostgreSQL), so this one can leave it. Call inside a
-/// transaction.
-pub fn fold_pending(conn: &mut DbConn, up_to: i64) -> DbResult<bool> {
-    {
-        match conn {
-            DbConn::Sqlite(_) => {
-                diesel::sql_query(
-                    "INSERT INTO key_usage (key_id, agent_id, ip, first_seen, last_seen, hits) \
-                     SELECT p.key_id, p.agent_id, p.ip, MIN(p.first_seen), MAX(p.last_seen), SUM(p.hits) \
-                     FROM key_usage_pending p \
-                     WHERE p.id <= ? AND EXISTS (SELECT 1 FROM user_keys k WHERE k.id = p.key_id) \
-                     GROUP BY p.key_id, p.agent_id, p.ip ORDER BY p.key_id, p.agent_id, p.ip \
-                     ON CONFLICT (key_id, agent_id, ip) DO UPDATE SET hits = key_usage.hits + excluded.hits, \
-                       first_seen = MIN(key_usage.first_seen, excluded.first_seen), \
-                       last_seen = MAX(key_usage.last_seen, excluded.last_seen)",
-                )
-                .bind::<BigInt, _>(up_to)
-                .execute(conn)?;
-                diesel::delete(key_usage_pending::table.filter(key_usage_pending::id.le(up_to))).execute(conn)?;
-            }
-            DbConn::Pg(_) => {
-                #[derive(QueryableByName)]
-                struct Locked {
-                    #[diesel(sql_type = diesel::sql_types::Bool)]
-                    locked: bool,
-                }
-                let lock: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock(7391) AS locked").get_result(conn)?;
-                if !lock.locked {
-                    return Ok(false);
-                }
-                // The rows folded are exactly the rows deleted, whatever commits meanwhile.
-                diesel::sql_query(
-                    "WITH moved AS (DELETE FROM key_usage_pending WHERE id <= $1 \
-                                    RETURNING key_id, agent_id, ip, first_seen, last_seen, hits) \
-                     INSERT INTO key_usage (key_id, agent_id, ip, first_seen, last_seen, hits) \
-                     SELECT m.key_id, m.agent_id, m.ip, MIN(m.first_seen), MAX(m.last_seen), SUM(m.hits) \
-                     FROM moved m WHERE EXISTS (SELECT 1 FROM user_keys k WHERE k.id = m.key_id) \
-                     GROUP BY m.key_id, m.agent_id, m.ip ORDER BY m.key_id, m.agent_id, m.ip \
-                     ON CONFLICT (key_id, agent_id, ip) DO UPDATE SET hits = key_usage.hits + excluded.hits, \
-                       first_seen = LEAST(key_usage.first_seen, excluded.first_seen), \
-                       last_seen = GREATEST(key_usage.last_seen, excluded.last_seen)",
-                )
-                .bind::<BigInt, _>(up_to)
-                .execute(conn)?;
-            }
-        }
-        Ok(true)
-    }
+    Ok(())
 }
 
 /// Moves each key's "last used" forward (never back, whichever instance flushes first).
@@ -200,22 +236,31 @@ pub fn summary_for_keys(conn: &mut DbConn, key_ids: &[i64]) -> DbResult<Vec<Usag
 pub fn total_hits(conn: &mut DbConn, key_id: i64) -> DbResult<i64> {
     // Summed here: SUM(BIGINT) is NUMERIC on PostgreSQL but INTEGER on SQLite.
     let folded: Vec<i64> = key_usage::table.filter(key_usage::key_id.eq(key_id)).select(key_usage::hits).load(conn)?;
-    let pending: Vec<i64> =
-        key_usage_pending::table.filter(key_usage_pending::key_id.eq(key_id)).select(key_usage_pending::hits).load(conn)?;
-    Ok(folded.iter().chain(&pending).sum())
+    let pending = pending_uses(conn)?.into_iter().filter(|u| u.key_id == key_id).map(|u| u.hits);
+    Ok(folded.iter().copied().chain(pending).sum())
 }
 
-/// Every use recorded for any key, folded or still pending.
-pub fn grand_total(conn: &mut DbConn) -> DbResult<i64> {
-    #[derive(QueryableByName)]
-    struct Total {
-        #[diesel(sql_type = BigInt)]
-        total: i64,
+/// Every use recorded for any of the keys that `keep` accepts, folded or still pending.
+pub fn grand_total(conn: &mut DbConn, keep: impl Fn(i64) -> bool) -> DbResult<i64> {
+    let folded: Vec<(i64, i64)> = key_usage::table.select((key_usage::key_id, key_usage::hits)).load(conn)?;
+    let pending = pending_uses(conn)?;
+    Ok(folded.into_iter().chain(pending.into_iter().map(|u| (u.key_id, u.hits))).filter(|(k, _)| keep(*k)).map(|(_, h)| h).sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_uses_read_back_the_same() {
+        let at = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").unwrap();
+        let uses = vec![
+            KeyUse { key_id: 7, agent_id: 3, ip: "203.0.113.9".parse().unwrap(), first_seen: at("2026-11-23 10:00:00.123456"), last_seen: at("2026-11-23 10:00:01.5"), hits: 4 },
+            KeyUse { key_id: i64::MAX, agent_id: 1, ip: "2001:db8::1".parse().unwrap(), first_seen: at("1999-01-01 00:00:00"), last_seen: at("2099-12-31 23:59:59.999999"), hits: 1 },
+        ];
+        let mut packed = pack(&uses);
+        assert_eq!(unpack(&packed).collect::<Vec<_>>(), uses);
+        packed.truncate(packed.len() - 1);
+        assert_eq!(unpack(&packed).collect::<Vec<_>>(), uses[..1], "a cut-off record is left out, not misread");
     }
-    let total: Total = diesel::sql_query(
-        "SELECT CAST(COALESCE((SELECT SUM(hits) FROM key_usage), 0) + \
-                     COALESCE((SELECT SUM(hits) FROM key_usage_pending), 0) AS BIGINT) AS total",
-    )
-    .get_result(conn)?;
-    Ok(total.total)
 }

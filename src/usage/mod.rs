@@ -1,13 +1,13 @@
 //! Recording use of keys, batched: uses are aggregated in memory per (key, agent, IP), appended
-//! to a pending log in the database four times a second (one transaction, sequential writes),
-//! and folded from there into the usage table in sorted batches — at once when the site is
-//! quiet, every few seconds under load. Nothing is written per request.
+//! to a pending log in the database four times a second (one packed row per flush), and folded
+//! from there into the usage table in sorted batches — at once when the site is quiet, every
+//! few seconds under load. Nothing is written per request.
 
 mod summary;
 
 pub use summary::{summarise, AgentUse};
 
-use crate::db::usage::UsageDelta;
+use crate::db::usage::KeyUse;
 use crate::db::{Db, DbResult};
 use chrono::NaiveDateTime;
 use std::collections::HashMap;
@@ -25,16 +25,17 @@ const LAST_USED_GRANULARITY_SECONDS: i64 = 60;
 /// How often the writer thread appends what is pending: a crash loses at most about this much.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
-/// A pending log at most this long is folded at once, so usage shows on pages straight away
-/// when the site is not busy.
+/// A pending log of at most this many uses is folded at once, so usage shows on pages straight
+/// away when the site is not busy.
 const SMALL_BACKLOG: i64 = 5_000;
 
 /// Under load the log is folded this often: the longer the wait, the more uses of each key are
-/// folded in one sorted pass, and the fewer pages of key_usage are rewritten.
+/// merged before the random-access upserts.
 const FOLD_EVERY: Duration = Duration::from_secs(10);
 
-/// Pending rows folded per transaction, so the writer is not held for long.
-const FOLD_CHUNK: i64 = 100_000;
+/// Flushes folded per transaction (two seconds' worth under load), so the writer is never held
+/// long and appends keep their pace.
+const FOLD_BATCHES: i64 = 8;
 
 #[derive(Default)]
 pub struct UsageRecorder {
@@ -42,8 +43,6 @@ pub struct UsageRecorder {
     pending: Mutex<HashMap<(i64, IpAddr), Vec<(String, Pending)>>>,
     /// When this instance last wrote each key's "last used".
     last_used_written: Mutex<HashMap<i64, NaiveDateTime>>,
-    /// "Last used" moves due, written once the uses behind them are folded.
-    last_used_due: Mutex<HashMap<i64, (NaiveDateTime, String)>>,
     /// User agents' numbers in `user_agents`.
     agent_ids: Mutex<HashMap<String, i64>>,
     folding: Mutex<FoldState>,
@@ -52,14 +51,14 @@ pub struct UsageRecorder {
 #[derive(Default)]
 struct FoldState {
     last_fold: Option<Instant>,
-    /// A fold ran out of its chunk with more to do: the next tick goes on at once.
+    /// A fold left batches behind: the next tick goes on at once.
     catching_up: bool,
 }
 
 /// When the pending log is folded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fold {
-    /// One chunk, if the log is small or the interval has passed (the writer thread's tick).
+    /// Some batches, if the log is small or the interval has passed (the writer thread's tick).
     WhenDue,
     /// Only if the log is small (before a page reads usage).
     IfSmall,
@@ -67,10 +66,19 @@ pub enum Fold {
     All,
 }
 
+#[derive(Clone, Copy)]
 struct Pending {
     first_seen: NaiveDateTime,
     last_seen: NaiveDateTime,
     hits: i64,
+}
+
+impl Pending {
+    fn merge(&mut self, other: Pending) {
+        self.hits += other.hits;
+        self.first_seen = self.first_seen.min(other.first_seen);
+        self.last_seen = self.last_seen.max(other.last_seen);
+    }
 }
 
 /// The agent as kept: cut at `MAX_AGENT_LEN` bytes, on a character boundary.
@@ -89,6 +97,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+type Taken = Vec<((i64, IpAddr), Vec<(String, Pending)>)>;
+
 impl UsageRecorder {
     pub fn record(&self, key_id: i64, user_agent: &str, ip: IpAddr, at: NaiveDateTime) {
         self.add(key_id, kept_agent(user_agent), ip, Pending { first_seen: at, last_seen: at, hits: 1 });
@@ -98,107 +108,97 @@ impl UsageRecorder {
         let mut pending = lock(&self.pending);
         let agents = pending.entry((key_id, ip)).or_default();
         match agents.iter_mut().find(|(a, _)| a == agent) {
-            Some((_, p)) => {
-                p.hits += uses.hits;
-                p.first_seen = p.first_seen.min(uses.first_seen);
-                p.last_seen = p.last_seen.max(uses.last_seen);
-            }
+            Some((_, p)) => p.merge(uses),
             None => agents.push((agent.to_owned(), uses)),
         }
     }
 
-    fn take(&self) -> Vec<UsageDelta> {
-        let drained = std::mem::take(&mut *lock(&self.pending));
-        drained
-            .into_iter()
-            .flat_map(|((key_id, ip), agents)| {
-                agents.into_iter().map(move |(user_agent, p)| UsageDelta {
-                    key_id,
-                    user_agent,
-                    ip: ip.to_string(),
-                    first_seen: p.first_seen,
-                    last_seen: p.last_seen,
-                    hits: p.hits,
-                })
-            })
-            .collect()
+    fn take(&self) -> Taken {
+        std::mem::take(&mut *lock(&self.pending)).into_iter().collect()
     }
 
-    /// Appends what is pending to the database's pending log. On failure the uses are put
-    /// back, to be retried next time.
+    fn restore(&self, taken: Taken) {
+        for ((key_id, ip), agents) in taken {
+            for (agent, uses) in agents {
+                self.add(key_id, &agent, ip, uses);
+            }
+        }
+    }
+
+    /// Appends what is pending to the database's pending log, as one row. On failure the uses
+    /// are put back, to be retried next time.
     pub fn flush_blocking(&self, db: &Db) -> DbResult<usize> {
-        let deltas = self.take();
-        if deltas.is_empty() {
+        let taken = self.take();
+        if taken.is_empty() {
             return Ok(0);
         }
         let unknown: Vec<&str> = {
             let known = lock(&self.agent_ids);
-            let mut unknown: Vec<&str> = deltas.iter().map(|d| d.user_agent.as_str()).filter(|a| !known.contains_key(*a)).collect();
+            let mut unknown: Vec<&str> =
+                taken.iter().flat_map(|(_, agents)| agents.iter().map(|(a, _)| a.as_str())).filter(|a| !known.contains_key(*a)).collect();
             unknown.sort_unstable();
             unknown.dedup();
             unknown
         };
         let written = db.write_quietly(|conn| {
-            let mut ids = crate::db::usage::agent_ids(conn, &unknown)?;
-            {
-                let known = lock(&self.agent_ids);
-                for d in &deltas {
-                    if let Some(id) = known.get(&d.user_agent) {
-                        ids.insert(d.user_agent.clone(), *id);
-                    }
-                }
-            }
-            crate::db::usage::append(conn, &deltas, &ids)?;
-            Ok(ids)
-        });
-        match written {
-            Ok(ids) => {
+            let new_ids = if unknown.is_empty() { HashMap::new() } else { crate::db::usage::agent_ids(conn, &unknown)? };
+            let uses = {
                 let mut known = lock(&self.agent_ids);
-                if known.len() > 100_000 {
+                if known.len() + new_ids.len() > 100_000 {
                     known.clear();
                 }
-                known.extend(ids);
-            }
-            Err(e) => {
-                for d in deltas {
-                    self.restore(d);
+                known.extend(new_ids);
+                let mut uses = Vec::with_capacity(taken.len());
+                for ((key_id, ip), agents) in &taken {
+                    for (agent, p) in agents {
+                        let Some(agent_id) = known.get(agent).copied() else { continue };
+                        uses.push(KeyUse { key_id: *key_id, agent_id, ip: *ip, first_seen: p.first_seen, last_seen: p.last_seen, hits: p.hits });
+                    }
                 }
-                return Err(e);
+                uses
+            };
+            crate::db::usage::append(conn, &uses)?;
+            Ok(uses.len())
+        });
+        match written {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                lock(&self.agent_ids).clear();
+                self.restore(taken);
+                Err(e)
             }
         }
-        let due = self.due_last_used(&deltas);
-        let mut marks = lock(&self.last_used_due);
-        for (id, at, ip) in due {
-            let entry = marks.entry(id).or_insert((at, String::new()));
-            if at >= entry.0 {
-                *entry = (at, ip);
-            }
-        }
-        Ok(deltas.len())
     }
 
-    /// Folds the pending log into the usage table, as `how` says; returns the rows folded.
-    pub fn fold_blocking(&self, db: &Db, how: Fold) -> DbResult<i64> {
+    /// Folds the pending log into the usage table, as `how` says; returns the uses folded.
+    pub fn fold_blocking(&self, db: &Db, how: Fold) -> DbResult<usize> {
         let mut state = lock(&self.folding);
         let mut folded = 0;
         loop {
             let step = db.write_quietly(|conn| {
-                let Some((low, high)) = crate::db::usage::pending_span(conn)? else { return Ok(None) };
-                let backlog = high - low + 1;
+                let (batches, uses) = crate::db::usage::backlog(conn)?;
+                if batches == 0 {
+                    return Ok(None);
+                }
                 let interval_passed = state.last_fold.is_none_or(|t| t.elapsed() >= FOLD_EVERY);
                 let due = match how {
                     Fold::All => true,
-                    Fold::IfSmall => backlog <= SMALL_BACKLOG,
-                    Fold::WhenDue => backlog <= SMALL_BACKLOG || interval_passed || state.catching_up,
+                    Fold::IfSmall => uses <= SMALL_BACKLOG,
+                    Fold::WhenDue => uses <= SMALL_BACKLOG || interval_passed || state.catching_up,
                 };
                 if !due {
                     return Ok(None);
                 }
-                let up_to = high.min(low + FOLD_CHUNK - 1);
-                if !crate::db::usage::fold_pending(conn, up_to)? {
-                    return Ok(None);
+                let taken = crate::db::usage::take_pending(conn, FOLD_BATCHES)?;
+                if taken.is_empty() {
+                    return Ok(None); // another instance is folding them
                 }
-                Ok(Some((up_to - low + 1, up_to < high)))
+                let ids: Vec<i64> = taken.iter().map(|(id, _)| *id).collect();
+                let merged = merge(taken.into_iter().flat_map(|(_, uses)| uses));
+                crate::db::usage::add_uses(conn, &merged)?;
+                crate::db::usage::remove_pending(conn, &ids)?;
+                crate::db::usage::mark_last_used(conn, &self.due_last_used(&merged))?;
+                Ok(Some((merged.len(), batches > ids.len())))
             })?;
             let Some((rows, more)) = step else { break };
             folded += rows;
@@ -210,29 +210,7 @@ impl UsageRecorder {
                 break;
             }
         }
-        if folded > 0 && !state.catching_up {
-            self.write_last_used(db)?;
-        }
         Ok(folded)
-    }
-
-    /// Moves keys' "last used" forward for the uses folded so far.
-    fn write_last_used(&self, db: &Db) -> DbResult<()> {
-        let mut marks: Vec<(i64, NaiveDateTime, String)> =
-            std::mem::take(&mut *lock(&self.last_used_due)).into_iter().map(|(id, (at, ip))| (id, at, ip)).collect();
-        if marks.is_empty() {
-            return Ok(());
-        }
-        marks.sort_unstable_by_key(|(id, _, _)| *id);
-        if let Err(e) = db.write_quietly(|conn| crate::db::usage::mark_last_used(conn, &marks)) {
-            // Written again at the key's next use.
-            let mut written = lock(&self.last_used_written);
-            for (id, _, _) in &marks {
-                written.remove(id);
-            }
-            return Err(e);
-        }
-        Ok(())
     }
 
     /// Before a page reads usage: this instance's uses written, and folded unless the site is
@@ -250,8 +228,7 @@ impl UsageRecorder {
     /// Everything written and folded (graceful shutdown).
     pub fn finish_blocking(&self, db: &Db) -> DbResult<()> {
         self.flush_blocking(db)?;
-        self.fold_blocking(db, Fold::All)?;
-        self.write_last_used(db)
+        self.fold_blocking(db, Fold::All).map(|_| ())
     }
 
     /// Tells the recorder when keys were last marked used in the database (read at start), so
@@ -265,12 +242,12 @@ impl UsageRecorder {
 
     /// The keys whose "last used" is due to be written: never written by this instance, or
     /// last written a minute or more before their latest use.
-    fn due_last_used(&self, deltas: &[UsageDelta]) -> Vec<(i64, NaiveDateTime, String)> {
+    fn due_last_used(&self, uses: &[KeyUse]) -> Vec<(i64, NaiveDateTime, String)> {
         let mut written = lock(&self.last_used_written);
         if written.len() > 1_000_000 {
             written.clear();
         }
-        latest_use_per_key(deltas)
+        latest_use_per_key(uses)
             .into_iter()
             .filter(|(id, (at, _))| {
                 let due = written
@@ -281,14 +258,24 @@ impl UsageRecorder {
                 }
                 due
             })
-            .map(|(id, (at, ip))| (id, at, ip.to_owned()))
+            .map(|(id, (at, ip))| (id, at, ip.to_string()))
             .collect()
     }
+}
 
-    fn restore(&self, d: UsageDelta) {
-        let ip = d.ip.parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        self.add(d.key_id, &d.user_agent, ip, Pending { first_seen: d.first_seen, last_seen: d.last_seen, hits: d.hits });
+/// One row per (key, agent, address), in key order.
+fn merge(uses: impl Iterator<Item = KeyUse>) -> Vec<KeyUse> {
+    let mut merged: HashMap<(i64, i64, IpAddr), Pending> = HashMap::new();
+    for u in uses {
+        let p = Pending { first_seen: u.first_seen, last_seen: u.last_seen, hits: u.hits };
+        merged.entry((u.key_id, u.agent_id, u.ip)).and_modify(|m| m.merge(p)).or_insert(p);
     }
+    let mut rows: Vec<KeyUse> = merged
+        .into_iter()
+        .map(|((key_id, agent_id, ip), p)| KeyUse { key_id, agent_id, ip, first_seen: p.first_seen, last_seen: p.last_seen, hits: p.hits })
+        .collect();
+    rows.sort_unstable_by_key(|u| (u.key_id, u.agent_id, u.ip));
+    rows
 }
 
 /// The thread that writes usage in the background: appends every `FLUSH_EVERY`, folds when
@@ -334,12 +321,12 @@ impl UsageWriter {
     }
 }
 
-fn latest_use_per_key(deltas: &[UsageDelta]) -> HashMap<i64, (NaiveDateTime, &str)> {
-    let mut latest: HashMap<i64, (NaiveDateTime, &str)> = HashMap::new();
-    for d in deltas {
-        let entry = latest.entry(d.key_id).or_insert((d.last_seen, &d.ip));
-        if d.last_seen > entry.0 {
-            *entry = (d.last_seen, &d.ip);
+fn latest_use_per_key(uses: &[KeyUse]) -> HashMap<i64, (NaiveDateTime, IpAddr)> {
+    let mut latest: HashMap<i64, (NaiveDateTime, IpAddr)> = HashMap::new();
+    for u in uses {
+        let entry = latest.entry(u.key_id).or_insert((u.last_seen, u.ip));
+        if u.last_seen > entry.0 {
+            *entry = (u.last_seen, u.ip);
         }
     }
     latest

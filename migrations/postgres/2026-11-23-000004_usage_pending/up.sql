@@ -20,16 +20,15 @@ SELECT u.key_id, a.id, u.ip, u.first_seen, u.last_seen, u.hits
 FROM key_usage_v1 u JOIN user_agents a ON a.agent = u.user_agent;
 DROP TABLE key_usage_v1;
 
--- Uses land here first, appended (cheap), and are folded into key_usage in sorted batches by
--- whichever instance gets there first.
+-- Uses land here first: each flush (four a second) appends one row holding its uses packed
+-- (see src/db/usage.rs), a cheap sequential write whatever keys they belong to. They are
+-- folded into key_usage in sorted batches, at once when the site is quiet and every few
+-- seconds under load, so a crash loses almost nothing and the random-access upserts happen
+-- once per batch rather than once per flush.
 CREATE TABLE key_usage_pending (
     id BIGSERIAL PRIMARY KEY,
-    key_id BIGINT NOT NULL,
-    agent_id BIGINT NOT NULL,
-    ip TEXT NOT NULL,
-    first_seen TIMESTAMP NOT NULL,
-    last_seen TIMESTAMP NOT NULL,
-    hits BIGINT NOT NULL
+    use_count BIGINT NOT NULL,
+    uses BYTEA NOT NULL
 );
 
 -- user_keys_last_used_order serves every query this one did.

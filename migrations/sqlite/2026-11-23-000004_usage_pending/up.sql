@@ -21,17 +21,15 @@ SELECT u.key_id, a.id, u.ip, u.first_seen, u.last_seen, u.hits
 FROM key_usage_v1 u JOIN user_agents a ON a.agent = u.user_agent;
 DROP TABLE key_usage_v1;
 
--- Uses land here first, appended in key order of arrival (cheap, sequential writes), and are
--- folded into key_usage in sorted batches: a crash loses almost nothing, and under load the
--- random-access upserts happen once per batch instead of once per flush.
+-- Uses land here first: each flush (four a second) appends one row holding its uses packed
+-- (see src/db/usage.rs), a cheap sequential write whatever keys they belong to. They are
+-- folded into key_usage in sorted batches, at once when the site is quiet and every few
+-- seconds under load, so a crash loses almost nothing and the random-access upserts happen
+-- once per batch rather than once per flush.
 CREATE TABLE key_usage_pending (
     id INTEGER PRIMARY KEY,
-    key_id BIGINT NOT NULL,
-    agent_id BIGINT NOT NULL,
-    ip TEXT NOT NULL,
-    first_seen TIMESTAMP NOT NULL,
-    last_seen TIMESTAMP NOT NULL,
-    hits BIGINT NOT NULL
+    use_count BIGINT NOT NULL,
+    uses BLOB NOT NULL
 );
 
 -- user_keys_last_used_order (last_used_at, id) serves every query this one did.
