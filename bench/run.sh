@@ -54,19 +54,30 @@ start_server() {
 stop_server() { kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; }
 peak_rss_mb() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$SERVER_PID/status"; }
 
+# One request per token, each token with the agent of its one device, built before the run so
+# that the load generator spends its time sending rather than formatting.
 cat >"$WORK/validate.lua" <<LUA
-local tokens = {}
-for line in io.lines("$WORK/tokens.txt") do tokens[#tokens + 1] = line end
 local agents = {
   "Mozilla/5.0 (Linux; Android 15; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36 MoodleMobile 4.4.0 (44004)",
   "Mozilla/5.0 (iPhone; CPU iPhone OS 18_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MoodleMobile 5.0.0 (50003)",
   "python-requests/2.28.2", "curl/8.5.0", "moodle-dl/2.3",
 }
-math.randomseed(os.time())
+local requests = {}
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("id", threads)
+end
+function init(args)
+  math.randomseed(os.time() * 100 + (id or 0))
+  for token in io.lines("$WORK/tokens.txt") do
+    local body = "wstoken=" .. token .. "&wsfunction=core_webservice_get_site_info&moodlewsrestformat=json"
+    requests[#requests + 1] = wrk.format("POST", "/webservice/rest/server.php",
+      { ["Content-Type"] = "application/x-www-form-urlencoded", ["User-Agent"] = agents[#requests % #agents + 1] }, body)
+  end
+end
 request = function()
-  local body = "wstoken=" .. tokens[math.random(#tokens)] .. "&wsfunction=core_webservice_get_site_info&moodlewsrestformat=json"
-  return wrk.format("POST", "/webservice/rest/server.php",
-    { ["Content-Type"] = "application/x-www-form-urlencoded", ["User-Agent"] = agents[math.random(#agents)] }, body)
+  return requests[math.random(#requests)]
 end
 LUA
 cat >"$WORK/signin.lua" <<LUA

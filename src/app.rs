@@ -73,6 +73,13 @@ impl Application {
         if state.token_cache.is_some() {
             let warm = state.clone();
             actix_web::rt::task::spawn_blocking(move || {
+                // On PostgreSQL, once other instances' writes are heard: what is loaded before is dropped.
+                if let Some(peers) = warm.db.peers() {
+                    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                    while !peers.cache_usable() && std::time::Instant::now() < give_up {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                }
                 if let Some(cache) = &warm.token_cache {
                     match cache.preload(&warm.db, &warm.registry, &warm.usage) {
                         Ok(n) => tracing::info!(tokens = n, "token cache warmed"),
@@ -92,8 +99,14 @@ impl Application {
     }
 
     fn start(self) -> anyhow::Result<(Server, State)> {
-        let token_cache: Option<Arc<crate::moodle::token_cache::TokenCache>> =
-            self.config.token_cache_enabled(self.db.backend()).then(Default::default);
+        let coherence = self.db.peers().cloned();
+        let token_cache: Option<Arc<crate::moodle::token_cache::TokenCache>> = self
+            .config
+            .token_cache_enabled()
+            .then(|| Arc::new(crate::moodle::token_cache::TokenCache::new(coherence.clone())));
+        if let (Some(_), Some(peers)) = (&token_cache, coherence) {
+            peers.spawn_listener(self.db.clone())?;
+        }
         if let Some(cache) = &token_cache {
             let cache = cache.clone();
             self.db.on_invalidation(Arc::new(move |what| cache.invalidate(what)));

@@ -51,8 +51,9 @@ pub struct Config {
     #[arg(long, env = "USERKEYS_NEW_KEY_TYPES_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub new_key_types_enabled: bool,
 
-    /// Keep validated tokens in memory: `auto` (on for SQLite, off for PostgreSQL), `on`, `off`.
-    /// Only safe when this process is the only one writing to the database.
+    /// Keep validated tokens in memory: `auto` or `on` (the default, on both backends), `off`.
+    /// PostgreSQL instances keep their caches coherent with each other; several instances on
+    /// one SQLite file cannot, and must set it `off`.
     #[arg(long, env = "USERKEYS_TOKEN_CACHE", default_value = "auto", value_parser = ["auto", "on", "off"])]
     pub token_cache: String,
 
@@ -80,12 +81,8 @@ impl Config {
         self.wwwroot.clone().unwrap_or_else(|| fallback.to_owned()).trim_end_matches('/').to_owned()
     }
 
-    pub fn token_cache_enabled(&self, backend: crate::db::Backend) -> bool {
-        match self.token_cache.as_str() {
-            "on" => true,
-            "off" => false,
-            _ => backend == crate::db::Backend::Sqlite,
-        }
+    pub fn token_cache_enabled(&self) -> bool {
+        self.token_cache != "off"
     }
 
     pub fn served_over_https(&self) -> bool {

@@ -5,18 +5,19 @@ mod common;
 
 use common::*;
 
-/// The in-memory token cache is only for a database with one writing process (it is off by
-/// default on PostgreSQL); several instances on one SQLite file must turn it off.
-fn no_cache() -> Box<dyn FnOnce(&mut userkeys::config::Config)> {
-    Box::new(|c| c.token_cache = "off".into())
+/// Several instances on one SQLite file must turn the token cache off; on PostgreSQL the caches
+/// stay on and are kept coherent, which is what these tests then prove.
+fn shared_database_cache() -> Box<dyn FnOnce(&mut userkeys::config::Config)> {
+    let on_postgres = std::env::var("USERKEYS_TEST_POSTGRES").is_ok_and(|s| !s.is_empty());
+    Box::new(move |c| c.token_cache = if on_postgres { "auto".into() } else { "off".into() })
 }
 
 fn first_instance() -> TestApp {
-    spawn_app_with(Options { configure: no_cache(), ..Default::default() })
+    spawn_app_with(Options { configure: shared_database_cache(), ..Default::default() })
 }
 
 fn second_instance(first: &TestApp) -> TestApp {
-    spawn_app_with(Options { database_url: Some(first.database_url.clone()), configure: no_cache(), ..Default::default() })
+    spawn_app_with(Options { database_url: Some(first.database_url.clone()), configure: shared_database_cache(), ..Default::default() })
 }
 
 #[tokio::test]

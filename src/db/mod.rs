@@ -8,6 +8,7 @@ pub mod models;
 pub mod roles;
 pub mod schema;
 pub mod services;
+pub mod peers;
 pub mod usage;
 pub mod users;
 
@@ -164,6 +165,8 @@ pub struct Db {
     /// Counts committed invalidating writes, so a cache can refuse what was read before one.
     generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
     listener: std::sync::Arc<std::sync::OnceLock<InvalidationListener>>,
+    /// Other instances' caches, on PostgreSQL: told of every invalidating write.
+    peers: Option<std::sync::Arc<peers::Peers>>,
 }
 
 impl Db {
@@ -181,7 +184,8 @@ impl Db {
         // Migrate before the read pool opens, so SQLite's file and WAL mode exist first.
         run_migrations(&mut *write.get()?)?;
         let read = if backend == Backend::Sqlite { build(pool_size)? } else { write.clone() };
-        Ok(Db { read, write, backend, generation: Default::default(), listener: Default::default() })
+        let peers = (backend == Backend::Postgres).then(|| std::sync::Arc::new(peers::Peers::new(&location.target)));
+        Ok(Db { read, write, backend, generation: Default::default(), listener: Default::default(), peers })
     }
 
     pub fn backend(&self) -> Backend {
@@ -211,20 +215,43 @@ impl Db {
     /// Synchronous access, for the command line and background work.
     pub fn write_blocking<T>(&self, f: impl FnOnce(&mut DbConn) -> DbResult<T>) -> DbResult<T> {
         INVALIDATION.with(|cell| cell.borrow_mut().take());
-        let result = self.write_quietly(f);
+        let result = self.write_quietly(|conn| {
+            let value = f(conn)?;
+            // Announced inside the transaction, so other instances hear of it exactly if it commits.
+            let pending = INVALIDATION.with(|cell| cell.borrow().clone());
+            let generation = match (&self.peers, pending) {
+                (Some(peers), Some(what)) => Some(peers.announce(conn, &what)?),
+                _ => None,
+            };
+            Ok((value, generation))
+        });
         let mut invalidation = INVALIDATION.with(|cell| cell.borrow_mut().take());
         // A failed transaction may have been committed in part: assume the worst.
         if result.is_err() && invalidation.is_some() {
             invalidation = Some(Invalidation::All);
         }
         if let Some(what) = invalidation {
-            // First the generation (reads in flight must not be cached), then the listener.
-            self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            if let Some(listener) = self.listener.get() {
-                listener(&what);
-            }
+            self.apply_invalidation(&what);
         }
-        result
+        let (value, generation) = result?;
+        if let (Some(peers), Some(generation)) = (&self.peers, generation) {
+            peers.wait_for_peers(self, generation)?;
+        }
+        Ok(value)
+    }
+
+    /// Drops from this instance's cache what a committed write made invalid: first the
+    /// generation moves on (reads in flight must not be cached), then the listener is told.
+    pub fn apply_invalidation(&self, what: &Invalidation) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(listener) = self.listener.get() {
+            listener(what);
+        }
+    }
+
+    /// The coherence of caches across instances, on PostgreSQL.
+    pub fn peers(&self) -> Option<&std::sync::Arc<peers::Peers>> {
+        self.peers.as_ref()
     }
 
     /// Registers the one listener told of invalidating writes (the token cache).

@@ -4,10 +4,12 @@
 //! revocation, a suspension, a service switched off…) drops what it affected from the cache
 //! once it commits and before the writer's response is sent — so a revoked token is refused on
 //! the very next request — and moves the write generation on, so that a read which began before
-//! it is not cached. Writes by other processes are not seen, so the cache is only on where this
-//! process is the only writer (SQLite by default).
+//! it is not cached. On PostgreSQL, other instances' writes reach it through `db::peers`, and
+//! it is used only while that link holds. Writes by other processes on one SQLite file are not
+//! seen: there, several instances must turn the cache off.
 
 use super::auth::{load_service, AuthenticatedToken, ServiceAccess, TokenOwner};
+use crate::db::peers::Peers;
 use crate::db::{Db, Invalidation};
 use crate::keys::KeyTypeRegistry;
 use std::collections::HashMap;
@@ -19,6 +21,8 @@ const MAX_ENTRIES: usize = 500_000;
 #[derive(Default)]
 pub struct TokenCache {
     inner: RwLock<Inner>,
+    /// On PostgreSQL: the cache is used only while other instances' writes reach it.
+    coherence: Option<Arc<Peers>>,
 }
 
 #[derive(Default)]
@@ -59,13 +63,27 @@ fn raw(hash: &str) -> Option<[u8; 32]> {
 }
 
 impl TokenCache {
+    pub fn new(coherence: Option<Arc<Peers>>) -> Self {
+        TokenCache { inner: Default::default(), coherence }
+    }
+
+    fn usable(&self) -> bool {
+        self.coherence.as_ref().is_none_or(|peers| peers.cache_usable())
+    }
+
     /// The cached token whose secret has this SHA-256.
     pub fn get(&self, digest: &[u8; 32]) -> Option<Arc<AuthenticatedToken>> {
+        if !self.usable() {
+            return None;
+        }
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
         inner.entries.get(digest).cloned()
     }
 
     pub fn service(&self, id: i64) -> Option<Arc<ServiceAccess>> {
+        if !self.usable() {
+            return None;
+        }
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
         inner.services.get(&id).cloned()
     }
@@ -76,6 +94,9 @@ impl TokenCache {
     /// to drop entries, so either this insert sees the new generation and gives up, or the
     /// writer's drop comes after it.
     pub fn insert(&self, digest: [u8; 32], token: AuthenticatedToken, read_at: u64, db: &Db) -> Arc<AuthenticatedToken> {
+        if !self.usable() {
+            return Arc::new(token);
+        }
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         if db.generation() != read_at {
             return Arc::new(token);

@@ -1,0 +1,2 @@
+DROP TABLE cache_instances;
+DROP TABLE cache_generation;
