@@ -59,6 +59,17 @@ pub fn create(conn: &mut DbConn, account: &NewAccount) -> Result<i64, AccountErr
     )?)
 }
 
+/// A lower scheduling priority for the calling thread (nice 10, Linux), so that when the CPU is
+/// short, requests are served first and sign-ins wait: a burst of sign-ins cannot starve
+/// token validation. Where the call is refused, the thread keeps its priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on the calling thread (`who` 0) with no pointers involved.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+}
+
 /// Runs argon2 on its own few threads, off the async workers and the database pool, so a burst
 /// of sign-ins queues there: it neither stalls other requests nor holds more than
 /// threads × 19 MiB of memory.
@@ -74,7 +85,9 @@ impl PasswordCheck {
             let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || loop {
+                .spawn(move || {
+                    lower_priority();
+                    loop {
                     let job = match queue.lock() {
                         Ok(q) => q.recv(),
                         Err(_) => return,
@@ -82,6 +95,7 @@ impl PasswordCheck {
                     match job {
                         Ok(job) => job(),
                         Err(_) => return,
+                    }
                     }
                 })
                 .expect("a password thread starts");

@@ -156,18 +156,17 @@ pub fn pending_uses(conn: &mut DbConn) -> DbResult<Vec<KeyUse>> {
 /// which come sorted so that neighbouring rows share pages. Uses of keys deleted meanwhile
 /// are dropped.
 pub fn add_uses(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<()> {
-    let (earliest, latest) = match conn {
-        DbConn::Sqlite(_) => ("MIN", "MAX"),
-        DbConn::Pg(_) => ("LEAST", "GREATEST"),
-    };
+    if let DbConn::Pg(pg) = conn {
+        return add_uses_pg(pg, uses);
+    }
     for chunk in uses.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO key_usage (key_id, agent_id, ip, first_seen, last_seen, hits) \
              SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6 FROM (VALUES {}) AS v \
              WHERE EXISTS (SELECT 1 FROM user_keys k WHERE k.id = v.column1) \
              ON CONFLICT (key_id, agent_id, ip) DO UPDATE SET hits = key_usage.hits + excluded.hits, \
-               first_seen = {earliest}(key_usage.first_seen, excluded.first_seen), \
-               last_seen = {latest}(key_usage.last_seen, excluded.last_seen)",
+               first_seen = MIN(key_usage.first_seen, excluded.first_seen), \
+               last_seen = MAX(key_usage.last_seen, excluded.last_seen)",
             placeholders(conn, chunk.len(), 6)
         );
         let mut query = diesel::sql_query(sql).into_boxed::<Backend>();
@@ -185,8 +184,35 @@ pub fn add_uses(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<()> {
     Ok(())
 }
 
+/// PostgreSQL takes the rows as six arrays in one statement: one plan, however many rows.
+fn add_uses_pg(conn: &mut diesel::PgConnection, uses: &[KeyUse]) -> DbResult<()> {
+    use diesel::sql_types::Array;
+    for chunk in uses.chunks(10_000) {
+        diesel::sql_query(
+            "INSERT INTO key_usage (key_id, agent_id, ip, first_seen, last_seen, hits) \
+             SELECT v.key_id, v.agent_id, v.ip, v.first_seen, v.last_seen, v.hits \
+             FROM unnest($1, $2, $3, $4, $5, $6) AS v(key_id, agent_id, ip, first_seen, last_seen, hits) \
+             WHERE EXISTS (SELECT 1 FROM user_keys k WHERE k.id = v.key_id) \
+             ON CONFLICT (key_id, agent_id, ip) DO UPDATE SET hits = key_usage.hits + excluded.hits, \
+               first_seen = LEAST(key_usage.first_seen, excluded.first_seen), \
+               last_seen = GREATEST(key_usage.last_seen, excluded.last_seen)",
+        )
+        .bind::<Array<BigInt>, _>(chunk.iter().map(|u| u.key_id).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(chunk.iter().map(|u| u.agent_id).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(chunk.iter().map(|u| u.ip.to_string()).collect::<Vec<_>>())
+        .bind::<Array<Timestamp>, _>(chunk.iter().map(|u| u.first_seen).collect::<Vec<_>>())
+        .bind::<Array<Timestamp>, _>(chunk.iter().map(|u| u.last_seen).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(chunk.iter().map(|u| u.hits).collect::<Vec<_>>())
+        .execute(conn)?;
+    }
+    Ok(())
+}
+
 /// Moves each key's "last used" forward (never back, whichever instance flushes first).
 pub fn mark_last_used(conn: &mut DbConn, uses: &[(i64, NaiveDateTime, String)]) -> DbResult<()> {
+    if let DbConn::Pg(pg) = conn {
+        return mark_last_used_pg(pg, uses);
+    }
     for chunk in uses.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "UPDATE user_keys SET last_used_at = v.column2, last_used_ip = v.column3, last_used_ip_hex = v.column4 \
@@ -204,6 +230,24 @@ pub fn mark_last_used(conn: &mut DbConn, uses: &[(i64, NaiveDateTime, String)]) 
                 .bind::<diesel::sql_types::Nullable<Text>, _>(hex);
         }
         query.execute(conn)?;
+    }
+    Ok(())
+}
+
+fn mark_last_used_pg(conn: &mut diesel::PgConnection, uses: &[(i64, NaiveDateTime, String)]) -> DbResult<()> {
+    use diesel::sql_types::{Array, Nullable};
+    for chunk in uses.chunks(10_000) {
+        let hex: Vec<Option<String>> = chunk.iter().map(|(_, _, ip)| ip.parse().ok().map(crate::domain::ip_restriction::ip_hex)).collect();
+        diesel::sql_query(
+            "UPDATE user_keys SET last_used_at = v.at, last_used_ip = v.ip, last_used_ip_hex = v.hex \
+             FROM unnest($1, $2, $3, $4) AS v(id, at, ip, hex) \
+             WHERE user_keys.id = v.id AND (user_keys.last_used_at IS NULL OR user_keys.last_used_at < v.at)",
+        )
+        .bind::<Array<BigInt>, _>(chunk.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
+        .bind::<Array<Timestamp>, _>(chunk.iter().map(|(_, at, _)| *at).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(chunk.iter().map(|(_, _, ip)| ip.clone()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(hex)
+        .execute(conn)?;
     }
     Ok(())
 }
