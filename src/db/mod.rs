@@ -155,8 +155,9 @@ impl r2d2::ManageConnection for Manager {
 
 type Pool = r2d2::Pool<Manager>;
 
-/// Reads go to a pool of connections; writes to one connection on SQLite (it has one writer
-/// anyway, and queueing here keeps tail latency down), to the same pool on PostgreSQL.
+/// Reads go to a pool of connections; writes to a pool of their own: one connection on SQLite
+/// (it has one writer anyway, and queueing here keeps tail latency down), half as many as reads
+/// on PostgreSQL.
 #[derive(Clone)]
 pub struct Db {
     read: Pool,
@@ -180,10 +181,12 @@ impl Db {
                 .connection_timeout(Duration::from_secs(10))
                 .build(Manager { location: location.clone() })
         };
-        let write = build(if backend == Backend::Sqlite { 1 } else { pool_size })?;
+        // Writes have connections of their own, so a storm of reads (a cold cache under load)
+        // cannot hold up revocations, sign-ins or the usage writer. SQLite has one writer anyway.
+        let write = build(if backend == Backend::Sqlite { 1 } else { (pool_size / 2).max(2) })?;
         // Migrate before the read pool opens, so SQLite's file and WAL mode exist first.
         run_migrations(&mut *write.get()?)?;
-        let read = if backend == Backend::Sqlite { build(pool_size)? } else { write.clone() };
+        let read = build(pool_size)?;
         let peers = (backend == Backend::Postgres).then(|| std::sync::Arc::new(peers::Peers::new(&location.target)));
         Ok(Db { read, write, backend, generation: Default::default(), listener: Default::default(), peers })
     }
