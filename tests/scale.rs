@@ -145,3 +145,48 @@ async fn failed_sign_ins_are_throttled_across_instances() {
     assert_eq!(page.status, 429);
     assert!(page.contains("Too many failed sign-ins"), "{page}");
 }
+
+/// On PostgreSQL an instance trusts its token cache only while its link to the other instances
+/// holds: when that connection is cut, the cache is dropped and requests go to the database.
+#[tokio::test]
+async fn an_instance_cut_off_from_the_others_stops_trusting_its_cache() {
+    if !std::env::var("USERKEYS_TEST_POSTGRES").is_ok_and(|s| !s.is_empty()) {
+        eprintln!("skipped: needs PostgreSQL (USERKEYS_TEST_POSTGRES); .ci/run provides it");
+        return;
+    }
+    let a = first_instance();
+    a.create_user("alice", false);
+    let ws = a.ws_client(MOODLE_APP_UA);
+    let token = ws.token("alice", &[]).await;
+    assert_eq!(ws.call(&token, "core_webservice_get_site_info", &[]).await["username"], "alice");
+    let key = a.key_of(&token).id;
+
+    // A write behind the application's back, announced to no instance: the cache still answers,
+    // which shows that it is in use.
+    a.with_db(|conn| {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(format!("UPDATE user_keys SET revoked_at = now() WHERE id = {key}")).execute(conn)?;
+        Ok(())
+    });
+    assert_eq!(ws.call(&token, "core_webservice_get_site_info", &[]).await["username"], "alice");
+
+    // Cut the instance's listening connection.
+    a.with_db(|conn| {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%cache_instances%'",
+        )
+        .execute(conn)?;
+        Ok(())
+    });
+    let mut answer = serde_json::Value::Null;
+    for _ in 0..40 {
+        answer = ws.call(&token, "core_webservice_get_site_info", &[]).await;
+        if answer["errorcode"] == "invalidtoken" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(answer["errorcode"], "invalidtoken", "the cache was dropped once the link was cut: {answer}");
+}
