@@ -33,9 +33,15 @@ const SMALL_BACKLOG: i64 = 5_000;
 /// merged before the random-access upserts.
 const FOLD_EVERY: Duration = Duration::from_secs(10);
 
-/// Flushes folded per transaction (two seconds' worth under load), so the writer is never held
-/// long and appends keep their pace.
-const FOLD_BATCHES: i64 = 8;
+/// Flushes folded per transaction. On SQLite a fold holds the one writer, so it takes two
+/// seconds' worth and appends keep their pace; on PostgreSQL appends do not wait for it, so it
+/// takes a whole interval's worth and merges more uses of each key before writing.
+fn fold_batches(db: &Db) -> i64 {
+    match db.backend() {
+        crate::db::Backend::Sqlite => 8,
+        crate::db::Backend::Postgres => 60,
+    }
+}
 
 #[derive(Default)]
 pub struct UsageRecorder {
@@ -172,7 +178,16 @@ impl UsageRecorder {
 
     /// Folds the pending log into the usage table, as `how` says; returns the uses folded.
     pub fn fold_blocking(&self, db: &Db, how: Fold) -> DbResult<usize> {
-        let mut state = lock(&self.folding);
+        let mut state = match how {
+            // A page does not wait behind a long fold; it shows what is folded.
+            Fold::IfSmall => match self.folding.try_lock() {
+                Ok(state) => state,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return Ok(0),
+            },
+            _ => lock(&self.folding),
+        };
+        let batches_per_fold = fold_batches(db);
         let mut folded = 0;
         loop {
             let step = db.write_quietly(|conn| {
@@ -189,7 +204,7 @@ impl UsageRecorder {
                 if !due {
                     return Ok(None);
                 }
-                let taken = crate::db::usage::take_pending(conn, FOLD_BATCHES)?;
+                let taken = crate::db::usage::take_pending(conn, batches_per_fold)?;
                 if taken.is_empty() {
                     return Ok(None); // another instance is folding them
                 }
@@ -278,46 +293,64 @@ fn merge(uses: impl Iterator<Item = KeyUse>) -> Vec<KeyUse> {
     rows
 }
 
-/// The thread that writes usage in the background: appends every `FLUSH_EVERY`, folds when
-/// due. Its own thread, not the blocking pool, so requests waiting for the database never
-/// hold it up.
+/// The threads that write usage in the background, apart from the blocking pool, so requests
+/// waiting for the database never hold them up.
 pub struct UsageWriter {
-    stop: std::sync::mpsc::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
+    stop: Vec<std::sync::mpsc::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl UsageWriter {
+    /// Two threads: one appends every `FLUSH_EVERY`, the other folds when due, so a long fold
+    /// never delays an append.
     pub fn spawn(recorder: Arc<UsageRecorder>, db: Db) -> std::io::Result<Self> {
+        let mut writer = UsageWriter { stop: Vec::new(), threads: Vec::new() };
+        let (r, d) = (recorder.clone(), db.clone());
+        writer.every(FLUSH_EVERY, "usage-writer", move || {
+            let started = Instant::now();
+            match r.flush_blocking(&d) {
+                Ok(0) => {}
+                Ok(rows) => tracing::debug!(rows, ms = started.elapsed().as_millis() as u64, "usage appended"),
+                Err(e) => tracing::warn!(error = %e, "writing usage failed; will retry"),
+            }
+        })?;
+        writer.every(FLUSH_EVERY, "usage-folder", move || {
+            let started = Instant::now();
+            match recorder.fold_blocking(&db, Fold::WhenDue) {
+                Ok(0) => {}
+                Ok(rows) => tracing::debug!(rows, ms = started.elapsed().as_millis() as u64, "usage folded"),
+                Err(e) => tracing::warn!(error = %e, "folding usage failed; will retry"),
+            }
+        })?;
+        Ok(writer)
+    }
+
+    fn every(&mut self, period: Duration, name: &str, mut work: impl FnMut() + Send + 'static) -> std::io::Result<()> {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::Builder::new().name("usage-writer".into()).spawn(move || {
-            let mut next = Instant::now() + FLUSH_EVERY;
+        let thread = std::thread::Builder::new().name(name.into()).spawn(move || {
+            let mut next = Instant::now() + period;
             loop {
                 match stopped.recv_timeout(next.saturating_duration_since(Instant::now())) {
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }
-                next = Instant::now() + FLUSH_EVERY;
-                let started = Instant::now();
-                match recorder.flush_blocking(&db) {
-                    Ok(0) => {}
-                    Ok(rows) => tracing::debug!(rows, ms = started.elapsed().as_millis() as u64, "usage appended"),
-                    Err(e) => tracing::warn!(error = %e, "writing usage failed; will retry"),
-                }
-                let started = Instant::now();
-                match recorder.fold_blocking(&db, Fold::WhenDue) {
-                    Ok(0) => {}
-                    Ok(rows) => tracing::debug!(rows, ms = started.elapsed().as_millis() as u64, "usage folded"),
-                    Err(e) => tracing::warn!(error = %e, "folding usage failed; will retry"),
-                }
+                next = Instant::now() + period;
+                work();
             }
         })?;
-        Ok(UsageWriter { stop, thread })
+        self.stop.push(stop);
+        self.threads.push(thread);
+        Ok(())
     }
 
-    /// Stops the thread once its current write is done (blocks until then).
+    /// Stops the threads once their current write is done (blocks until then).
     pub fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.thread.join();
+        for stop in &self.stop {
+            let _ = stop.send(());
+        }
+        for thread in self.threads {
+            let _ = thread.join();
+        }
     }
 }
 
