@@ -43,10 +43,13 @@ fn fold_batches(db: &Db) -> i64 {
     }
 }
 
+const SHARDS: usize = 16;
+
 #[derive(Default)]
 pub struct UsageRecorder {
-    /// Keyed by (key, address) so that recording a use allocates nothing once the agent is known.
-    pending: Mutex<HashMap<(i64, IpAddr), Vec<(String, Pending)>>>,
+    /// Keyed by (key, address) so that recording a use allocates nothing once the agent is known;
+    /// split by key into shards, so that request threads seldom wait for each other.
+    pending: [Mutex<HashMap<(i64, IpAddr), Vec<(String, Pending)>>>; SHARDS],
     /// When this instance last wrote each key's "last used".
     last_used_written: Mutex<HashMap<i64, NaiveDateTime>>,
     /// User agents' numbers in `user_agents`.
@@ -111,7 +114,7 @@ impl UsageRecorder {
     }
 
     fn add(&self, key_id: i64, agent: &str, ip: IpAddr, uses: Pending) {
-        let mut pending = lock(&self.pending);
+        let mut pending = lock(&self.pending[key_id.rem_euclid(SHARDS as i64) as usize]);
         let agents = pending.entry((key_id, ip)).or_default();
         match agents.iter_mut().find(|(a, _)| a == agent) {
             Some((_, p)) => p.merge(uses),
@@ -120,7 +123,7 @@ impl UsageRecorder {
     }
 
     fn take(&self) -> Taken {
-        std::mem::take(&mut *lock(&self.pending)).into_iter().collect()
+        self.pending.iter().flat_map(|shard| std::mem::take(&mut *lock(shard))).collect()
     }
 
     fn restore(&self, taken: Taken) {
