@@ -41,6 +41,13 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Statistics for the planner, as a running database has them (PostgreSQL's autovacuum would
+/// gather them a little later; a bulk load leaves them stale).
+fn analyze(db: &Db) -> anyhow::Result<()> {
+    db.write_blocking(|conn| conn.batch_execute("ANALYZE").map_err(Into::into))?;
+    Ok(())
+}
+
 fn now_sql() -> String {
     userkeys::domain::time::now().format("%Y-%m-%d %H:%M:%S%.6f").to_string()
 }
@@ -98,6 +105,7 @@ fn hot_path(db: &Db, users: i64, keys: i64, tokens_file: &str) -> anyhow::Result
         }
         Ok(())
     })?;
+    analyze(db)?;
     println!("seeded {users} users and {keys} tokens");
     Ok(())
 }
@@ -149,6 +157,7 @@ fn pages(db: &Db, extra_keys: i64) -> anyhow::Result<()> {
         .map_err(map)?;
         Ok(())
     })?;
+    analyze(db)?;
     println!("seeded a user with 1000 keys and 100000 usage rows, and {extra_keys} more keys");
     Ok(())
 }

@@ -128,16 +128,16 @@ struct PendingBatch {
     uses: Vec<u8>,
 }
 
-/// The oldest pending batches, up to `limit`, to fold (call inside a transaction). On
+/// The oldest pending batches, up to `limit`, packed (see `unpack`), to fold (call inside a transaction). On
 /// PostgreSQL they stay locked until it ends, and batches another instance is folding are
 /// skipped: each batch is folded exactly once.
-pub fn take_pending(conn: &mut DbConn, limit: i64) -> DbResult<Vec<(i64, Vec<KeyUse>)>> {
+pub fn take_pending(conn: &mut DbConn, limit: i64) -> DbResult<Vec<(i64, Vec<u8>)>> {
     let sql = match conn {
         DbConn::Sqlite(_) => "SELECT id, uses FROM key_usage_pending ORDER BY id LIMIT ?",
         DbConn::Pg(_) => "SELECT id, uses FROM key_usage_pending ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
     };
     let batches: Vec<PendingBatch> = diesel::sql_query(sql).bind::<BigInt, _>(limit).load(conn)?;
-    Ok(batches.into_iter().map(|b| (b.id, unpack(&b.uses).collect())).collect())
+    Ok(batches.into_iter().map(|b| (b.id, b.uses)).collect())
 }
 
 pub fn remove_pending(conn: &mut DbConn, ids: &[i64]) -> DbResult<()> {

@@ -35,11 +35,12 @@ const FOLD_EVERY: Duration = Duration::from_secs(10);
 
 /// Flushes folded per transaction. On SQLite a fold holds the one writer, so it takes two
 /// seconds' worth and appends keep their pace; on PostgreSQL appends do not wait for it, so it
-/// takes a whole interval's worth and merges more uses of each key before writing.
+/// takes five seconds' worth and merges more uses of each key before writing (memory bounds it:
+/// a batch under load is about half a megabyte).
 fn fold_batches(db: &Db) -> i64 {
     match db.backend() {
         crate::db::Backend::Sqlite => 8,
-        crate::db::Backend::Postgres => 60,
+        crate::db::Backend::Postgres => 20,
     }
 }
 
@@ -123,7 +124,15 @@ impl UsageRecorder {
     }
 
     fn take(&self) -> Taken {
-        self.pending.iter().flat_map(|shard| std::mem::take(&mut *lock(shard))).collect()
+        // Each shard starts again with the room it needed last time, sparing the hot path regrowth.
+        self.pending
+            .iter()
+            .flat_map(|shard| {
+                let mut shard = lock(shard);
+                let room = HashMap::with_capacity(shard.len());
+                std::mem::replace(&mut *shard, room)
+            })
+            .collect()
     }
 
     fn restore(&self, taken: Taken) {
@@ -212,7 +221,8 @@ impl UsageRecorder {
                     return Ok(None); // another instance is folding them
                 }
                 let ids: Vec<i64> = taken.iter().map(|(id, _)| *id).collect();
-                let merged = merge(taken.into_iter().flat_map(|(_, uses)| uses));
+                let merged = merge(taken.iter().flat_map(|(_, packed)| crate::db::usage::unpack(packed)));
+                drop(taken);
                 crate::db::usage::add_uses(conn, &merged)?;
                 crate::db::usage::remove_pending(conn, &ids)?;
                 crate::db::usage::mark_last_used(conn, &self.due_last_used(&merged))?;
