@@ -173,15 +173,16 @@ HITS=$($SEED "$DATABASE_URL" hits 2>/dev/null | tail -1)
 echo "successful calls: $OK; uses recorded for them: $((HITS - BEFORE)) (exact when equal)"
 
 echo "== kill -9 under load loses at most the last second of usage"
+# Killed 15 s into the load, so that folds of the pending log are under way too.
 start_server
-( wrk -t"$THREADS" -c"$CONNECTIONS" -d6s -s "$WORK/validate.lua" "$BASE/webservice/rest/server.php" >"$WORK/kill.out" 2>&1 ) &
+( wrk -t"$THREADS" -c"$CONNECTIONS" -d20s -s "$WORK/validate.lua" "$BASE/webservice/rest/server.php" >"$WORK/kill.out" 2>&1 ) &
 LOAD=$!
-sleep 4
+sleep 15
 kill -9 "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 wait $LOAD || true
 AFTER=$($SEED "$DATABASE_URL" hits)
 ANSWERED=$(awk '/requests in/ {print $1}' "$WORK/kill.out")
-echo "uses recorded before the kill: $((AFTER - HITS)); requests answered: $ANSWERED; missing: $((ANSWERED - AFTER + HITS)) (about $(awk -v m=$((ANSWERED - AFTER + HITS)) -v a="$ANSWERED" 'BEGIN{printf "%.2f", m / (a / 4)}') s of load)"
+echo "uses recorded before the kill: $((AFTER - HITS)); requests answered: $ANSWERED; missing: $((ANSWERED - AFTER + HITS)) (about $(awk -v m=$((ANSWERED - AFTER + HITS)) -v a="$ANSWERED" 'BEGIN{printf "%.2f", m / (a / 15)}') s of load)"
 
 echo "== page times"
 $SEED "$DATABASE_URL" pages 900000

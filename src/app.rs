@@ -70,6 +70,7 @@ impl Application {
     pub async fn run(self) -> anyhow::Result<()> {
         let (server, state) = self.start()?;
         let writer = crate::usage::UsageWriter::spawn(state.usage.clone(), state.db.clone())?;
+        state.db.spawn_checkpointer()?;
         if state.token_cache.is_some() {
             let warm = state.clone();
             actix_web::rt::task::spawn_blocking(move || {

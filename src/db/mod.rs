@@ -135,7 +135,8 @@ impl r2d2::ManageConnection for Manager {
                 let mut conn = SqliteConnection::establish(&self.location.target)?;
                 conn.batch_execute(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
+                     PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;",
                 )
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConn::Sqlite(conn))
@@ -250,6 +251,28 @@ impl Db {
         if let Some(listener) = self.listener.get() {
             listener(what);
         }
+    }
+
+    /// SQLite: copies the write-ahead log into the database file twice a second, on its own
+    /// thread and connection. Commits never do it themselves (`wal_autocheckpoint = 0`): a
+    /// checkpoint syncs the file to disk, and the one writer would wait for the disk while
+    /// appends of usage and revocations queue behind it. A passive checkpoint runs beside
+    /// the writer. The thread ends with the process.
+    pub fn spawn_checkpointer(&self) -> std::io::Result<()> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
+        let pool = self.read.clone();
+        std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let done = pool.get().map_err(DbError::from).and_then(|mut conn| {
+                conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)").map_err(DbError::from)
+            });
+            if let Err(e) = done {
+                tracing::warn!(error = %e, "checkpointing the write-ahead log failed; will retry");
+            }
+        })?;
+        Ok(())
     }
 
     /// The coherence of caches across instances, on PostgreSQL.

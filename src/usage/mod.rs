@@ -33,18 +33,26 @@ const SMALL_BACKLOG: i64 = 5_000;
 /// merged before the random-access upserts.
 const FOLD_EVERY: Duration = Duration::from_secs(10);
 
-/// Flushes folded per transaction. On SQLite a fold holds the one writer, so it takes two
-/// seconds' worth and appends keep their pace; on PostgreSQL appends do not wait for it, so it
-/// takes five seconds' worth and merges more uses of each key before writing (memory bounds it:
-/// a batch under load is about half a megabyte).
-fn fold_batches(db: &Db) -> i64 {
+/// Pending rows (one flush each) folded per transaction. On SQLite a fold holds the one writer,
+/// so it takes half a second's worth and appends keep their pace; on PostgreSQL appends do not
+/// wait for it, so it takes five seconds' worth and merges more uses of each key before
+/// writing (memory bounds it: a row under load is about half a megabyte).
+fn rows_per_fold(db: &Db) -> i64 {
     match db.backend() {
-        crate::db::Backend::Sqlite => 8,
+        crate::db::Backend::Sqlite => 2,
         crate::db::Backend::Postgres => 20,
     }
 }
 
+/// How long one tick of the folder goes on before leaving the rest to the next tick.
+const FOLD_TICK_BUDGET: Duration = Duration::from_millis(500);
+
 const SHARDS: usize = 16;
+
+/// Key rows whose "last used" one transaction rewrites at most: after a start under load every
+/// key is due at once, and rewriting every key row (and its indexes) in one go would hold the
+/// writer for seconds.
+const MARKS_PER_WRITE: usize = 1_000;
 
 #[derive(Default)]
 pub struct UsageRecorder {
@@ -53,6 +61,8 @@ pub struct UsageRecorder {
     pending: [Mutex<HashMap<(i64, IpAddr), Vec<(String, Pending)>>>; SHARDS],
     /// When this instance last wrote each key's "last used".
     last_used_written: Mutex<HashMap<i64, NaiveDateTime>>,
+    /// "Last used" moves due, for keys whose uses are folded, written a thousand at a time.
+    last_used_due: Mutex<HashMap<i64, (NaiveDateTime, IpAddr)>>,
     /// User agents' numbers in `user_agents`.
     agent_ids: Mutex<HashMap<String, i64>>,
     folding: Mutex<FoldState>,
@@ -199,7 +209,8 @@ impl UsageRecorder {
             },
             _ => lock(&self.folding),
         };
-        let batches_per_fold = fold_batches(db);
+        let rows_per_fold = rows_per_fold(db);
+        let started = Instant::now();
         let mut folded = 0;
         loop {
             let step = db.write_quietly(|conn| {
@@ -216,7 +227,7 @@ impl UsageRecorder {
                 if !due {
                     return Ok(None);
                 }
-                let taken = crate::db::usage::take_pending(conn, batches_per_fold)?;
+                let taken = crate::db::usage::take_pending(conn, rows_per_fold)?;
                 if taken.is_empty() {
                     return Ok(None); // another instance is folding them
                 }
@@ -225,7 +236,7 @@ impl UsageRecorder {
                 drop(taken);
                 crate::db::usage::add_uses(conn, &merged)?;
                 crate::db::usage::remove_pending(conn, &ids)?;
-                crate::db::usage::mark_last_used(conn, &self.due_last_used(&merged))?;
+                self.note_last_used(&merged);
                 Ok(Some((merged.len(), batches > ids.len())))
             })?;
             let Some((rows, more)) = step else { break };
@@ -234,9 +245,11 @@ impl UsageRecorder {
             if !more {
                 state.last_fold = Some(Instant::now());
             }
-            if !(more && how == Fold::All) {
+            if !more || (how != Fold::All && started.elapsed() >= FOLD_TICK_BUDGET) {
                 break;
             }
+            // Let a waiting append have the writer between two folds.
+            std::thread::yield_now();
         }
         Ok(folded)
     }
@@ -247,7 +260,10 @@ impl UsageRecorder {
         let (recorder, db) = (self.clone(), db.clone());
         actix_web::web::block(move || {
             recorder.flush_blocking(&db)?;
-            recorder.fold_blocking(&db, Fold::IfSmall).map(|_| ())
+            if recorder.fold_blocking(&db, Fold::IfSmall)? > 0 {
+                recorder.write_last_used_blocking(&db)?;
+            }
+            Ok(())
         })
         .await
         .map_err(|_| crate::db::DbError::Cancelled)?
@@ -256,7 +272,9 @@ impl UsageRecorder {
     /// Everything written and folded (graceful shutdown).
     pub fn finish_blocking(&self, db: &Db) -> DbResult<()> {
         self.flush_blocking(db)?;
-        self.fold_blocking(db, Fold::All).map(|_| ())
+        self.fold_blocking(db, Fold::All)?;
+        while self.write_last_used_blocking(db)? > 0 {}
+        Ok(())
     }
 
     /// Tells the recorder when keys were last marked used in the database (read at start), so
@@ -268,26 +286,47 @@ impl UsageRecorder {
         }
     }
 
-    /// The keys whose "last used" is due to be written: never written by this instance, or
-    /// last written a minute or more before their latest use.
-    fn due_last_used(&self, uses: &[KeyUse]) -> Vec<(i64, NaiveDateTime, String)> {
+    /// Notes the keys whose "last used" is due to be written: never written by this instance,
+    /// or last written a minute or more before their latest use. Kept apart from folding, which
+    /// counts uses exactly and must stay short; a crash loses only these moves.
+    fn note_last_used(&self, uses: &[KeyUse]) {
         let mut written = lock(&self.last_used_written);
         if written.len() > 1_000_000 {
             written.clear();
         }
-        latest_use_per_key(uses)
-            .into_iter()
-            .filter(|(id, (at, _))| {
-                let due = written
-                    .get(id)
-                    .is_none_or(|w| (*at - *w).num_seconds() >= LAST_USED_GRANULARITY_SECONDS);
-                if due {
-                    written.insert(*id, *at);
+        let mut due = lock(&self.last_used_due);
+        for (id, (at, ip)) in latest_use_per_key(uses) {
+            if written.get(&id).is_none_or(|w| (at - *w).num_seconds() >= LAST_USED_GRANULARITY_SECONDS) {
+                written.insert(id, at);
+                let entry = due.entry(id).or_insert((at, ip));
+                if at >= entry.0 {
+                    *entry = (at, ip);
                 }
-                due
-            })
-            .map(|(id, (at, ip))| (id, at, ip.to_string()))
-            .collect()
+            }
+        }
+    }
+
+    /// Writes up to `MARKS_PER_WRITE` due "last used" moves in one transaction; returns how
+    /// many are still due.
+    pub fn write_last_used_blocking(&self, db: &Db) -> DbResult<usize> {
+        let marks: Vec<(i64, NaiveDateTime, String)> = {
+            let mut due = lock(&self.last_used_due);
+            let mut ids: Vec<i64> = due.keys().copied().collect();
+            ids.sort_unstable();
+            ids.truncate(MARKS_PER_WRITE);
+            ids.into_iter().filter_map(|id| due.remove(&id).map(|(at, ip)| (id, at, ip.to_string()))).collect()
+        };
+        if marks.is_empty() {
+            return Ok(0);
+        }
+        if let Err(e) = db.write_quietly(|conn| crate::db::usage::mark_last_used(conn, &marks)) {
+            let mut due = lock(&self.last_used_due);
+            for (id, at, ip) in marks {
+                due.entry(id).or_insert((at, ip.parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))));
+            }
+            return Err(e);
+        }
+        Ok(lock(&self.last_used_due).len())
     }
 }
 
@@ -333,6 +372,9 @@ impl UsageWriter {
                 Ok(0) => {}
                 Ok(rows) => tracing::debug!(rows, ms = started.elapsed().as_millis() as u64, "usage folded"),
                 Err(e) => tracing::warn!(error = %e, "folding usage failed; will retry"),
+            }
+            if let Err(e) = recorder.write_last_used_blocking(&db) {
+                tracing::warn!(error = %e, "writing keys' last use failed; will retry");
             }
         })?;
         Ok(writer)
