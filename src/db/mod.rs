@@ -291,6 +291,12 @@ impl Db {
         (*conn).transaction(f)
     }
 
+    /// Like `write_quietly`, but gives up (`Ok(None)`) if the writer is not free within `wait`.
+    pub fn write_quietly_within<T>(&self, wait: Duration, f: impl FnOnce(&mut DbConn) -> DbResult<T>) -> DbResult<Option<T>> {
+        let Ok(mut conn) = self.write.get_timeout(wait) else { return Ok(None) };
+        (*conn).transaction(f).map(Some)
+    }
+
     /// How many writes that may have changed whether some key is valid this process has made.
     pub fn generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::SeqCst)

@@ -156,9 +156,14 @@ impl UsageRecorder {
     /// Appends what is pending to the database's pending log, as one row. On failure the uses
     /// are put back, to be retried next time.
     pub fn flush_blocking(&self, db: &Db) -> DbResult<usize> {
+        self.flush_within(db, None).map(|n| n.unwrap_or(0))
+    }
+
+    /// Flushes, but gives up (`None`, the uses kept) if the writer is not free within `wait`.
+    fn flush_within(&self, db: &Db, wait: Option<Duration>) -> DbResult<Option<usize>> {
         let taken = self.take();
         if taken.is_empty() {
-            return Ok(0);
+            return Ok(Some(0));
         }
         let unknown: Vec<&str> = {
             let known = lock(&self.agent_ids);
@@ -168,7 +173,7 @@ impl UsageRecorder {
             unknown.dedup();
             unknown
         };
-        let written = db.write_quietly(|conn| {
+        let write = |conn: &mut crate::db::DbConn| {
             let new_ids = if unknown.is_empty() { HashMap::new() } else { crate::db::usage::agent_ids(conn, &unknown)? };
             let uses = {
                 let mut known = lock(&self.agent_ids);
@@ -187,9 +192,17 @@ impl UsageRecorder {
             };
             crate::db::usage::append(conn, &uses)?;
             Ok(uses.len())
-        });
+        };
+        let written = match wait {
+            None => db.write_quietly(write).map(Some),
+            Some(wait) => db.write_quietly_within(wait, write),
+        };
         match written {
-            Ok(n) => Ok(n),
+            Ok(Some(n)) => Ok(Some(n)),
+            Ok(None) => {
+                self.restore(taken);
+                Ok(None)
+            }
             Err(e) => {
                 lock(&self.agent_ids).clear();
                 self.restore(taken);
@@ -259,7 +272,10 @@ impl UsageRecorder {
     pub async fn settle(self: &Arc<Self>, db: &Db) -> DbResult<()> {
         let (recorder, db) = (self.clone(), db.clone());
         actix_web::web::block(move || {
-            recorder.flush_blocking(&db)?;
+            // Behind a long fold the page shows what is written rather than wait for it.
+            if recorder.flush_within(&db, Some(Duration::from_millis(50)))?.is_none() {
+                return Ok(());
+            }
             if recorder.fold_blocking(&db, Fold::IfSmall)? > 0 {
                 recorder.write_last_used_blocking(&db)?;
             }
