@@ -165,15 +165,30 @@ pub struct SitePieces {
 
 impl SitePieces {
     pub fn new(config: &Config) -> Self {
-        let root = site_root(config);
-        let urls = site_urls(&root);
+        Self::for_site(&config.site_name, &site_root(config))
+    }
+
+    fn for_site(sitename: &str, root: &str) -> Self {
         let constants = fields(&CONSTANTS);
         SitePieces {
-            head: format!("{{{},", fields(&SiteName { sitename: &config.site_name })),
-            urls: format!(",{},", fields(&urls)),
+            head: format!("{{{},", fields(&SiteName { sitename })),
+            urls: format!(",{},", fields(&site_urls(root))),
             tail_admin: format!(",{constants},{}}}", fields(&admin_part(true))),
             tail_user: format!(",{constants},{}}}", fields(&admin_part(false))),
         }
+    }
+
+    /// The answer for this user and service; their pieces are serialised at first use and kept.
+    fn render(&self, user: &TokenOwner, service: &ServiceAccess) -> String {
+        let user_json = user.site_info.get_or_init(|| fields(&user_part(user)).into());
+        let service_json = service.site_info.get_or_init(|| fields(&service_part(service)).into());
+        let tail = if user.is_site_admin { &self.tail_admin } else { &self.tail_user };
+        let pieces = [self.head.as_str(), user_json, self.urls.as_str(), service_json, tail.as_str()];
+        let mut out = String::with_capacity(pieces.iter().map(|p| p.len()).sum());
+        for piece in pieces {
+            out.push_str(piece);
+        }
+        out
     }
 }
 
@@ -183,15 +198,7 @@ fn site_urls(root: &str) -> SiteUrls<'_> {
 
 /// The answer for this token.
 pub fn render(state: &State, token: &AuthenticatedToken) -> String {
-    let pieces = &state.site_info;
-    let user = token.user.site_info.get_or_init(|| fields(&user_part(&token.user)).into());
-    let service = token.service.site_info.get_or_init(|| fields(&service_part(&token.service)).into());
-    let tail = if token.user.is_site_admin { &pieces.tail_admin } else { &pieces.tail_user };
-    let mut out = String::with_capacity(pieces.head.len() + user.len() + pieces.urls.len() + service.len() + tail.len());
-    for piece in [pieces.head.as_str(), user, pieces.urls.as_str(), service, tail.as_str()] {
-        out.push_str(piece);
-    }
-    out
+    state.site_info.render(&token.user, &token.service)
 }
 
 #[cfg(test)]
@@ -237,16 +244,7 @@ mod tests {
                 site_info: Default::default(),
             };
             let (sitename, root) = ("Campus <\"Süd\">", "https://moodle.example.org");
-            let pieces = SitePieces {
-                head: format!("{{{},", fields(&SiteName { sitename })),
-                urls: format!(",{},", fields(&site_urls(root))),
-                tail_admin: format!(",{},{}}}", fields(&CONSTANTS), fields(&admin_part(true))),
-                tail_user: format!(",{},{}}}", fields(&CONSTANTS), fields(&admin_part(false))),
-            };
-            let user_json = fields(&user_part(&user));
-            let service_json = fields(&service_part(&service));
-            let tail = if admin { &pieces.tail_admin } else { &pieces.tail_user };
-            let assembled = [pieces.head.as_str(), &user_json, &pieces.urls, &service_json, tail].concat();
+            let assembled = SitePieces::for_site(sitename, root).render(&user, &service);
             assert_eq!(assembled, reference(sitename, root, &user, &service));
             let parsed: serde_json::Value = serde_json::from_str(&assembled).unwrap();
             let keys: Vec<&str> = parsed.as_object().unwrap().keys().map(String::as_str).collect();
