@@ -18,7 +18,7 @@ pub struct AppState {
     pub usage: Arc<UsageRecorder>,
     pub templates: Arc<tera::Tera>,
     pub passwords: Arc<PasswordCheck>,
-    /// Validated tokens in memory; only where this process is the database's only writer.
+    /// Validated tokens in memory (off only by `USERKEYS_TOKEN_CACHE=off`).
     pub token_cache: Option<Arc<crate::moodle::token_cache::TokenCache>>,
     /// The site's part of the site-info answer, serialised once.
     pub site_info: Arc<crate::moodle::site_info::SitePieces>,

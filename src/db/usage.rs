@@ -209,7 +209,7 @@ fn add_uses_pg(conn: &mut diesel::PgConnection, uses: &[KeyUse]) -> DbResult<()>
 }
 
 /// Moves each key's "last used" forward (never back, whichever instance flushes first).
-pub fn mark_last_used(conn: &mut DbConn, uses: &[(i64, NaiveDateTime, String)]) -> DbResult<()> {
+pub fn mark_last_used(conn: &mut DbConn, uses: &[(i64, NaiveDateTime, IpAddr)]) -> DbResult<()> {
     if let DbConn::Pg(pg) = conn {
         return mark_last_used_pg(pg, uses);
     }
@@ -222,22 +222,21 @@ pub fn mark_last_used(conn: &mut DbConn, uses: &[(i64, NaiveDateTime, String)]) 
         );
         let mut query = diesel::sql_query(sql).into_boxed::<Backend>();
         for (key_id, at, ip) in chunk {
-            let hex = ip.parse().ok().map(crate::domain::ip_restriction::ip_hex);
             query = query
                 .bind::<BigInt, _>(*key_id)
                 .bind::<Timestamp, _>(*at)
-                .bind::<Text, _>(ip.clone())
-                .bind::<diesel::sql_types::Nullable<Text>, _>(hex);
+                .bind::<Text, _>(ip.to_string())
+                .bind::<Text, _>(crate::domain::ip_restriction::ip_hex(*ip));
         }
         query.execute(conn)?;
     }
     Ok(())
 }
 
-fn mark_last_used_pg(conn: &mut diesel::PgConnection, uses: &[(i64, NaiveDateTime, String)]) -> DbResult<()> {
-    use diesel::sql_types::{Array, Nullable};
+fn mark_last_used_pg(conn: &mut diesel::PgConnection, uses: &[(i64, NaiveDateTime, IpAddr)]) -> DbResult<()> {
+    use diesel::sql_types::Array;
     for chunk in uses.chunks(10_000) {
-        let hex: Vec<Option<String>> = chunk.iter().map(|(_, _, ip)| ip.parse().ok().map(crate::domain::ip_restriction::ip_hex)).collect();
+        let hex: Vec<String> = chunk.iter().map(|(_, _, ip)| crate::domain::ip_restriction::ip_hex(*ip)).collect();
         diesel::sql_query(
             "UPDATE user_keys SET last_used_at = v.at, last_used_ip = v.ip, last_used_ip_hex = v.hex \
              FROM unnest($1, $2, $3, $4) AS v(id, at, ip, hex) \
@@ -245,8 +244,8 @@ fn mark_last_used_pg(conn: &mut diesel::PgConnection, uses: &[(i64, NaiveDateTim
         )
         .bind::<Array<BigInt>, _>(chunk.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
         .bind::<Array<Timestamp>, _>(chunk.iter().map(|(_, at, _)| *at).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(chunk.iter().map(|(_, _, ip)| ip.clone()).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(hex)
+        .bind::<Array<Text>, _>(chunk.iter().map(|(_, _, ip)| ip.to_string()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(hex)
         .execute(conn)?;
     }
     Ok(())

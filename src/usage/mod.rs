@@ -249,11 +249,12 @@ impl UsageRecorder {
                 drop(taken);
                 crate::db::usage::add_uses(conn, &merged)?;
                 crate::db::usage::remove_pending(conn, &ids)?;
-                self.note_last_used(&merged);
-                Ok(Some((merged.len(), batches > ids.len())))
+                Ok(Some((merged, batches > ids.len())))
             })?;
-            let Some((rows, more)) = step else { break };
-            folded += rows;
+            let Some((merged, more)) = step else { break };
+            // Only uses that are folded for good move a key's "last used".
+            self.note_last_used(&merged);
+            folded += merged.len();
             state.catching_up = more;
             if !more {
                 state.last_fold = Some(Instant::now());
@@ -325,12 +326,12 @@ impl UsageRecorder {
     /// Writes up to `MARKS_PER_WRITE` due "last used" moves in one transaction; returns how
     /// many are still due.
     pub fn write_last_used_blocking(&self, db: &Db) -> DbResult<usize> {
-        let marks: Vec<(i64, NaiveDateTime, String)> = {
+        let marks: Vec<(i64, NaiveDateTime, IpAddr)> = {
             let mut due = lock(&self.last_used_due);
             let mut ids: Vec<i64> = due.keys().copied().collect();
             ids.sort_unstable();
             ids.truncate(MARKS_PER_WRITE);
-            ids.into_iter().filter_map(|id| due.remove(&id).map(|(at, ip)| (id, at, ip.to_string()))).collect()
+            ids.into_iter().filter_map(|id| due.remove(&id).map(|(at, ip)| (id, at, ip))).collect()
         };
         if marks.is_empty() {
             return Ok(0);
@@ -338,7 +339,7 @@ impl UsageRecorder {
         if let Err(e) = db.write_quietly(|conn| crate::db::usage::mark_last_used(conn, &marks)) {
             let mut due = lock(&self.last_used_due);
             for (id, at, ip) in marks {
-                due.entry(id).or_insert((at, ip.parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))));
+                due.entry(id).or_insert((at, ip));
             }
             return Err(e);
         }
