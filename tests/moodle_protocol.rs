@@ -290,6 +290,39 @@ async fn usage_counts_equal_the_calls_made_per_agent_and_ip() {
 }
 
 #[tokio::test]
+async fn the_page_shows_each_agents_latest_address_and_all_its_uses() {
+    // Behind a trusted proxy the client's address comes from X-Forwarded-For, so one agent can
+    // be seen from several addresses.
+    let app = spawn_app_with(Options { configure: Box::new(|c| c.trust_proxy = true), ..Default::default() });
+    app.create_user("alice", false);
+    let ws = app.ws_client(MOODLE_APP_UA);
+    let token = ws.token("alice", &[]).await;
+    let key = app.key_of(&token).id;
+    let call_from = |ip: &'static str| {
+        let form = [("wstoken", token.clone()), ("wsfunction", "core_webservice_get_site_info".into()), ("moodlewsrestformat", "json".into())];
+        let request = ws.client.post(app.url("/webservice/rest/server.php")).header("X-Forwarded-For", ip).form(&form);
+        async move {
+            let reply: Value = request.send().await.unwrap().json().await.unwrap();
+            assert_eq!(reply["username"], "alice", "{reply}");
+        }
+    };
+    for ip in ["198.51.100.1", "198.51.100.1", "203.0.113.9", "198.51.100.1"] {
+        call_from(ip).await;
+        // Uses a moment apart, so the latest is clear.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    call_from("203.0.113.77").await;
+    assert_eq!(app.usage_hits(key, 5).await, 5);
+
+    let page = app.signed_in("alice", CHROME_UA).await.keys_page().await;
+    let block = page.key_block(key).unwrap();
+    let agent = "<span class=\"agent\">Moodle app 4.4 · Android 15</span>";
+    let line = block.lines().find(|l| l.contains(agent)).unwrap_or_else(|| panic!("{block}"));
+    assert!(line.contains("from <code>203.0.113.77</code>") && line.contains("(5 uses)"), "{line}");
+    assert_eq!(block.matches(agent).count(), 1, "one line per agent: {block}");
+}
+
+#[tokio::test]
 async fn a_registered_device_names_its_token_and_can_be_removed() {
     let app = spawn_app();
     app.create_user("alice", false);

@@ -33,6 +33,41 @@ pub fn active_for_user(conn: &mut DbConn, user_id: i64, now: NaiveDateTime) -> D
         .load(conn)?)
 }
 
+/// A user's active keys as a page lists them: how many there are of each type, and the newest
+/// `per_type` of each (all of the type `all_of`), so a person with a thousand keys costs a page
+/// a few dozen rows rather than a thousand.
+pub fn listed_for_user(
+    conn: &mut DbConn,
+    user_id: i64,
+    now: NaiveDateTime,
+    per_type: i64,
+    all_of: Option<&str>,
+) -> DbResult<(Vec<KeyRow>, Vec<(String, i64)>)> {
+    let active = || {
+        user_keys::table
+            .filter(user_keys::user_id.eq(user_id))
+            .filter(user_keys::revoked_at.is_null())
+            .filter(user_keys::valid_until.is_null().or(user_keys::valid_until.gt(now)))
+    };
+    let counts: Vec<(String, i64)> = active()
+        .group_by(user_keys::key_type)
+        .select((user_keys::key_type, diesel::dsl::count_star()))
+        .order(user_keys::key_type)
+        .load(conn)?;
+    let mut keys = Vec::new();
+    for (key_type, _) in &counts {
+        let newest = active()
+            .filter(user_keys::key_type.eq(key_type))
+            .order((user_keys::created_at.desc(), user_keys::id.desc()))
+            .select(KeyRow::as_select());
+        keys.extend(match all_of == Some(key_type.as_str()) {
+            true => newest.load(conn)?,
+            false => newest.limit(per_type).load(conn)?,
+        });
+    }
+    Ok((keys, counts))
+}
+
 /// Which of a user's keys a revocation applies to.
 #[derive(Clone, Debug)]
 pub enum Selection {

@@ -86,7 +86,8 @@ pub struct NewKey {
     pub valid_until: Option<NaiveDateTime>,
 }
 
-/// Use of a key by one agent, as a page reads it (the agent's text joined in).
+/// Use of a key by one agent, as a page reads it (the agent's text joined in): its latest use,
+/// the address of that use, and how many uses in all.
 #[derive(QueryableByName, Clone, Debug)]
 pub struct UsageRow {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -95,8 +96,6 @@ pub struct UsageRow {
     pub user_agent: String,
     #[diesel(sql_type = diesel::sql_types::Text)]
     pub ip: String,
-    #[diesel(sql_type = diesel::sql_types::Timestamp)]
-    pub first_seen: NaiveDateTime,
     #[diesel(sql_type = diesel::sql_types::Timestamp)]
     pub last_seen: NaiveDateTime,
     #[diesel(sql_type = diesel::sql_types::BigInt)]

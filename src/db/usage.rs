@@ -255,23 +255,26 @@ fn mark_last_used_pg(conn: &mut diesel::PgConnection, uses: &[(i64, NaiveDateTim
 /// address of the latest use, so a page reads one row per line it shows rather than every
 /// (agent, address) pair ever seen. Uses still in the pending log are not in it yet.
 pub fn summary_for_keys(conn: &mut DbConn, key_ids: &[i64]) -> DbResult<Vec<UsageRow>> {
+    // The address of the latest use is picked while grouping, not by joining the groups back to
+    // their rows (which reads every row twice, and once per address used at the same instant).
+    // SQLite takes a bare column from the row that holds the one MAX() of the query.
+    let latest_ip = match conn {
+        DbConn::Sqlite(_) => "ip",
+        DbConn::Pg(_) => "(array_agg(ip ORDER BY last_seen DESC))[1]",
+    };
     let mut rows: Vec<UsageRow> = Vec::new();
     for chunk in key_ids.chunks(500) {
         // The ids are integers read from the database, written into the statement as numbers.
         let ids = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
         let sql = format!(
-            "SELECT u.key_id, a.agent AS user_agent, u.ip, g.first_seen, g.last_seen, g.hits \
-             FROM (SELECT key_id, agent_id, MIN(first_seen) AS first_seen, MAX(last_seen) AS last_seen, \
+            "SELECT g.key_id, a.agent AS user_agent, g.ip, g.last_seen, g.hits \
+             FROM (SELECT key_id, agent_id, {latest_ip} AS ip, MAX(last_seen) AS last_seen, \
                           CAST(SUM(hits) AS BIGINT) AS hits \
                    FROM key_usage WHERE key_id IN ({ids}) GROUP BY key_id, agent_id) g \
-             JOIN key_usage u ON u.key_id = g.key_id AND u.agent_id = g.agent_id AND u.last_seen = g.last_seen \
              JOIN user_agents a ON a.id = g.agent_id"
         );
         rows.extend(diesel::sql_query(sql).load::<UsageRow>(conn)?);
     }
-    // Two addresses used at the very same instant: keep one.
-    rows.sort_by(|a, b| (a.key_id, &a.user_agent, &a.ip).cmp(&(b.key_id, &b.user_agent, &b.ip)));
-    rows.dedup_by(|a, b| a.key_id == b.key_id && a.user_agent == b.user_agent);
     Ok(rows)
 }
 

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 pub struct AgentUse {
     pub agent: String,
     pub last_seen: NaiveDateTime,
-    pub first_seen: NaiveDateTime,
     pub last_ip: String,
     pub hits: i64,
 }
@@ -25,12 +24,10 @@ pub fn summarise(rows: &[UsageRow]) -> HashMap<i64, Vec<AgentUse>> {
         let entry = uses.entry(agent.clone()).or_insert_with(|| AgentUse {
             agent,
             last_seen: row.last_seen,
-            first_seen: row.first_seen,
             last_ip: row.ip.clone(),
             hits: 0,
         });
         entry.hits += row.hits;
-        entry.first_seen = entry.first_seen.min(row.first_seen);
         if row.last_seen > entry.last_seen {
             entry.last_seen = row.last_seen;
             entry.last_ip = row.ip.clone();

@@ -32,7 +32,7 @@ pub struct PageQuery {
 
 /// Keys listed per type before "Show all": the page stays quick and readable for a person with
 /// hundreds of keys.
-const KEYS_PER_TYPE: usize = 25;
+const KEYS_PER_TYPE: i64 = 25;
 
 #[derive(Deserialize)]
 pub struct ActionForm {
@@ -234,7 +234,8 @@ async fn list_page(state: &State, session: &CurrentSession, revoked: Option<usiz
     let (keys, counts, usage, switches, creators) = state
         .db
         .read(move |conn| {
-            let (keys, counts) = listed_keys(crate::db::keys::active_for_user(conn, user_id, now)?, show.as_deref());
+            let (keys, counts) = crate::db::keys::listed_for_user(conn, user_id, now, KEYS_PER_TYPE, show.as_deref())?;
+            let counts: HashMap<String, usize> = counts.into_iter().map(|(t, n)| (t, n as usize)).collect();
             let ids: Vec<i64> = keys.iter().map(|k| k.id).collect();
             let usage = crate::db::usage::summary_for_keys(conn, &ids)?;
             let switches = SiteSwitches::read(conn)?;
@@ -258,21 +259,6 @@ async fn list_page(state: &State, session: &CurrentSession, revoked: Option<usiz
     ctx.insert("revoked", &revoked);
     ctx.insert("key_count", &counts.values().sum::<usize>());
     render(&state.templates, "managetoken.html", &ctx)
-}
-
-/// The keys to list (the newest `KEYS_PER_TYPE` of each type, all of the type in `show`), and
-/// how many each type has.
-fn listed_keys(keys: Vec<KeyRow>, show: Option<&str>) -> (Vec<KeyRow>, HashMap<String, usize>) {
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    let listed = keys
-        .into_iter()
-        .filter(|k| {
-            let n = counts.entry(k.key_type.clone()).or_default();
-            *n += 1;
-            *n <= KEYS_PER_TYPE || show == Some(k.key_type.as_str())
-        })
-        .collect();
-    (listed, counts)
 }
 
 fn group_keys(

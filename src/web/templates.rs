@@ -7,7 +7,6 @@ pub fn load() -> anyhow::Result<tera::Tera> {
     let mut tera = tera::Tera::default();
     tera.add_raw_templates(vec![
         ("base.html", include_str!("../../templates/base.html")),
-        ("macros.html", include_str!("../../templates/macros.html")),
         ("login.html", include_str!("../../templates/login.html")),
         ("managetoken.html", include_str!("../../templates/managetoken.html")),
         ("confirm.html", include_str!("../../templates/confirm.html")),
