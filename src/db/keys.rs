@@ -189,6 +189,8 @@ pub fn active_tokens_after(conn: &mut DbConn, after_id: i64, limit: i64, now: Na
         .inner_join(users::table)
         .filter(user_keys::id.gt(after_id))
         .filter(user_keys::key_type.eq(crate::keys::WEBSERVICE_TOKEN))
+        // A token without a service opens nothing.
+        .filter(user_keys::service_id.is_not_null())
         .filter(user_keys::revoked_at.is_null())
         .filter(user_keys::valid_until.is_null().or(user_keys::valid_until.gt(now)))
         .order(user_keys::id)

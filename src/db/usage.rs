@@ -121,23 +121,38 @@ pub fn backlog(conn: &mut DbConn) -> DbResult<(usize, i64)> {
 }
 
 #[derive(QueryableByName)]
-struct PendingBatch {
+struct PendingId {
     #[diesel(sql_type = BigInt)]
     id: i64,
+}
+
+#[derive(QueryableByName)]
+struct PendingUses {
     #[diesel(sql_type = diesel::sql_types::Binary)]
     uses: Vec<u8>,
 }
 
-/// The oldest pending batches, up to `limit`, packed (see `unpack`), to fold (call inside a transaction). On
+/// The oldest pending batches' ids, up to `limit`, to fold (call inside a transaction). On
 /// PostgreSQL they stay locked until it ends, and batches another instance is folding are
 /// skipped: each batch is folded exactly once.
-pub fn take_pending(conn: &mut DbConn, limit: i64) -> DbResult<Vec<(i64, Vec<u8>)>> {
+pub fn take_pending(conn: &mut DbConn, limit: i64) -> DbResult<Vec<i64>> {
     let sql = match conn {
-        DbConn::Sqlite(_) => "SELECT id, uses FROM key_usage_pending ORDER BY id LIMIT ?",
-        DbConn::Pg(_) => "SELECT id, uses FROM key_usage_pending ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        DbConn::Sqlite(_) => "SELECT id FROM key_usage_pending ORDER BY id LIMIT ?",
+        DbConn::Pg(_) => "SELECT id FROM key_usage_pending ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
     };
-    let batches: Vec<PendingBatch> = diesel::sql_query(sql).bind::<BigInt, _>(limit).load(conn)?;
-    Ok(batches.into_iter().map(|b| (b.id, b.uses)).collect())
+    let batches: Vec<PendingId> = diesel::sql_query(sql).bind::<BigInt, _>(limit).load(conn)?;
+    Ok(batches.into_iter().map(|b| b.id).collect())
+}
+
+/// One pending batch's uses, packed (see `unpack`): read one at a time, so a fold holds one
+/// batch in memory beside what it has merged.
+pub fn pending_batch(conn: &mut DbConn, id: i64) -> DbResult<Vec<u8>> {
+    let sql = match conn {
+        DbConn::Sqlite(_) => "SELECT uses FROM key_usage_pending WHERE id = ?",
+        DbConn::Pg(_) => "SELECT uses FROM key_usage_pending WHERE id = $1",
+    };
+    let batch: Option<PendingUses> = diesel::sql_query(sql).bind::<BigInt, _>(id).get_result(conn).optional()?;
+    Ok(batch.map(|b| b.uses).unwrap_or_default())
 }
 
 pub fn remove_pending(conn: &mut DbConn, ids: &[i64]) -> DbResult<()> {

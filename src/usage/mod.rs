@@ -30,19 +30,29 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 const SMALL_BACKLOG: i64 = 5_000;
 
 /// Under load the log is folded this often: the longer the wait, the more uses of each key are
-/// merged before the random-access upserts.
-const FOLD_EVERY: Duration = Duration::from_secs(10);
+/// merged before the random-access upserts, which cost the database most of what usage costs
+/// it. On SQLite a fold holds the one writer, so it goes in short steps and gains little from
+/// waiting; PostgreSQL folds a whole interval at once, and waits longer.
+fn fold_every(db: &Db) -> Duration {
+    match db.backend() {
+        crate::db::Backend::Sqlite => Duration::from_secs(10),
+        crate::db::Backend::Postgres => Duration::from_secs(30),
+    }
+}
 
 /// Pending rows (one flush each) folded per transaction. On SQLite a fold holds the one writer,
 /// so it takes half a second's worth and appends keep their pace; on PostgreSQL appends do not
-/// wait for it, so it takes five seconds' worth and merges more uses of each key before
-/// writing (memory bounds it: a row under load is about half a megabyte).
+/// wait for it, so it takes everything due (bounded by `MAX_MERGED`).
 fn rows_per_fold(db: &Db) -> i64 {
     match db.backend() {
         crate::db::Backend::Sqlite => 2,
-        crate::db::Backend::Postgres => 20,
+        crate::db::Backend::Postgres => 1_000,
     }
 }
+
+/// A fold stops taking batches once it has merged this many (key, agent, address) rows, which
+/// bounds its memory (about 150 bytes a row) however busy the site and however many keys.
+const MAX_MERGED: usize = 150_000;
 
 /// How long one tick of the folder goes on before leaving the rest to the next tick.
 const FOLD_TICK_BUDGET: Duration = Duration::from_millis(500);
@@ -222,7 +232,7 @@ impl UsageRecorder {
             },
             _ => lock(&self.folding),
         };
-        let rows_per_fold = rows_per_fold(db);
+        let (rows_per_fold, fold_every) = (rows_per_fold(db), fold_every(db));
         let started = Instant::now();
         let mut folded = 0;
         loop {
@@ -231,7 +241,7 @@ impl UsageRecorder {
                 if batches == 0 {
                     return Ok(None);
                 }
-                let interval_passed = state.last_fold.is_none_or(|t| t.elapsed() >= FOLD_EVERY);
+                let interval_passed = state.last_fold.is_none_or(|t| t.elapsed() >= fold_every);
                 let due = match how {
                     Fold::All => true,
                     Fold::IfSmall => uses <= SMALL_BACKLOG,
@@ -244,9 +254,16 @@ impl UsageRecorder {
                 if taken.is_empty() {
                     return Ok(None); // another instance is folding them
                 }
-                let ids: Vec<i64> = taken.iter().map(|(id, _)| *id).collect();
-                let merged = merge(taken.iter().flat_map(|(_, packed)| crate::db::usage::unpack(packed)));
-                drop(taken);
+                let mut merged = Merged::default();
+                let mut ids = Vec::with_capacity(taken.len());
+                for id in taken {
+                    merged.add(crate::db::usage::unpack(&crate::db::usage::pending_batch(conn, id)?));
+                    ids.push(id);
+                    if merged.len() >= MAX_MERGED {
+                        break;
+                    }
+                }
+                let merged = merged.into_sorted();
                 crate::db::usage::add_uses(conn, &merged)?;
                 crate::db::usage::remove_pending(conn, &ids)?;
                 Ok(Some((merged, batches > ids.len())))
@@ -269,7 +286,7 @@ impl UsageRecorder {
     }
 
     /// Before a page reads usage: this instance's uses written, and folded unless the site is
-    /// so busy that the log is long (then the page shows usage up to `FOLD_EVERY` old).
+    /// so busy that the log is long (then the page shows usage up to `fold_every` old).
     pub async fn settle(self: &Arc<Self>, db: &Db) -> DbResult<()> {
         let (recorder, db) = (self.clone(), db.clone());
         actix_web::web::block(move || {
@@ -347,19 +364,32 @@ impl UsageRecorder {
     }
 }
 
-/// One row per (key, agent, address), in key order.
-fn merge(uses: impl Iterator<Item = KeyUse>) -> Vec<KeyUse> {
-    let mut merged: HashMap<(i64, i64, IpAddr), Pending> = HashMap::new();
-    for u in uses {
-        let p = Pending { first_seen: u.first_seen, last_seen: u.last_seen, hits: u.hits };
-        merged.entry((u.key_id, u.agent_id, u.ip)).and_modify(|m| m.merge(p)).or_insert(p);
+/// Uses merged to one row per (key, agent, address).
+#[derive(Default)]
+struct Merged(HashMap<(i64, i64, IpAddr), Pending>);
+
+impl Merged {
+    fn add(&mut self, uses: impl Iterator<Item = KeyUse>) {
+        for u in uses {
+            let p = Pending { first_seen: u.first_seen, last_seen: u.last_seen, hits: u.hits };
+            self.0.entry((u.key_id, u.agent_id, u.ip)).and_modify(|m| m.merge(p)).or_insert(p);
+        }
     }
-    let mut rows: Vec<KeyUse> = merged
-        .into_iter()
-        .map(|((key_id, agent_id, ip), p)| KeyUse { key_id, agent_id, ip, first_seen: p.first_seen, last_seen: p.last_seen, hits: p.hits })
-        .collect();
-    rows.sort_unstable_by_key(|u| (u.key_id, u.agent_id, u.ip));
-    rows
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// In key order, so that neighbouring upserts share pages.
+    fn into_sorted(self) -> Vec<KeyUse> {
+        let mut rows: Vec<KeyUse> = self
+            .0
+            .into_iter()
+            .map(|((key_id, agent_id, ip), p)| KeyUse { key_id, agent_id, ip, first_seen: p.first_seen, last_seen: p.last_seen, hits: p.hits })
+            .collect();
+        rows.sort_unstable_by_key(|u| (u.key_id, u.agent_id, u.ip));
+        rows
+    }
 }
 
 /// The threads that write usage in the background, apart from the blocking pool, so requests
@@ -435,4 +465,24 @@ fn latest_use_per_key(uses: &[KeyUse]) -> HashMap<i64, (NaiveDateTime, IpAddr)> 
         }
     }
     latest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_uses_add_up_per_key_agent_and_address_in_key_order() {
+        let at = |s: i64| chrono::DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap().naive_utc();
+        let (home, work): (IpAddr, IpAddr) = ("198.51.100.1".parse().unwrap(), "203.0.113.9".parse().unwrap());
+        let used = |key_id, agent_id, ip, first, last, hits| KeyUse { key_id, agent_id, ip, first_seen: at(first), last_seen: at(last), hits };
+        let mut merged = Merged::default();
+        merged.add([used(9, 1, home, 5, 6, 2), used(3, 1, home, 1, 1, 1)].into_iter());
+        merged.add([used(9, 1, home, 2, 3, 4), used(9, 1, work, 7, 7, 1), used(9, 2, home, 8, 8, 1)].into_iter());
+        assert_eq!(merged.len(), 4);
+        assert_eq!(
+            merged.into_sorted(),
+            vec![used(3, 1, home, 1, 1, 1), used(9, 1, home, 2, 6, 6), used(9, 1, work, 7, 7, 1), used(9, 2, home, 8, 8, 1)]
+        );
+    }
 }
