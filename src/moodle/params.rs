@@ -32,6 +32,18 @@ impl Params {
                 if count > MAX_PARAMS {
                     return Err(MoodleError::invalid_parameter("Too many parameters."));
                 }
+                // Plain names (nearly all of them) go straight in; only `a[b]` names are split.
+                if !key.contains('[') {
+                    if key.is_empty() {
+                        continue;
+                    }
+                    let name = key.into_owned();
+                    if source_is_query {
+                        params.from_query.push(name.clone());
+                    }
+                    params.root.insert(name, Param::Value(value.into_owned()));
+                    continue;
+                }
                 let path = split_key(&key);
                 if path.is_empty() || path.len() > MAX_DEPTH {
                     continue;
@@ -47,6 +59,15 @@ impl Params {
 
     pub fn remove(&mut self, name: &str) -> Option<Param> {
         self.root.remove(name)
+    }
+
+    /// Takes a scalar parameter out, if present.
+    pub fn take_text(&mut self, name: &str) -> Result<Option<String>, MoodleError> {
+        self.text(name)?;
+        Ok(match self.root.remove(name) {
+            Some(Param::Value(v)) => Some(v),
+            _ => None,
+        })
     }
 
     pub fn came_in_query(&self, name: &str) -> bool {

@@ -54,11 +54,9 @@ pub async fn rest(state: State, req: HttpRequest, payload: web::Payload) -> Http
 }
 
 async fn call(state: &State, mut params: Params, client: &ClientInfo) -> Result<functions::Reply, MoodleError> {
-    let wstoken = params.text("wstoken")?.map(str::to_owned);
-    let function = params.text("wsfunction")?.map(str::to_owned);
-    for name in ["wstoken", "wsfunction", "moodlewsrestformat"] {
-        params.remove(name);
-    }
+    let wstoken = params.take_text("wstoken")?;
+    let function = params.take_text("wsfunction")?;
+    params.remove("moodlewsrestformat");
     let settings: Vec<String> = params.names().filter(|n| n.starts_with("moodlewssetting")).cloned().collect();
     for name in settings {
         params.remove(&name);

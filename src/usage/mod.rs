@@ -11,6 +11,10 @@ use crate::db::usage::KeyUse;
 use crate::db::{Db, DbResult};
 use chrono::NaiveDateTime;
 use std::collections::HashMap;
+
+/// Maps on the path of every use: foldhash is several times quicker than SipHash on agents'
+/// long strings, and seeded per process, so clients cannot aim collisions at it.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -68,13 +72,13 @@ const MARKS_PER_WRITE: usize = 1_000;
 pub struct UsageRecorder {
     /// Keyed by (key, address) so that recording a use allocates nothing once the agent is known;
     /// split by key into shards, so that request threads seldom wait for each other.
-    pending: [Mutex<HashMap<(i64, IpAddr), Vec<(String, Pending)>>>; SHARDS],
+    pending: [Mutex<FastMap<(i64, IpAddr), Vec<(String, Pending)>>>; SHARDS],
     /// When this instance last wrote each key's "last used".
-    last_used_written: Mutex<HashMap<i64, NaiveDateTime>>,
+    last_used_written: Mutex<FastMap<i64, NaiveDateTime>>,
     /// "Last used" moves due, for keys whose uses are folded, written a thousand at a time.
-    last_used_due: Mutex<HashMap<i64, (NaiveDateTime, IpAddr)>>,
+    last_used_due: Mutex<FastMap<i64, (NaiveDateTime, IpAddr)>>,
     /// User agents' numbers in `user_agents`.
-    agent_ids: Mutex<HashMap<String, i64>>,
+    agent_ids: Mutex<FastMap<String, i64>>,
     folding: Mutex<FoldState>,
 }
 
@@ -149,7 +153,7 @@ impl UsageRecorder {
             .iter()
             .flat_map(|shard| {
                 let mut shard = lock(shard);
-                let room = HashMap::with_capacity(shard.len());
+                let room = FastMap::with_capacity_and_hasher(shard.len(), Default::default());
                 std::mem::replace(&mut *shard, room)
             })
             .collect()
@@ -366,7 +370,7 @@ impl UsageRecorder {
 
 /// Uses merged to one row per (key, agent, address).
 #[derive(Default)]
-struct Merged(HashMap<(i64, i64, IpAddr), Pending>);
+struct Merged(FastMap<(i64, i64, IpAddr), Pending>);
 
 impl Merged {
     fn add(&mut self, uses: impl Iterator<Item = KeyUse>) {
@@ -456,8 +460,8 @@ impl UsageWriter {
     }
 }
 
-fn latest_use_per_key(uses: &[KeyUse]) -> HashMap<i64, (NaiveDateTime, IpAddr)> {
-    let mut latest: HashMap<i64, (NaiveDateTime, IpAddr)> = HashMap::new();
+fn latest_use_per_key(uses: &[KeyUse]) -> FastMap<i64, (NaiveDateTime, IpAddr)> {
+    let mut latest: FastMap<i64, (NaiveDateTime, IpAddr)> = FastMap::default();
     for u in uses {
         let entry = latest.entry(u.key_id).or_insert((u.last_seen, u.ip));
         if u.last_seen > entry.0 {
