@@ -63,10 +63,18 @@ const FOLD_TICK_BUDGET: Duration = Duration::from_millis(500);
 
 const SHARDS: usize = 16;
 
-/// Key rows whose "last used" one transaction rewrites at most: after a start under load every
-/// key is due at once, and rewriting every key row (and its indexes) in one go would hold the
-/// writer for seconds.
-const MARKS_PER_WRITE: usize = 1_000;
+/// Key rows whose "last used" one transaction rewrites at most, four times a second: after a
+/// start under load every key is due at once, and rewriting every key row (and its indexes) in
+/// one go would hold the writer for seconds. PostgreSQL writes a new version of the row and of
+/// each of its ten index entries for every move (about 0.1 ms of the server's CPU), so it takes
+/// a thousand a second, which leaves the database to the requests; with more keys than that in
+/// constant use, their "last used" moves a little less often than once a minute.
+fn marks_per_write(db: &Db) -> usize {
+    match db.backend() {
+        crate::db::Backend::Sqlite => 1_000,
+        crate::db::Backend::Postgres => 250,
+    }
+}
 
 #[derive(Default)]
 pub struct UsageRecorder {
@@ -76,7 +84,7 @@ pub struct UsageRecorder {
     /// When this instance last wrote each key's "last used".
     last_used_written: Mutex<FastMap<i64, NaiveDateTime>>,
     /// "Last used" moves due, for keys whose uses are folded, written a thousand at a time.
-    last_used_due: Mutex<FastMap<i64, (NaiveDateTime, IpAddr)>>,
+    last_used_due: Mutex<DueMarks>,
     /// User agents' numbers in `user_agents`.
     agent_ids: Mutex<FastMap<String, i64>>,
     folding: Mutex<FoldState>,
@@ -336,35 +344,68 @@ impl UsageRecorder {
         for (id, (at, ip)) in latest_use_per_key(uses) {
             if written.get(&id).is_none_or(|w| (at - *w).num_seconds() >= LAST_USED_GRANULARITY_SECONDS) {
                 written.insert(id, at);
-                let entry = due.entry(id).or_insert((at, ip));
-                if at >= entry.0 {
-                    *entry = (at, ip);
-                }
+                due.note(id, at, ip);
             }
         }
     }
 
-    /// Writes up to `MARKS_PER_WRITE` due "last used" moves in one transaction; returns how
+    /// Writes up to `marks_per_write` due "last used" moves in one transaction; returns how
     /// many are still due.
     pub fn write_last_used_blocking(&self, db: &Db) -> DbResult<usize> {
-        let marks: Vec<(i64, NaiveDateTime, IpAddr)> = {
-            let mut due = lock(&self.last_used_due);
-            let mut ids: Vec<i64> = due.keys().copied().collect();
-            ids.sort_unstable();
-            ids.truncate(MARKS_PER_WRITE);
-            ids.into_iter().filter_map(|id| due.remove(&id).map(|(at, ip)| (id, at, ip))).collect()
-        };
+        let marks = lock(&self.last_used_due).take_oldest(marks_per_write(db));
         if marks.is_empty() {
             return Ok(0);
         }
         if let Err(e) = db.write_quietly(|conn| crate::db::usage::mark_last_used(conn, &marks)) {
             let mut due = lock(&self.last_used_due);
             for (id, at, ip) in marks {
-                due.entry(id).or_insert((at, ip));
+                due.note(id, at, ip);
             }
             return Err(e);
         }
         Ok(lock(&self.last_used_due).len())
+    }
+}
+
+/// "Last used" moves waiting to be written, first due first written, so that under sustained
+/// load no key waits behind others that keep falling due.
+#[derive(Default)]
+struct DueMarks {
+    latest: FastMap<i64, (NaiveDateTime, IpAddr)>,
+    order: std::collections::VecDeque<i64>,
+}
+
+impl DueMarks {
+    /// A key's latest use is due; a key already waiting keeps its place and takes the later use.
+    fn note(&mut self, id: i64, at: NaiveDateTime, ip: IpAddr) {
+        match self.latest.entry(id) {
+            std::collections::hash_map::Entry::Occupied(mut waiting) => {
+                if at >= waiting.get().0 {
+                    waiting.insert((at, ip));
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(new) => {
+                new.insert((at, ip));
+                self.order.push_back(id);
+            }
+        }
+    }
+
+    /// The `n` longest due, in key order (neighbouring rows share pages).
+    fn take_oldest(&mut self, n: usize) -> Vec<(i64, NaiveDateTime, IpAddr)> {
+        let mut marks: Vec<(i64, NaiveDateTime, IpAddr)> = Vec::with_capacity(n.min(self.order.len()));
+        while marks.len() < n {
+            let Some(id) = self.order.pop_front() else { break };
+            if let Some((at, ip)) = self.latest.remove(&id) {
+                marks.push((id, at, ip));
+            }
+        }
+        marks.sort_unstable_by_key(|(id, _, _)| *id);
+        marks
+    }
+
+    fn len(&self) -> usize {
+        self.latest.len()
     }
 }
 
@@ -474,6 +515,23 @@ fn latest_use_per_key(uses: &[KeyUse]) -> FastMap<i64, (NaiveDateTime, IpAddr)> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn due_marks_are_written_first_due_first_with_each_keys_latest_use() {
+        let at = |s: i64| chrono::DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap().naive_utc();
+        let (home, work): (IpAddr, IpAddr) = ("198.51.100.1".parse().unwrap(), "203.0.113.9".parse().unwrap());
+        let mut due = DueMarks::default();
+        due.note(30, at(1), home);
+        due.note(10, at(2), home);
+        due.note(20, at(3), home);
+        due.note(30, at(4), work);
+        due.note(30, at(0), home);
+        assert_eq!(due.take_oldest(2), vec![(10, at(2), home), (30, at(4), work)]);
+        due.note(5, at(5), home);
+        assert_eq!(due.len(), 2);
+        assert_eq!(due.take_oldest(10), vec![(5, at(5), home), (20, at(3), home)]);
+        assert!(due.take_oldest(10).is_empty());
+    }
 
     #[test]
     fn merged_uses_add_up_per_key_agent_and_address_in_key_order() {
