@@ -22,12 +22,17 @@ pub fn find(conn: &mut DbConn, id: i64) -> DbResult<Option<KeyRow>> {
     Ok(user_keys::table.find(id).select(KeyRow::as_select()).first(conn).optional()?)
 }
 
-/// Keys that still open the account: not revoked and not past their expiry.
-pub fn active_for_user(conn: &mut DbConn, user_id: i64, now: NaiveDateTime) -> DbResult<Vec<KeyRow>> {
-    Ok(user_keys::table
+/// A user's keys that still open the account: not revoked and not past their expiry.
+#[diesel::dsl::auto_type]
+fn active_of_user(user_id: i64, now: NaiveDateTime) -> _ {
+    user_keys::table
         .filter(user_keys::user_id.eq(user_id))
         .filter(user_keys::revoked_at.is_null())
         .filter(user_keys::valid_until.is_null().or(user_keys::valid_until.gt(now)))
+}
+
+pub fn active_for_user(conn: &mut DbConn, user_id: i64, now: NaiveDateTime) -> DbResult<Vec<KeyRow>> {
+    Ok(active_of_user(user_id, now)
         .order((user_keys::key_type, user_keys::created_at.desc(), user_keys::id.desc()))
         .select(KeyRow::as_select())
         .load(conn)?)
@@ -43,20 +48,14 @@ pub fn listed_for_user(
     per_type: i64,
     all_of: Option<&str>,
 ) -> DbResult<(Vec<KeyRow>, Vec<(String, i64)>)> {
-    let active = || {
-        user_keys::table
-            .filter(user_keys::user_id.eq(user_id))
-            .filter(user_keys::revoked_at.is_null())
-            .filter(user_keys::valid_until.is_null().or(user_keys::valid_until.gt(now)))
-    };
-    let counts: Vec<(String, i64)> = active()
+    let counts: Vec<(String, i64)> = active_of_user(user_id, now)
         .group_by(user_keys::key_type)
         .select((user_keys::key_type, diesel::dsl::count_star()))
         .order(user_keys::key_type)
         .load(conn)?;
     let mut keys = Vec::new();
     for (key_type, _) in &counts {
-        let newest = active()
+        let newest = active_of_user(user_id, now)
             .filter(user_keys::key_type.eq(key_type))
             .order((user_keys::created_at.desc(), user_keys::id.desc()))
             .select(KeyRow::as_select());

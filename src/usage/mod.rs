@@ -11,13 +11,13 @@ use crate::db::usage::KeyUse;
 use crate::db::{Db, DbResult};
 use chrono::NaiveDateTime;
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Maps on the path of every use: foldhash is several times quicker than SipHash on agents'
 /// long strings, and seeded per process, so clients cannot aim collisions at it.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 /// Longest user agent kept; longer ones are cut so one client cannot bloat the log.
 const MAX_AGENT_LEN: usize = 512;
