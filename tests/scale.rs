@@ -78,6 +78,47 @@ async fn usage_from_two_instances_adds_up_exactly() {
     assert_eq!(a.usage_hits(key, 100).await, 100, "nothing lost, nothing doubled");
 }
 
+/// A fold of more merged rows than one transaction takes goes through pieces of the pending log,
+/// whichever instance folds them: every use is counted once and the log ends empty.
+#[tokio::test]
+async fn a_fold_too_large_for_one_transaction_counts_every_use_once() {
+    let a = first_instance();
+    a.create_user("alice", false);
+    let token = a.ws_client(MOODLE_APP_UA).token("alice", &[]).await;
+    let key = a.key_of(&token).id;
+    // A second instance's recorder: 12,000 addresses, one use each, some used twice.
+    let recorder = userkeys::usage::UsageRecorder::default();
+    let at = userkeys::domain::time::now();
+    for i in 0..12_000u32 {
+        let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        recorder.record(key, MOODLE_APP_UA, ip, at);
+        if i % 1000 == 0 {
+            recorder.record(key, MOODLE_APP_UA, ip, at);
+        }
+    }
+    assert_eq!(recorder.flush_blocking(&a.db).expect("flush"), 12_000);
+    recorder.fold_blocking(&a.db, userkeys::usage::Fold::All).expect("fold");
+    // The first instance's own folder may have taken the batch first: wait for it to finish.
+    let mut folded = (0, 0, -1);
+    for _ in 0..50 {
+        folded = a.with_db(|conn| {
+            use diesel::prelude::*;
+            use userkeys::db::schema::{key_usage, key_usage_pending};
+            let hits: Vec<i64> = key_usage::table.filter(key_usage::key_id.eq(key)).select(key_usage::hits).load(conn)?;
+            let pending: i64 = key_usage_pending::table.count().get_result(conn)?;
+            Ok((hits.len(), hits.iter().sum::<i64>(), pending))
+        });
+        if folded.2 == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (rows, hits, pending) = folded;
+    assert_eq!((rows, hits), (12_000, 12_012), "one row per address, each use counted once");
+    assert_eq!(pending, 0, "every piece folded");
+    assert_eq!(a.with_db(|conn| userkeys::db::usage::total_hits(conn, key)), 12_012);
+}
+
 #[tokio::test]
 async fn revoking_while_in_use_ends_revoked_never_resurrected() {
     let a = first_instance();

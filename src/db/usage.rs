@@ -22,7 +22,7 @@ pub struct KeyUse {
 
 /// A packed record: key, agent, address (16 bytes, IPv4 mapped), first and last use (µs since
 /// the epoch) and hits, little-endian.
-const RECORD: usize = 8 + 8 + 16 + 8 + 8 + 8;
+pub const RECORD: usize = 8 + 8 + 16 + 8 + 8 + 8;
 
 pub fn pack(uses: &[KeyUse]) -> Vec<u8> {
     let mut out = Vec::with_capacity(uses.len() * RECORD);
@@ -106,12 +106,12 @@ pub fn agent_ids(conn: &mut DbConn, agents: &[&str]) -> DbResult<HashMap<String,
     Ok(ids)
 }
 
-/// Appends one flush's uses to the pending log as a single row: one small sequential write.
-pub fn append(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<()> {
-    diesel::insert_into(key_usage_pending::table)
+/// Appends uses to the pending log as a single row, one small sequential write; returns its id.
+pub fn append(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<i64> {
+    Ok(diesel::insert_into(key_usage_pending::table)
         .values((key_usage_pending::use_count.eq(uses.len() as i64), key_usage_pending::uses.eq(pack(uses))))
-        .execute(conn)?;
-    Ok(())
+        .returning(key_usage_pending::id)
+        .get_result(conn)?)
 }
 
 /// How many flushes, and how many uses in all, wait in the pending log.
@@ -142,6 +142,17 @@ pub fn take_pending(conn: &mut DbConn, limit: i64) -> DbResult<Vec<i64>> {
     };
     let batches: Vec<PendingId> = diesel::sql_query(sql).bind::<BigInt, _>(limit).load(conn)?;
     Ok(batches.into_iter().map(|b| b.id).collect())
+}
+
+/// Takes one pending batch to fold (call inside a transaction): false if it is gone, or if
+/// another instance holds it (PostgreSQL), so that it is folded exactly once.
+pub fn claim_pending(conn: &mut DbConn, id: i64) -> DbResult<bool> {
+    let sql = match conn {
+        DbConn::Sqlite(_) => "SELECT id FROM key_usage_pending WHERE id = ?",
+        DbConn::Pg(_) => "SELECT id FROM key_usage_pending WHERE id = $1 FOR UPDATE SKIP LOCKED",
+    };
+    let found: Vec<PendingId> = diesel::sql_query(sql).bind::<BigInt, _>(id).load(conn)?;
+    Ok(!found.is_empty())
 }
 
 /// One pending batch's uses, packed (see `unpack`): read one at a time, so a fold holds one

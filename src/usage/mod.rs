@@ -35,8 +35,7 @@ const SMALL_BACKLOG: i64 = 5_000;
 
 /// Under load the log is folded this often: the longer the wait, the more uses of each key are
 /// merged before the random-access upserts, which cost the database most of what usage costs
-/// it. On SQLite a fold holds the one writer, so it goes in short steps and gains little from
-/// waiting; PostgreSQL folds a whole interval at once, and waits longer.
+/// it. PostgreSQL waits longer, as its folds run beside the requests' own queries.
 fn fold_every(db: &Db) -> Duration {
     match db.backend() {
         crate::db::Backend::Sqlite => Duration::from_secs(10),
@@ -44,19 +43,22 @@ fn fold_every(db: &Db) -> Duration {
     }
 }
 
-/// Pending rows (one flush each) folded per transaction. On SQLite a fold holds the one writer,
-/// so it takes half a second's worth and appends keep their pace; on PostgreSQL appends do not
-/// wait for it, so it takes everything due (bounded by `MAX_MERGED`).
-fn rows_per_fold(db: &Db) -> i64 {
-    match db.backend() {
-        crate::db::Backend::Sqlite => 2,
-        crate::db::Backend::Postgres => 1_000,
-    }
-}
+/// Pending batches (one flush each) one fold takes at most.
+const BATCHES_PER_FOLD: i64 = 1_000;
 
 /// A fold stops taking batches once it has merged this many (key, agent, address) rows, which
-/// bounds its memory (about 150 bytes a row) however busy the site and however many keys.
+/// bounds its memory (about 150 bytes a row) however busy the site and however many keys…
 const MAX_MERGED: usize = 150_000;
+
+/// …or once it has read this many uses, which bounds how long it holds SQLite's one writer
+/// while merging (about 50 ns a use).
+const MAX_READ_USES: i64 = 2_000_000;
+
+/// Upserts one transaction makes at most. More merged rows than this are written back to the
+/// pending log as pieces of this size, in key order, in place of the batches they merge; each
+/// piece is then folded in a transaction of its own, so that a fold never holds SQLite's writer
+/// for long (about 10 µs an upsert) while every piece stays folded exactly once.
+const PIECE_ROWS: usize = 5_000;
 
 /// How long one tick of the folder goes on before leaving the rest to the next tick.
 const FOLD_TICK_BUDGET: Duration = Duration::from_millis(500);
@@ -95,6 +97,16 @@ struct FoldState {
     last_fold: Option<Instant>,
     /// A fold left batches behind: the next tick goes on at once.
     catching_up: bool,
+    /// Pieces of a merged fold still to be folded, in key order.
+    pieces: std::collections::VecDeque<i64>,
+}
+
+/// What one transaction of a fold did.
+enum FoldStep {
+    /// Upserted these merged uses.
+    Folded(Vec<KeyUse>),
+    /// Wrote the merged uses back as pieces (their pending ids), to be folded one by one.
+    Merged(Vec<i64>),
 }
 
 /// When the pending log is folded.
@@ -244,54 +256,84 @@ impl UsageRecorder {
             },
             _ => lock(&self.folding),
         };
-        let (rows_per_fold, fold_every) = (rows_per_fold(db), fold_every(db));
+        if how == Fold::IfSmall && !state.pieces.is_empty() {
+            return Ok(0);
+        }
+        let fold_every = fold_every(db);
         let started = Instant::now();
         let mut folded = 0;
         loop {
-            let step = db.write_quietly(|conn| {
-                let (batches, uses) = crate::db::usage::backlog(conn)?;
-                if batches == 0 {
-                    return Ok(None);
-                }
-                let interval_passed = state.last_fold.is_none_or(|t| t.elapsed() >= fold_every);
-                let due = match how {
-                    Fold::All => true,
-                    Fold::IfSmall => uses <= SMALL_BACKLOG,
-                    Fold::WhenDue => uses <= SMALL_BACKLOG || interval_passed || state.catching_up,
-                };
-                if !due {
-                    return Ok(None);
-                }
-                let taken = crate::db::usage::take_pending(conn, rows_per_fold)?;
-                if taken.is_empty() {
-                    return Ok(None); // another instance is folding them
-                }
-                let mut merged = Merged::default();
-                let mut ids = Vec::with_capacity(taken.len());
-                for id in taken {
-                    merged.add(crate::db::usage::unpack(&crate::db::usage::pending_batch(conn, id)?));
-                    ids.push(id);
-                    if merged.len() >= MAX_MERGED {
-                        break;
+            let step = match state.pieces.pop_front() {
+                Some(piece) => match db.write_quietly(|conn| fold_piece(conn, piece)) {
+                    Ok(uses) => FoldStep::Folded(uses),
+                    Err(e) => {
+                        state.pieces.push_front(piece);
+                        return Err(e);
                     }
+                },
+                None => {
+                    let merged = db.write_quietly(|conn| {
+                        let (batches, uses) = crate::db::usage::backlog(conn)?;
+                        if batches == 0 {
+                            return Ok(None);
+                        }
+                        let interval_passed = state.last_fold.is_none_or(|t| t.elapsed() >= fold_every);
+                        let due = match how {
+                            Fold::All => true,
+                            Fold::IfSmall => uses <= SMALL_BACKLOG,
+                            Fold::WhenDue => uses <= SMALL_BACKLOG || interval_passed || state.catching_up,
+                        };
+                        if !due {
+                            return Ok(None);
+                        }
+                        let taken = crate::db::usage::take_pending(conn, BATCHES_PER_FOLD)?;
+                        if taken.is_empty() {
+                            return Ok(None); // another instance is folding them
+                        }
+                        let mut merged = Merged::default();
+                        let mut ids = Vec::with_capacity(taken.len());
+                        let mut read = 0;
+                        for id in taken {
+                            let batch = crate::db::usage::pending_batch(conn, id)?;
+                            read += (batch.len() / crate::db::usage::RECORD) as i64;
+                            merged.add(crate::db::usage::unpack(&batch));
+                            ids.push(id);
+                            if merged.len() >= MAX_MERGED || read >= MAX_READ_USES {
+                                break;
+                            }
+                        }
+                        let merged = merged.into_sorted();
+                        let step = if merged.len() <= PIECE_ROWS {
+                            crate::db::usage::add_uses(conn, &merged)?;
+                            FoldStep::Folded(merged)
+                        } else {
+                            let pieces = merged.chunks(PIECE_ROWS).map(|piece| crate::db::usage::append(conn, piece)).collect::<DbResult<_>>()?;
+                            FoldStep::Merged(pieces)
+                        };
+                        crate::db::usage::remove_pending(conn, &ids)?;
+                        Ok(Some((step, batches > ids.len())))
+                    })?;
+                    let Some((step, more)) = merged else { break };
+                    state.catching_up = more;
+                    if !more {
+                        state.last_fold = Some(Instant::now());
+                    }
+                    step
                 }
-                let merged = merged.into_sorted();
-                crate::db::usage::add_uses(conn, &merged)?;
-                crate::db::usage::remove_pending(conn, &ids)?;
-                Ok(Some((merged, batches > ids.len())))
-            })?;
-            let Some((merged, more)) = step else { break };
-            // Only uses that are folded for good move a key's "last used".
-            self.note_last_used(&merged);
-            folded += merged.len();
-            state.catching_up = more;
-            if !more {
-                state.last_fold = Some(Instant::now());
+            };
+            match step {
+                // Only uses that are folded for good move a key's "last used".
+                FoldStep::Folded(uses) => {
+                    self.note_last_used(&uses);
+                    folded += uses.len();
+                }
+                FoldStep::Merged(pieces) => state.pieces.extend(pieces),
             }
+            let more = state.catching_up || !state.pieces.is_empty();
             if !more || (how != Fold::All && started.elapsed() >= FOLD_TICK_BUDGET) {
                 break;
             }
-            // Let a waiting append have the writer between two folds.
+            // Let a waiting append have the writer between two transactions.
             std::thread::yield_now();
         }
         Ok(folded)
@@ -365,6 +407,17 @@ impl UsageRecorder {
         }
         Ok(lock(&self.last_used_due).len())
     }
+}
+
+/// Folds one piece of a merged fold, unless another instance has folded it meanwhile.
+fn fold_piece(conn: &mut crate::db::DbConn, piece: i64) -> DbResult<Vec<KeyUse>> {
+    if !crate::db::usage::claim_pending(conn, piece)? {
+        return Ok(Vec::new());
+    }
+    let uses: Vec<KeyUse> = crate::db::usage::unpack(&crate::db::usage::pending_batch(conn, piece)?).collect();
+    crate::db::usage::add_uses(conn, &uses)?;
+    crate::db::usage::remove_pending(conn, &[piece])?;
+    Ok(uses)
 }
 
 /// "Last used" moves waiting to be written, first due first written, so that under sustained
