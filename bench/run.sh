@@ -30,7 +30,17 @@ BIN=target/release/userkeys
 SEED=target/release/examples/bench_seed
 
 WORK=$(mktemp -d /tmp/userkeys-bench.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${BENCH_KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"' EXIT
+NAME=
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  if [ -n "${BENCH_KEEP:-}" ]; then
+    echo "kept $WORK${NAME:+ and database $NAME}"
+    return
+  fi
+  rm -rf "$WORK"
+  [ -z "$NAME" ] || psql "$BENCH_POSTGRES" -qc "DROP DATABASE IF EXISTS $NAME WITH (FORCE)" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 if [ -n "${BENCH_POSTGRES:-}" ]; then
   NAME="userkeys_bench_$$"
   psql "$BENCH_POSTGRES" -qc "CREATE DATABASE $NAME" >/dev/null
@@ -57,7 +67,8 @@ peak_rss_mb() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$SERVER_PID/status
 
 # One request per token, each token with the agent of its one device, built before the run so
 # that the load generator spends its time sending rather than formatting.
-cat >"$WORK/validate.lua" <<LUA
+lua_calls() { # path → a wrk script sending the calls there
+cat <<LUA
 local agents = {
   "Mozilla/5.0 (Linux; Android 15; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36 MoodleMobile 4.4.0 (44004)",
   "Mozilla/5.0 (iPhone; CPU iPhone OS 18_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MoodleMobile 5.0.0 (50003)",
@@ -73,7 +84,7 @@ function init(args)
   math.randomseed(os.time() * 100 + (id or 0))
   for token in io.lines("$WORK/tokens.txt") do
     local body = "wstoken=" .. token .. "&wsfunction=core_webservice_get_site_info&moodlewsrestformat=json"
-    requests[#requests + 1] = wrk.format("POST", "/webservice/rest/server.php",
+    requests[#requests + 1] = wrk.format("POST", "$1",
       { ["Content-Type"] = "application/x-www-form-urlencoded", ["User-Agent"] = agents[#requests % #agents + 1] }, body)
   end
 end
@@ -81,6 +92,9 @@ request = function()
   return requests[math.random(#requests)]
 end
 LUA
+}
+lua_calls /webservice/rest/server.php >"$WORK/validate.lua"
+
 cat >"$WORK/signin.lua" <<LUA
 local n = 0
 request = function()
@@ -105,6 +119,10 @@ run_wrk() {
 }
 
 start_server
+# The same calls to a handler doing no work that answers as many bytes as site info does.
+ANSWER_BYTES=$(curl -s -d "wstoken=$(head -1 "$WORK/tokens.txt")&wsfunction=core_webservice_get_site_info&moodlewsrestformat=json" \
+  "$BASE/webservice/rest/server.php" | wc -c)
+lua_calls "/ping?bytes=$ANSWER_BYTES" >"$WORK/shaped.lua"
 echo "== warm-up"
 read -r _ _ _ W_TOTAL _ < <(run_wrk "$CONNECTIONS" -s "$WORK/validate.lua" "$BASE/webservice/rest/server.php")
 echo "== ceiling (/ping) and validated requests, $CONNECTIONS connections, $DURATION each, $ROUNDS rounds"
@@ -115,21 +133,26 @@ V_BAD=0
 for round in $(seq 1 "$ROUNDS"); do
   read -r C_RPS C_P50 C_P99 _ _ < <(run_wrk "$CONNECTIONS" "$BASE/ping")
   read -r V_RPS V_P50 V_P99 V_TOTAL BAD < <(run_wrk "$CONNECTIONS" -s "$WORK/validate.lua" "$BASE/webservice/rest/server.php")
+  read -r H_RPS H_P50 H_P99 _ _ < <(run_wrk "$CONNECTIONS" -s "$WORK/shaped.lua" "$BASE/ping")
   V_BAD=$((V_BAD + BAD))
   printf "%-28s %12.0f %10.2f %10.2f\n" "round $round: ceiling (/ping)" "$C_RPS" "$C_P50" "$C_P99"
   printf "%-28s %12.0f %10.2f %10.2f\n" "round $round: validated" "$V_RPS" "$V_P50" "$V_P99"
-  echo "$C_RPS $C_P99 $V_RPS $V_P99" >>"$WORK/rounds"
+  printf "%-28s %12.0f %10.2f %10.2f\n" "round $round: same-shaped no-op" "$H_RPS" "$H_P50" "$H_P99"
+  echo "$C_RPS $C_P99 $V_RPS $V_P99 $H_RPS $H_P99" >>"$WORK/rounds"
 done
 median() { sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 C_RPS=$(awk '{print $1}' "$WORK/rounds" | median); C_P99=$(awk '{print $2}' "$WORK/rounds" | median)
 V_RPS=$(awk '{print $3}' "$WORK/rounds" | median); V_P99=$(awk '{print $4}' "$WORK/rounds" | median)
 RATIO=$(awk '{print $3 / $1}' "$WORK/rounds" | median); P99_RATIO=$(awk '{print $4 / $2}' "$WORK/rounds" | median)
+SHAPED_RATIO=$(awk '{print $5 / $1}' "$WORK/rounds" | median); OURS_RATIO=$(awk '{print $3 / $5}' "$WORK/rounds" | median)
 RSS=$(peak_rss_mb)
 printf "%-28s %12.0f %10s %10.2f\n" "median: ceiling (/ping)" "$C_RPS" "" "$C_P99"
 printf "%-28s %12.0f %10s %10.2f\n" "median: validated" "$V_RPS" "" "$V_P99"
 awk -v r="$RATIO" -v pr="$P99_RATIO" -v rss="$RSS" 'BEGIN {
   printf "ratio (median of the rounds): throughput %.0f%% of the ceiling (target >= 70%%), p99 %.2fx the ceiling (target <= 1.5x)\n", 100 * r, pr
   printf "peak RSS: %s MB (target < 100 MB)\n", rss }'
+awk -v s="$SHAPED_RATIO" -v o="$OURS_RATIO" -v b="$ANSWER_BYTES" 'BEGIN {
+  printf "of which HTTP: a no-op POST answering %d bytes does %.0f%% of the ceiling; validated requests do %.0f%% of that no-op\n", b, 100 * s, 100 * o }'
 [ "$V_BAD" = 0 ] || echo "WARNING: $V_BAD validated requests were not 2xx"
 
 echo "== validated requests with 50 concurrent password sign-ins"

@@ -64,3 +64,26 @@ async fn a_revocation_on_the_page_is_never_late_under_load() {
 async fn a_revocation_in_the_admin_console_is_never_late_under_load() {
     hammer_then_revoke(true).await;
 }
+
+/// The benchmark's two ceilings: `GET /ping` does nothing; `POST /ping` reads a call's form body
+/// and answers as many bytes as it is asked for, with the REST server's headers, at most 64 KiB.
+#[tokio::test]
+async fn the_benchmarks_ceilings_answer_as_asked() {
+    let app = spawn_app();
+    let client = reqwest::Client::new();
+    let pong = client.get(app.url("/ping")).send().await.unwrap();
+    assert_eq!(pong.text().await.unwrap(), "pong");
+    let form = [("wstoken", "x"), ("wsfunction", "core_webservice_get_site_info"), ("moodlewsrestformat", "json")];
+    let shaped = client.post(app.url("/ping?bytes=1635")).form(&form).send().await.unwrap();
+    assert_eq!(shaped.status(), 200);
+    assert_eq!(shaped.headers()["content-type"], "application/json");
+    assert_eq!(shaped.headers()["cache-control"], "private, must-revalidate, pre-check=0, post-check=0, max-age=0");
+    let body = shaped.text().await.unwrap();
+    assert_eq!(body.len(), 1635);
+    assert!(serde_json::from_str::<String>(&body).is_ok(), "a JSON string: {body:.40}");
+    for query in ["bytes=99999999", "bytes=-1", "bytes=abc", ""] {
+        let answer = client.post(app.url(&format!("/ping?{query}"))).form(&form).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "{query}");
+        assert!(answer.text().await.unwrap().len() <= 64 * 1024, "{query}");
+    }
+}

@@ -26,5 +26,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/rss/file.php/{path:.*}", web::get().to(feeds::rss))
         .route("/calendar/export_execute.php", web::get().to(feeds::calendar))
         // The benchmark's ceiling: the same server doing no work.
-        .route("/ping", web::get().to(|| async { "pong" }));
+        .route("/ping", web::get().to(|| async { "pong" }))
+        .route("/ping", web::post().to(shaped_ping));
+}
+
+/// Largest answer `shaped_ping` gives.
+const MAX_SHAPED_ANSWER: usize = 64 * 1024;
+
+/// For the benchmark: no work, on a request and answer shaped like a web-service call. Reads
+/// the form body as the REST server does and answers a JSON string of `?bytes=N` bytes (at
+/// most 64 KiB) with the REST server's headers, so that what HTTP costs for that shape can be
+/// told apart from what validating a token costs.
+async fn shaped_ping(req: actix_web::HttpRequest, payload: web::Payload) -> actix_web::HttpResponse {
+    let bytes = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.get("bytes").and_then(|b| b.parse::<usize>().ok()))
+        .unwrap_or(4)
+        .clamp(2, MAX_SHAPED_ANSWER);
+    let format = match server::read_params(&req, payload).await {
+        Ok(params) => output::Format::from_param(params.text("moodlewsrestformat").ok().flatten()),
+        Err(_) => output::Format::Json,
+    };
+    output::success(format, functions::Reply::Json(format!("\"{}\"", "x".repeat(bytes - 2))))
 }
