@@ -125,13 +125,18 @@ fn pages(db: &Db, extra_keys: i64) -> anyhow::Result<()> {
         let before: i64 = user_keys::table.select(diesel::dsl::max(user_keys::id)).first::<Option<i64>>(conn)?.unwrap_or(0);
         insert_rows(
             conn,
-            "INSERT INTO user_keys (user_id, key_type, name, secret_hash, created_at, last_used_at, last_used_ip)",
+            "INSERT INTO user_keys (user_id, key_type, name, secret_hash, created_at)",
             (0..1000).map(|i| {
                 let kind = ["webservice_token", "rss", "calendar_export", "push_device"][i % 4];
-                format!("({heavy}, '{kind}', 'Heavy key {i}', '{:064x}', '{now}', '{now}', '203.0.113.{}')", 0xaa00_0000u64 + i as u64, i % 250)
+                format!("({heavy}, '{kind}', 'Heavy key {i}', '{:064x}', '{now}')", 0xaa00_0000u64 + i as u64)
             }),
         )
         .map_err(map)?;
+        // Each key's row of key_last_use exists (made by the insert); the seed fills them in.
+        conn.batch_execute(&format!(
+            "UPDATE key_last_use SET last_used_at = '{now}', last_used_ip = '203.0.113.' || CAST((key_id - {before} - 1) % 250 AS TEXT) \
+             WHERE key_id > {before}"
+        ))?;
         let agents = ["Google-Calendar-Importer", "NextCloud-News/1.0", "curl/8.5.0", "python-requests/2.28.2", "Feedly/1.0"];
         let agent_ids = userkeys::db::usage::agent_ids(conn, &agents)?;
         insert_rows(
@@ -145,16 +150,25 @@ fn pages(db: &Db, extra_keys: i64) -> anyhow::Result<()> {
         )
         .map_err(map)?;
         let users_count: i64 = users::table.count().get_result(conn)?;
+        let before_extra: i64 = user_keys::table.select(diesel::dsl::max(user_keys::id)).first::<Option<i64>>(conn)?.unwrap_or(0);
         insert_rows(
             conn,
-            "INSERT INTO user_keys (user_id, key_type, name, secret_hash, created_at, last_used_at, last_used_ip, last_used_ip_hex)",
+            "INSERT INTO user_keys (user_id, key_type, name, secret_hash, created_at)",
             (0..extra_keys).map(|i| {
                 let user = 1 + i % users_count;
-                let used = if i % 3 == 0 { "NULL".to_owned() } else { format!("'2026-{:02}-{:02} 12:00:00'", 1 + i % 10, 1 + i % 28) };
-                format!("({user}, 'webservice_token', 'Old key {i}', '{:064x}', '{now}', {used}, '192.0.2.1', '00000000000000000000ffffc0000201')", 0xcc00_0000_0000u64 + i as u64)
+                format!("({user}, 'webservice_token', 'Old key {i}', '{:064x}', '{now}')", 0xcc00_0000_0000u64 + i as u64)
             }),
         )
         .map_err(map)?;
+        // Two in three of them used from 192.0.2.1 some day of 2026, by key: (n % 10) + 1 is the month, (n % 28) + 1 the day.
+        // SQLite keeps times as text; PostgreSQL reads the text as a timestamp.
+        let as_time = if matches!(conn, DbConn::Pg(_)) { "::timestamp" } else { "" };
+        conn.batch_execute(&format!(
+            "UPDATE key_last_use SET last_used_ip = '192.0.2.1', last_used_ip_hex = '00000000000000000000ffffc0000201', \
+               last_used_at = ('2026-' || SUBSTR(CAST(101 + (key_id - {before_extra} - 1) % 10 AS TEXT), 2, 2) \
+                 || '-' || SUBSTR(CAST(101 + (key_id - {before_extra} - 1) % 28 AS TEXT), 2, 2) || ' 12:00:00'){as_time} \
+             WHERE key_id > {before_extra} AND (key_id - {before_extra} - 1) % 3 <> 0"
+        ))?;
         Ok(())
     })?;
     analyze(db)?;

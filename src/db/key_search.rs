@@ -2,7 +2,7 @@
 //! never loading the whole table.
 
 use super::models::KeyRow;
-use super::schema::{user_keys, users};
+use super::schema::{key_last_use, user_keys, users};
 use super::{DbConn, DbResult};
 use chrono::{Duration, NaiveDateTime};
 use diesel::dsl::sql;
@@ -53,10 +53,10 @@ fn like_pattern(s: &str) -> String {
     format!("%{}%", escaped.to_lowercase())
 }
 
-type Boxed<'a> = user_keys::BoxedQuery<'a, <DbConn as diesel::Connection>::Backend>;
+type Boxed<'a> = diesel::dsl::IntoBoxed<'a, diesel::dsl::InnerJoin<user_keys::table, key_last_use::table>, <DbConn as diesel::Connection>::Backend>;
 
 fn filtered<'a>(filter: &'a KeyFilter, now: NaiveDateTime) -> Boxed<'a> {
-    let mut q = user_keys::table.into_boxed();
+    let mut q = user_keys::table.inner_join(key_last_use::table).into_boxed();
     if let Some(text) = filter.user.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         let pattern = like_pattern(text);
         let matching = users::table
@@ -90,18 +90,18 @@ fn filtered<'a>(filter: &'a KeyFilter, now: NaiveDateTime) -> Boxed<'a> {
         Some(KeyState::Expired) => q.filter(user_keys::revoked_at.is_null()).filter(user_keys::valid_until.le(now)),
     };
     if filter.never_used {
-        q = q.filter(user_keys::last_used_at.is_null());
+        q = q.filter(key_last_use::last_used_at.is_null());
     }
     if let Some(days) = filter.unused_days {
         let since = now - Duration::days(days.clamp(0, 36500));
         q = q.filter(
-            user_keys::last_used_at
+            key_last_use::last_used_at
                 .lt(since)
-                .or(user_keys::last_used_at.is_null().and(user_keys::created_at.lt(since))),
+                .or(key_last_use::last_used_at.is_null().and(user_keys::created_at.lt(since))),
         );
     }
     if let Some((lo, hi)) = &filter.last_ip_range {
-        q = q.filter(user_keys::last_used_ip_hex.between(lo.clone(), hi.clone()));
+        q = q.filter(key_last_use::last_used_ip_hex.between(lo.clone(), hi.clone()));
     }
     q
 }
@@ -119,8 +119,8 @@ pub fn search(
     // The same ORDER BY text on both backends; NULLS LAST keeps never-used keys at the end on
     // PostgreSQL as SQLite does naturally.
     let q = match sort {
-        KeySort::LastUsedDesc => q.order(sql::<Timestamp>("user_keys.last_used_at DESC NULLS LAST, user_keys.id DESC")),
-        KeySort::LastUsedAsc => q.order(sql::<Timestamp>("user_keys.last_used_at ASC NULLS FIRST, user_keys.id ASC")),
+        KeySort::LastUsedDesc => q.order(sql::<Timestamp>("key_last_use.last_used_at DESC NULLS LAST, key_last_use.key_id DESC")),
+        KeySort::LastUsedAsc => q.order(sql::<Timestamp>("key_last_use.last_used_at ASC NULLS FIRST, key_last_use.key_id ASC")),
         KeySort::CreatedDesc => q.order((user_keys::created_at.desc(), user_keys::id.desc())),
         KeySort::CreatedAsc => q.order((user_keys::created_at.asc(), user_keys::id.asc())),
     };

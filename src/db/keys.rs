@@ -1,5 +1,5 @@
 use super::models::{KeyRow, NewKey, User};
-use super::schema::{user_keys, users};
+use super::schema::{key_last_use, user_keys, users};
 use super::{DbConn, DbResult};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -12,6 +12,7 @@ pub fn insert(conn: &mut DbConn, key: &NewKey) -> DbResult<i64> {
 pub fn find_by_secret_hash(conn: &mut DbConn, hash: &str) -> DbResult<Option<(KeyRow, User)>> {
     Ok(user_keys::table
         .inner_join(users::table)
+        .inner_join(key_last_use::table)
         .filter(user_keys::secret_hash.eq(hash))
         .select((KeyRow::as_select(), User::as_select()))
         .first(conn)
@@ -19,13 +20,19 @@ pub fn find_by_secret_hash(conn: &mut DbConn, hash: &str) -> DbResult<Option<(Ke
 }
 
 pub fn find(conn: &mut DbConn, id: i64) -> DbResult<Option<KeyRow>> {
-    Ok(user_keys::table.find(id).select(KeyRow::as_select()).first(conn).optional()?)
+    Ok(user_keys::table
+        .inner_join(key_last_use::table)
+        .filter(user_keys::id.eq(id))
+        .select(KeyRow::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 /// A user's keys that still open the account: not revoked and not past their expiry.
 #[diesel::dsl::auto_type]
 fn active_of_user(user_id: i64, now: NaiveDateTime) -> _ {
     user_keys::table
+        .inner_join(key_last_use::table)
         .filter(user_keys::user_id.eq(user_id))
         .filter(user_keys::revoked_at.is_null())
         .filter(user_keys::valid_until.is_null().or(user_keys::valid_until.gt(now)))
@@ -163,6 +170,7 @@ pub fn active_for_device(
     device_id: &str,
 ) -> DbResult<Vec<KeyRow>> {
     Ok(user_keys::table
+        .inner_join(key_last_use::table)
         .filter(user_keys::user_id.eq(user_id))
         .filter(user_keys::key_type.eq(key_type))
         .filter(user_keys::device_id.eq(device_id))
@@ -186,6 +194,7 @@ pub fn latest_created(conn: &mut DbConn, user_id: i64, key_type: &str) -> DbResu
 pub fn active_tokens_after(conn: &mut DbConn, after_id: i64, limit: i64, now: NaiveDateTime) -> DbResult<Vec<(KeyRow, User)>> {
     Ok(user_keys::table
         .inner_join(users::table)
+        .inner_join(key_last_use::table)
         .filter(user_keys::id.gt(after_id))
         .filter(user_keys::key_type.eq(crate::keys::WEBSERVICE_TOKEN))
         // A token without a service opens nothing.

@@ -56,7 +56,10 @@ pub struct KeyRow {
     pub created_by: Option<i64>,
     pub ip_restriction: Option<String>,
     pub valid_until: Option<NaiveDateTime>,
+    // Kept beside the key, in key_last_use: every query of keys joins it.
+    #[diesel(select_expression = super::schema::key_last_use::last_used_at)]
     pub last_used_at: Option<NaiveDateTime>,
+    #[diesel(select_expression = super::schema::key_last_use::last_used_ip)]
     pub last_used_ip: Option<String>,
     pub revoked_at: Option<NaiveDateTime>,
     pub revoked_by: Option<i64>,

@@ -54,11 +54,18 @@ diesel::table! {
         created_by -> Nullable<BigInt>,
         ip_restriction -> Nullable<Text>,
         valid_until -> Nullable<Timestamp>,
-        last_used_at -> Nullable<Timestamp>,
-        last_used_ip -> Nullable<Text>,
         revoked_at -> Nullable<Timestamp>,
         revoked_by -> Nullable<BigInt>,
         revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// One row per key (made by a trigger when the key is inserted).
+    key_last_use (key_id) {
+        key_id -> BigInt,
+        last_used_at -> Nullable<Timestamp>,
+        last_used_ip -> Nullable<Text>,
         last_used_ip_hex -> Nullable<Text>,
     }
 }
@@ -131,6 +138,7 @@ diesel::table! {
 }
 
 diesel::joinable!(key_usage -> user_keys (key_id));
+diesel::joinable!(key_last_use -> user_keys (key_id));
 diesel::joinable!(key_usage -> user_agents (agent_id));
 diesel::joinable!(service_functions -> services (service_id));
 
@@ -140,6 +148,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     service_functions,
     key_type_settings,
     user_keys,
+    key_last_use,
     key_usage,
     key_usage_pending,
     user_agents,

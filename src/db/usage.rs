@@ -241,9 +241,10 @@ pub fn mark_last_used(conn: &mut DbConn, uses: &[(i64, NaiveDateTime, IpAddr)]) 
     }
     for chunk in uses.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "UPDATE user_keys SET last_used_at = v.column2, last_used_ip = v.column3, last_used_ip_hex = v.column4 \
+            "UPDATE key_last_use SET last_used_at = v.column2, last_used_ip = v.column3, last_used_ip_hex = v.column4 \
              FROM (VALUES {}) AS v \
-             WHERE user_keys.id = v.column1 AND (user_keys.last_used_at IS NULL OR user_keys.last_used_at < v.column2)",
+             WHERE key_last_use.key_id = v.column1 \
+               AND (key_last_use.last_used_at IS NULL OR key_last_use.last_used_at < v.column2)",
             placeholders(conn, chunk.len(), 4)
         );
         let mut query = diesel::sql_query(sql).into_boxed::<Backend>();
@@ -264,9 +265,9 @@ fn mark_last_used_pg(conn: &mut diesel::PgConnection, uses: &[(i64, NaiveDateTim
     for chunk in uses.chunks(10_000) {
         let hex: Vec<String> = chunk.iter().map(|(_, _, ip)| crate::domain::ip_restriction::ip_hex(*ip)).collect();
         diesel::sql_query(
-            "UPDATE user_keys SET last_used_at = v.at, last_used_ip = v.ip, last_used_ip_hex = v.hex \
+            "UPDATE key_last_use SET last_used_at = v.at, last_used_ip = v.ip, last_used_ip_hex = v.hex \
              FROM unnest($1, $2, $3, $4) AS v(id, at, ip, hex) \
-             WHERE user_keys.id = v.id AND (user_keys.last_used_at IS NULL OR user_keys.last_used_at < v.at)",
+             WHERE key_last_use.key_id = v.id AND (key_last_use.last_used_at IS NULL OR key_last_use.last_used_at < v.at)",
         )
         .bind::<Array<BigInt>, _>(chunk.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
         .bind::<Array<Timestamp>, _>(chunk.iter().map(|(_, at, _)| *at).collect::<Vec<_>>())
