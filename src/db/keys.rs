@@ -32,7 +32,6 @@ pub fn find(conn: &mut DbConn, id: i64) -> DbResult<Option<KeyRow>> {
 #[diesel::dsl::auto_type]
 fn active_of_user(user_id: i64, now: NaiveDateTime) -> _ {
     user_keys::table
-        .inner_join(key_last_use::table)
         .filter(user_keys::user_id.eq(user_id))
         .filter(user_keys::revoked_at.is_null())
         .filter(user_keys::valid_until.is_null().or(user_keys::valid_until.gt(now)))
@@ -40,6 +39,7 @@ fn active_of_user(user_id: i64, now: NaiveDateTime) -> _ {
 
 pub fn active_for_user(conn: &mut DbConn, user_id: i64, now: NaiveDateTime) -> DbResult<Vec<KeyRow>> {
     Ok(active_of_user(user_id, now)
+        .inner_join(key_last_use::table)
         .order((user_keys::key_type, user_keys::created_at.desc(), user_keys::id.desc()))
         .select(KeyRow::as_select())
         .load(conn)?)
@@ -63,6 +63,7 @@ pub fn listed_for_user(
     let mut keys = Vec::new();
     for (key_type, _) in &counts {
         let newest = active_of_user(user_id, now)
+            .inner_join(key_last_use::table)
             .filter(user_keys::key_type.eq(key_type))
             .order((user_keys::created_at.desc(), user_keys::id.desc()))
             .select(KeyRow::as_select());
