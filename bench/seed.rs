@@ -41,20 +41,19 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Statistics for the planner, as a running database has them (PostgreSQL's autovacuum would
-/// gather them a little later; a bulk load leaves them stale).
-/// Statistics for the planner; on PostgreSQL also a vacuum, so that the rows the seed updated
-/// are not left for autovacuum to clean up while the benchmark measures.
+/// Statistics for the planner, as a running database has them (a bulk load leaves them stale).
+/// On PostgreSQL also a vacuum and a checkpoint, so that neither autovacuum cleaning up the
+/// rows the seed updated nor the checkpointer flushing its writes runs while the benchmark
+/// measures.
 fn analyze(db: &Db) -> anyhow::Result<()> {
     // Outside a transaction: VACUUM cannot run inside one.
     db.read_blocking(|conn| {
-        let sql = if matches!(conn, DbConn::Pg(_)) { "VACUUM ANALYZE" } else { "ANALYZE" };
-        conn.batch_execute(sql)?;
-        // The seed's writes flushed now rather than by the checkpointer while pages are timed
-        // (allowed to superusers and pg_checkpoint; without it the figures are only noisier).
-        if matches!(conn, DbConn::Pg(_)) {
-            let _ = conn.batch_execute("CHECKPOINT");
+        if !matches!(conn, DbConn::Pg(_)) {
+            return Ok(conn.batch_execute("ANALYZE")?);
         }
+        conn.batch_execute("VACUUM ANALYZE")?;
+        // Allowed to superusers and pg_checkpoint; without it the figures are only noisier.
+        let _ = conn.batch_execute("CHECKPOINT");
         Ok(())
     })?;
     Ok(())

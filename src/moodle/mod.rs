@@ -38,14 +38,14 @@ const MAX_SHAPED_ANSWER: usize = 64 * 1024;
 /// most 64 KiB) with the REST server's headers, so that what HTTP costs for that shape can be
 /// told apart from what validating a token costs.
 async fn shaped_ping(req: actix_web::HttpRequest, payload: web::Payload) -> actix_web::HttpResponse {
-    let bytes = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.get("bytes").and_then(|b| b.parse::<usize>().ok()))
-        .unwrap_or(4)
-        .clamp(2, MAX_SHAPED_ANSWER);
-    let format = match server::read_params(&req, payload).await {
-        Ok(params) => output::Format::from_param(params.text("moodlewsrestformat").ok().flatten()),
-        Err(_) => output::Format::Json,
+    // read_params merges the query string with the body, as for a web-service call.
+    let (bytes, format) = match server::read_params(&req, payload).await {
+        Ok(params) => (
+            params.text("bytes").ok().flatten().and_then(|b| b.parse::<usize>().ok()),
+            output::Format::from_param(params.text("moodlewsrestformat").ok().flatten()),
+        ),
+        Err(_) => (None, output::Format::Json),
     };
+    let bytes = bytes.unwrap_or(4).clamp(2, MAX_SHAPED_ANSWER);
     output::success(format, functions::Reply::Json(format!("\"{}\"", "x".repeat(bytes - 2))))
 }

@@ -272,47 +272,14 @@ impl UsageRecorder {
                     }
                 },
                 None => {
-                    let merged = db.write_quietly(|conn| {
-                        let (batches, uses) = crate::db::usage::backlog(conn)?;
-                        if batches == 0 {
-                            return Ok(None);
-                        }
-                        let interval_passed = state.last_fold.is_none_or(|t| t.elapsed() >= fold_every);
-                        let due = match how {
-                            Fold::All => true,
-                            Fold::IfSmall => uses <= SMALL_BACKLOG,
-                            Fold::WhenDue => uses <= SMALL_BACKLOG || interval_passed || state.catching_up,
-                        };
-                        if !due {
-                            return Ok(None);
-                        }
-                        let taken = crate::db::usage::take_pending(conn, BATCHES_PER_FOLD)?;
-                        if taken.is_empty() {
-                            return Ok(None); // another instance is folding them
-                        }
-                        let mut merged = Merged::default();
-                        let mut ids = Vec::with_capacity(taken.len());
-                        let mut read = 0;
-                        for id in taken {
-                            let batch = crate::db::usage::pending_batch(conn, id)?;
-                            read += (batch.len() / crate::db::usage::RECORD) as i64;
-                            merged.add(crate::db::usage::unpack(&batch));
-                            ids.push(id);
-                            if merged.len() >= MAX_MERGED || read >= MAX_READ_USES {
-                                break;
-                            }
-                        }
-                        let merged = merged.into_sorted();
-                        let step = if merged.len() <= PIECE_ROWS {
-                            crate::db::usage::add_uses(conn, &merged)?;
-                            FoldStep::Folded(merged)
-                        } else {
-                            let pieces = merged.chunks(PIECE_ROWS).map(|piece| crate::db::usage::append(conn, piece)).collect::<DbResult<_>>()?;
-                            FoldStep::Merged(pieces)
-                        };
-                        crate::db::usage::remove_pending(conn, &ids)?;
-                        Ok(Some((step, batches > ids.len())))
-                    })?;
+                    let interval_passed = state.last_fold.is_none_or(|t| t.elapsed() >= fold_every);
+                    let catching_up = state.catching_up;
+                    let due = |uses: i64| match how {
+                        Fold::All => true,
+                        Fold::IfSmall => uses <= SMALL_BACKLOG,
+                        Fold::WhenDue => uses <= SMALL_BACKLOG || interval_passed || catching_up,
+                    };
+                    let merged = db.write_quietly(|conn| merge_due_batches(conn, due))?;
                     let Some((step, more)) = merged else { break };
                     state.catching_up = more;
                     if !more {
@@ -407,6 +374,42 @@ impl UsageRecorder {
         }
         Ok(lock(&self.last_used_due).len())
     }
+}
+
+/// Takes the oldest pending batches if the log's length (in uses) is `due`, and merges them:
+/// folded at once if they fit in one transaction, otherwise written back as pieces. Returns
+/// what was done and whether batches were left behind.
+fn merge_due_batches(conn: &mut crate::db::DbConn, due: impl Fn(i64) -> bool) -> DbResult<Option<(FoldStep, bool)>> {
+    let (batches, uses) = crate::db::usage::backlog(conn)?;
+    if batches == 0 || !due(uses) {
+        return Ok(None);
+    }
+    let taken = crate::db::usage::take_pending(conn, BATCHES_PER_FOLD)?;
+    if taken.is_empty() {
+        return Ok(None); // another instance is folding them
+    }
+    let mut merged = Merged::default();
+    let mut ids = Vec::with_capacity(taken.len());
+    let mut read = 0;
+    for id in taken {
+        let batch = crate::db::usage::pending_batch(conn, id)?;
+        read += (batch.len() / crate::db::usage::RECORD) as i64;
+        merged.add(crate::db::usage::unpack(&batch));
+        ids.push(id);
+        if merged.len() >= MAX_MERGED || read >= MAX_READ_USES {
+            break;
+        }
+    }
+    let merged = merged.into_sorted();
+    let step = if merged.len() <= PIECE_ROWS {
+        crate::db::usage::add_uses(conn, &merged)?;
+        FoldStep::Folded(merged)
+    } else {
+        let pieces = merged.chunks(PIECE_ROWS).map(|piece| crate::db::usage::append(conn, piece)).collect::<DbResult<_>>()?;
+        FoldStep::Merged(pieces)
+    };
+    crate::db::usage::remove_pending(conn, &ids)?;
+    Ok(Some((step, batches > ids.len())))
 }
 
 /// Folds one piece of a merged fold, unless another instance has folded it meanwhile.
