@@ -23,7 +23,11 @@ pub fn normalise_username(raw: &str) -> Result<String, AccountError> {
     let ok = !name.is_empty()
         && name.chars().count() <= 100
         && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
-    if ok { Ok(name) } else { Err(AccountError::InvalidUsername) }
+    if ok {
+        Ok(name)
+    } else {
+        Err(AccountError::InvalidUsername)
+    }
 }
 
 pub struct NewAccount<'a> {

@@ -40,8 +40,8 @@ impl Application {
     pub fn build(config: Config) -> anyhow::Result<Self> {
         let db = Db::connect(&config.database_url, config.db_pool_size)?;
         crate::setup::seed_site(&db)?;
-        let listener = TcpListener::bind(&config.bind)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
+        let listener =
+            TcpListener::bind(&config.bind).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
         let templates = web::templates::load()?;
         Ok(Application { config, registry: KeyTypeRegistry::with_core_types(), db, templates, listener })
     }
@@ -127,16 +127,19 @@ impl Application {
             templates: Arc::new(self.templates),
         });
         let data = state.clone();
-        let request_logging = tracing::level_filters::LevelFilter::current() >= tracing::level_filters::LevelFilter::INFO;
+        let request_logging =
+            tracing::level_filters::LevelFilter::current() >= tracing::level_filters::LevelFilter::INFO;
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .app_data(aw::FormConfig::default().limit(64 * 1024))
                 .app_data(aw::PayloadConfig::default().limit(1024 * 1024))
-                .wrap(middleware::DefaultHeaders::new()
-                    .add(("X-Content-Type-Options", "nosniff"))
-                    .add(("Referrer-Policy", "same-origin"))
-                    .add(("X-Frame-Options", "DENY")))
+                .wrap(
+                    middleware::DefaultHeaders::new()
+                        .add(("X-Content-Type-Options", "nosniff"))
+                        .add(("Referrer-Policy", "same-origin"))
+                        .add(("X-Frame-Options", "DENY")),
+                )
                 // Never the query string or a key in the path: tokens and passwords travel there.
                 // Left out when request logging is off, so the hot path formats nothing.
                 .wrap(middleware::Condition::new(

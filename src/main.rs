@@ -82,9 +82,14 @@ fn main() -> anyhow::Result<()> {
             std::io::stdin().read_to_string(&mut password)?;
             let password = password.trim_end_matches(['\n', '\r']);
             let db = Db::connect(&cli.config.database_url, 1)?;
-            let account = NewAccount { username: &username, fullname: &fullname, email: &email, password, site_admin: admin };
+            let account =
+                NewAccount { username: &username, fullname: &fullname, email: &email, password, site_admin: admin };
             let id = db.write_blocking(|conn| Ok(accounts::create(conn, &account)))??;
-            println!("created user {} (id {id}){}", username.trim().to_lowercase(), if admin { " as site admin" } else { "" });
+            println!(
+                "created user {} (id {id}){}",
+                username.trim().to_lowercase(),
+                if admin { " as site admin" } else { "" }
+            );
             Ok(())
         }
         Command::Role { command: RoleCommand::Assign { username, role } } => {
@@ -97,7 +102,9 @@ fn main() -> anyhow::Result<()> {
                 Ok(user.zip(role_id).map(|(u, r)| userkeys::db::roles::assign(conn, u.id, r)).transpose()?.is_some())
             })?
             .then(|| println!("{name} now has the role {role}"))
-            .ok_or_else(|| anyhow::anyhow!("no such user “{name}” or role “{role}” (roles: keymanager, auditor, helpdesk)"))
+            .ok_or_else(|| {
+                anyhow::anyhow!("no such user “{name}” or role “{role}” (roles: keymanager, auditor, helpdesk)")
+            })
         }
     }
 }

@@ -33,13 +33,20 @@ fn create_first_admin(db: &Db) -> anyhow::Result<()> {
         return Ok(());
     }
     let password = ClearSecret::long().expose()[..20].to_owned();
-    let account =
-        NewAccount { username: "admin", fullname: "Site administrator", email: "", password: &password, site_admin: true };
-    let admin = match db.write_blocking(|conn| Ok(accounts::create(conn, &account))) ? {
+    let account = NewAccount {
+        username: "admin",
+        fullname: "Site administrator",
+        email: "",
+        password: &password,
+        site_admin: true,
+    };
+    let admin = match db.write_blocking(|conn| Ok(accounts::create(conn, &account)))? {
         Ok(_) => Some(password.clone()),
         // An account called "admin" that is not an admin: leave it alone and say so.
         Err(accounts::AccountError::Exists(_)) => {
-            println!("There is no site administrator; make one with `userkeys user add NAME --admin --password-stdin`.");
+            println!(
+                "There is no site administrator; make one with `userkeys user add NAME --admin --password-stdin`."
+            );
             None
         }
         Err(e) => return Err(e.into()),

@@ -58,17 +58,23 @@ async fn a_role_missing_a_capability_is_refused_that_action_only() {
     assert_eq!(browser.get("/admin/userkeys/index.php").await.status, 200);
     assert_eq!(browser.get("/admin/userkeys/audit.php").await.status, 200);
     assert_eq!(browser.get(&format!("/admin/userkeys/user.php?id={victim}")).await.status, 200);
-    for page in ["/admin/userkeys/issue.php", "/admin/userkeys/services.php", &format!("/admin/userkeys/forcelogout.php?id={victim}")] {
+    for page in [
+        "/admin/userkeys/issue.php",
+        "/admin/userkeys/services.php",
+        &format!("/admin/userkeys/forcelogout.php?id={victim}"),
+    ] {
         let answer = browser.get(page).await;
         assert_eq!(answer.status, 403, "{page}");
         assert!(unescape(&answer.body).contains("capability tool/userkeys:"), "{answer}");
     }
     let sesskey = browser.keys_page().await.hidden("sesskey").unwrap();
     let key = app.key_of(&token).id.to_string();
-    let refused = browser.post("/admin/userkeys/revoke.php", &[("sesskey", &sesskey), ("key", &key), ("confirm", "1")]).await;
+    let refused =
+        browser.post("/admin/userkeys/revoke.php", &[("sesskey", &sesskey), ("key", &key), ("confirm", "1")]).await;
     assert_eq!(refused.status, 403);
     let id = victim.to_string();
-    let refused = browser.post("/admin/userkeys/forcelogout.php", &[("sesskey", &sesskey), ("id", &id), ("reason", "x")]).await;
+    let refused =
+        browser.post("/admin/userkeys/forcelogout.php", &[("sesskey", &sesskey), ("id", &id), ("reason", "x")]).await;
     assert_eq!(refused.status, 403);
     assert_eq!(site_info(&app, &token).await["username"], "victim");
 }
@@ -116,7 +122,8 @@ async fn the_key_table_filters_sorts_and_pages() {
         assert_eq!(answer.status, 400, "{bad}: {answer}");
     }
 
-    let csv = admin.client.get(app.url("/admin/userkeys/export.php?user=alice&type=webservice_token")).send().await.unwrap();
+    let csv =
+        admin.client.get(app.url("/admin/userkeys/export.php?user=alice&type=webservice_token")).send().await.unwrap();
     assert!(csv.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
     let csv = csv.text().await.unwrap();
     assert!(csv.starts_with("id,username,fullname,type,"));
@@ -138,7 +145,12 @@ async fn revoke_selected_revokes_exactly_those_with_an_audit_entry_each() {
     let confirm = admin.post("/admin/userkeys/revoke.php", &[("sesskey", &sesskey), ("key", &k1), ("key", &k2)]).await;
     assert!(confirm.contains("Revoke 2 selected keys?"), "{confirm}");
     assert_eq!(site_info(&app, &t1).await["username"], "alice", "nothing happens before confirming");
-    let done = admin.post("/admin/userkeys/revoke.php", &[("sesskey", &sesskey), ("key", &k1), ("key", &k2), ("confirm", "1"), ("reason", "lost laptop")]).await;
+    let done = admin
+        .post(
+            "/admin/userkeys/revoke.php",
+            &[("sesskey", &sesskey), ("key", &k1), ("key", &k2), ("confirm", "1"), ("reason", "lost laptop")],
+        )
+        .await;
     assert!(done.contains("2 key(s) revoked"), "{done}");
     assert_eq!(site_info(&app, &t1).await["errorcode"], "invalidtoken");
     assert_eq!(site_info(&app, &t2).await["errorcode"], "invalidtoken");
@@ -161,7 +173,20 @@ async fn force_logout_ends_every_session_token_and_device_at_once() {
     let ws = app.ws_client(MOODLE_APP_UA);
     let phone = ws.token("victim", &[("deviceid", "phone")]).await;
     let tablet = ws.token("victim", &[("deviceid", "tablet")]).await;
-    ws.call(&phone, "core_user_add_user_device", &[("appid", "com.moodle.moodlemobile"), ("name", "x"), ("model", "Pixel 8"), ("platform", "android"), ("version", "15"), ("pushid", "p1"), ("uuid", "u1")]).await;
+    ws.call(
+        &phone,
+        "core_user_add_user_device",
+        &[
+            ("appid", "com.moodle.moodlemobile"),
+            ("name", "x"),
+            ("model", "Pixel 8"),
+            ("platform", "android"),
+            ("version", "15"),
+            ("pushid", "p1"),
+            ("uuid", "u1"),
+        ],
+    )
+    .await;
     let bystander = app.create_user("bystander", false);
     let _ = bystander;
     let other = ws.token("bystander", &[]).await;
@@ -172,11 +197,14 @@ async fn force_logout_ends_every_session_token_and_device_at_once() {
     let form = desk.get(&format!("/admin/userkeys/forcelogout.php?id={victim}")).await;
     let sesskey = form.hidden("sesskey").unwrap();
     let id = victim.to_string();
-    let no_reason = desk.post("/admin/userkeys/forcelogout.php", &[("sesskey", &sesskey), ("id", &id), ("reason", "  ")]).await;
+    let no_reason =
+        desk.post("/admin/userkeys/forcelogout.php", &[("sesskey", &sesskey), ("id", &id), ("reason", "  ")]).await;
     assert_eq!(no_reason.status, 400);
     assert_eq!(site_info(&app, &phone).await["username"], "victim", "nothing changed without a reason");
 
-    let done = desk.post("/admin/userkeys/forcelogout.php", &[("sesskey", &sesskey), ("id", &id), ("reason", "stolen phone")]).await;
+    let done = desk
+        .post("/admin/userkeys/forcelogout.php", &[("sesskey", &sesskey), ("id", &id), ("reason", "stolen phone")])
+        .await;
     assert!(done.contains("was ended"), "{done}");
     assert_eq!(site_info(&app, &phone).await["errorcode"], "invalidtoken");
     assert_eq!(site_info(&app, &tablet).await["errorcode"], "invalidtoken");
@@ -187,7 +215,12 @@ async fn force_logout_ends_every_session_token_and_device_at_once() {
     // Not suspended: the person can sign in again.
     assert!(ws.login("victim", PASSWORD, &[]).await["token"].is_string());
 
-    let done = desk.post("/admin/userkeys/forcelogout.php", &[("sesskey", &sesskey), ("id", &id), ("reason", "account locked"), ("suspend", "1")]).await;
+    let done = desk
+        .post(
+            "/admin/userkeys/forcelogout.php",
+            &[("sesskey", &sesskey), ("id", &id), ("reason", "account locked"), ("suspend", "1")],
+        )
+        .await;
     assert_eq!(done.status, 200);
     assert_eq!(ws.login("victim", PASSWORD, &[]).await["errorcode"], "invalidlogin", "suspended");
     let audit = app.signed_in("helen", CHROME_UA).await;
@@ -195,7 +228,11 @@ async fn force_logout_ends_every_session_token_and_device_at_once() {
     let entries = app.with_db(|conn| {
         use diesel::prelude::*;
         use userkeys::db::schema::audit_log::dsl::*;
-        Ok(audit_log.filter(action.like("force_logout%")).select((action, reason, actor_id)).load::<(String, Option<String>, Option<i64>)>(conn)?)
+        Ok(audit_log.filter(action.like("force_logout%")).select((action, reason, actor_id)).load::<(
+            String,
+            Option<String>,
+            Option<i64>,
+        )>(conn)?)
     });
     assert_eq!(entries.len(), 2);
     assert!(entries.iter().all(|(_, r, a)| *a == Some(helpdesk) && r.is_some()));
@@ -229,10 +266,17 @@ async fn issuing_a_token_validates_input_and_shows_the_token_once() {
     assert_eq!(nobody.status, 400);
     let garbage = post(vec![("username", "svc".into()), ("validuntil", "tomorrow".into())]).await;
     assert_eq!(garbage.status, 400);
-    let before = app.with_db(|conn| userkeys::db::keys::active_for_user(conn, svc, userkeys::domain::time::now())).len();
+    let before =
+        app.with_db(|conn| userkeys::db::keys::active_for_user(conn, svc, userkeys::domain::time::now())).len();
     assert_eq!(before, 0, "refusals issued nothing");
 
-    let issued = post(vec![("username", "svc".into()), ("name", "Reporting".into()), ("iprestriction", "127.0.0.1".into()), ("validuntil", "2099-12-31".into())]).await;
+    let issued = post(vec![
+        ("username", "svc".into()),
+        ("name", "Reporting".into()),
+        ("iprestriction", "127.0.0.1".into()),
+        ("validuntil", "2099-12-31".into()),
+    ])
+    .await;
     assert_eq!(issued.status, 200);
     let token = issued.input("newkey").unwrap();
     assert_eq!(token.len(), 32);
@@ -263,17 +307,28 @@ async fn disabling_a_service_or_key_type_refuses_its_keys_until_enabled_again() 
     admin.post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("service", &service), ("enable", "1")]).await;
     assert_eq!(site_info(&app, &token).await["username"], "alice", "restored without re-issuing");
 
-    admin.post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("type", "webservice_token"), ("enable", "0")]).await;
+    admin
+        .post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("type", "webservice_token"), ("enable", "0")])
+        .await;
     assert_eq!(site_info(&app, &token).await["errorcode"], "accessexception");
     assert_eq!(app.ws_client(MOODLE_APP_UA).login("alice", PASSWORD, &[]).await["errorcode"], "cannotcreatetoken");
     let own = app.signed_in("alice", CHROME_UA).await.keys_page().await;
     assert!(own.contains("switched off by the site</span></h2>"), "{own}");
-    admin.post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("type", "webservice_token"), ("enable", "1")]).await;
+    admin
+        .post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("type", "webservice_token"), ("enable", "1")])
+        .await;
     assert_eq!(site_info(&app, &token).await["username"], "alice");
 
-    let locked = admin.post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("type", "web_session"), ("enable", "0")]).await;
+    let locked = admin
+        .post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("type", "web_session"), ("enable", "0")])
+        .await;
     assert_eq!(locked.status, 400);
-    let nonsense = admin.post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("type", "webservice_token"), ("enable", "maybe")]).await;
+    let nonsense = admin
+        .post(
+            "/admin/userkeys/services.php",
+            &[("sesskey", &sesskey), ("type", "webservice_token"), ("enable", "maybe")],
+        )
+        .await;
     assert_eq!(nonsense.status, 400);
     let audit = admin.get("/admin/userkeys/audit.php").await;
     assert!(audit.contains("service_disabled") && audit.contains("key_type_enabled"), "{audit}");
@@ -315,7 +370,9 @@ async fn new_key_types_can_start_disabled_by_setting() {
     let core = page.body.split("id=\"type-rss\"").nth(1).unwrap().split("</tr>").next().unwrap().to_owned();
     assert!(core.contains("state active"), "core types are not affected: {core}");
     let sesskey = page.hidden("sesskey").unwrap();
-    admin.post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("type", "local_sync_key"), ("enable", "1")]).await;
+    admin
+        .post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("type", "local_sync_key"), ("enable", "1")])
+        .await;
     let page = admin.get("/admin/userkeys/services.php").await;
     let row = page.body.split("id=\"type-local_sync_key\"").nth(1).unwrap().split("</tr>").next().unwrap().to_owned();
     assert!(row.contains("state active"), "{row}");

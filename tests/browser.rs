@@ -56,7 +56,11 @@ async fn start_browser() -> Option<Driver> {
     let mut last_error = None;
     for _ in 0..50 {
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match ClientBuilder::new(connector).capabilities(capabilities.clone()).connect(&format!("http://127.0.0.1:{port}")).await {
+        match ClientBuilder::new(connector)
+            .capabilities(capabilities.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
             Ok(client) => return Some(Driver { process, _profile: profile, client }),
             Err(e) => last_error = Some(e),
         }

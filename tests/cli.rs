@@ -58,7 +58,8 @@ async fn first_start_prints_how_to_sign_in_once_and_the_password_works() {
 
     // The session's use was written at shutdown; a second start prints no new password.
     let db = userkeys::db::Db::connect(&url, 1).unwrap();
-    let sessions = db.read_blocking(|conn| userkeys::db::keys::active_for_user(conn, 1, userkeys::domain::time::now())).unwrap();
+    let sessions =
+        db.read_blocking(|conn| userkeys::db::keys::active_for_user(conn, 1, userkeys::domain::time::now())).unwrap();
     assert_eq!(sessions.len(), 1);
     assert!(db.read_blocking(|conn| userkeys::db::usage::total_hits(conn, sessions[0].id)).unwrap() >= 2);
     let (mut again, _, lines) = start(&url);
@@ -100,10 +101,7 @@ async fn user_add_reads_the_password_from_stdin() {
     assert!(!unknown.status.success());
 
     let (mut server, base, _) = start(&url);
-    let browser = common::Browser {
-        base,
-        client: reqwest::Client::builder().cookie_store(true).build().unwrap(),
-    };
+    let browser = common::Browser { base, client: reqwest::Client::builder().cookie_store(true).build().unwrap() };
     assert!(browser.sign_in("carol", "a-long-password").await.contains("Your keys"));
     assert_eq!(browser.get("/admin/userkeys/audit.php").await.status, 200, "the auditor role was given");
     server.kill().unwrap();
@@ -138,7 +136,14 @@ async fn usage_survives_kill_9_and_the_next_start_folds_what_was_pending() {
     let at = userkeys::domain::time::now();
     db.write_blocking(|conn| {
         let agent = userkeys::db::usage::agent_ids(conn, &["moodle-dl/2.3"])?["moodle-dl/2.3"];
-        let left = userkeys::db::usage::KeyUse { key_id: key.id, agent_id: agent, ip: "198.51.100.7".parse().unwrap(), first_seen: at, last_seen: at, hits: 5 };
+        let left = userkeys::db::usage::KeyUse {
+            key_id: key.id,
+            agent_id: agent,
+            ip: "198.51.100.7".parse().unwrap(),
+            first_seen: at,
+            last_seen: at,
+            hits: 5,
+        };
         userkeys::db::usage::append(conn, &[left])
     })
     .unwrap();

@@ -36,7 +36,8 @@ async fn hammer_then_revoke(revoke_through_admin: bool) {
         let admin = app.signed_in("root", CHROME_UA).await;
         let sesskey = admin.keys_page().await.hidden("sesskey").unwrap();
         let id = key.to_string();
-        let done = admin.post("/admin/userkeys/revoke.php", &[("sesskey", &sesskey), ("key", &id), ("confirm", "1")]).await;
+        let done =
+            admin.post("/admin/userkeys/revoke.php", &[("sesskey", &sesskey), ("key", &id), ("confirm", "1")]).await;
         assert!(done.contains("1 key(s) revoked"), "{done}");
     } else {
         let owner = app.signed_in("alice", CHROME_UA).await;

@@ -62,7 +62,8 @@ async fn token_php_errors_are_moodles() {
         assert!(wrong.as_object().unwrap().contains_key(key) && wrong[key].is_null(), "{wrong}");
     }
     assert_eq!(errorcode(&ws.login("nobody", PASSWORD, &[]).await), "invalidlogin");
-    let unknown = ws.post_json("/login/token.php", &[("username", "bob"), ("password", PASSWORD), ("service", "nope")]).await;
+    let unknown =
+        ws.post_json("/login/token.php", &[("username", "bob"), ("password", PASSWORD), ("service", "nope")]).await;
     assert_eq!(errorcode(&unknown), "servicenotavailable");
     let missing = ws.post_json("/login/token.php", &[("username", "bob")]).await;
     assert_eq!(errorcode(&missing), "missingparam");
@@ -116,15 +117,39 @@ async fn the_same_device_signing_in_again_holds_one_token() {
     let app = spawn_app();
     app.create_user("alice", false);
     let ws = app.ws_client("moodle-dl/2.3");
-    let first = ws.token("alice", &[("deviceid", "dev-1"), ("devicemodel", "Pixel 8"), ("deviceplatform", "Android"), ("deviceversion", "15")]).await;
-    let second = ws.token("alice", &[("deviceid", "dev-1"), ("devicemodel", "Pixel 8"), ("deviceplatform", "Android"), ("deviceversion", "15")]).await;
+    let first = ws
+        .token(
+            "alice",
+            &[
+                ("deviceid", "dev-1"),
+                ("devicemodel", "Pixel 8"),
+                ("deviceplatform", "Android"),
+                ("deviceversion", "15"),
+            ],
+        )
+        .await;
+    let second = ws
+        .token(
+            "alice",
+            &[
+                ("deviceid", "dev-1"),
+                ("devicemodel", "Pixel 8"),
+                ("deviceplatform", "Android"),
+                ("deviceversion", "15"),
+            ],
+        )
+        .await;
     assert_ne!(first, second);
     assert_eq!(errorcode(&ws.call(&first, "core_webservice_get_site_info", &[]).await), "invalidtoken");
     assert_eq!(ws.call(&second, "core_webservice_get_site_info", &[]).await["username"], "alice");
     let old = app.key_of(&first);
     assert!(old.revoked_at.is_some(), "the old token is revoked, not left behind");
     let other = ws.token("alice", &[("deviceid", "dev-2")]).await;
-    assert_eq!(ws.call(&second, "core_webservice_get_site_info", &[]).await["username"], "alice", "a second device does not replace the first");
+    assert_eq!(
+        ws.call(&second, "core_webservice_get_site_info", &[]).await["username"],
+        "alice",
+        "a second device does not replace the first"
+    );
     assert_eq!(ws.call(&other, "core_webservice_get_site_info", &[]).await["username"], "alice");
 
     let page = app.signed_in("alice", CHROME_UA).await.keys_page().await;
@@ -140,7 +165,10 @@ async fn each_refusal_is_moodles_error() {
     let ws = app.ws_client(MOODLE_APP_UA);
 
     assert_eq!(errorcode(&site_info(&ws, "0123456789abcdef0123456789abcdef").await), "invalidtoken");
-    assert_eq!(errorcode(&ws.post_json("/webservice/rest/server.php", &[("moodlewsrestformat", "json")]).await), "invalidtoken");
+    assert_eq!(
+        errorcode(&ws.post_json("/webservice/rest/server.php", &[("moodlewsrestformat", "json")]).await),
+        "invalidtoken"
+    );
 
     let expired = ws.token("alice", &[("deviceid", "a")]).await;
     let expired_id = app.key_of(&expired).id;
@@ -159,8 +187,12 @@ async fn each_refusal_is_moodles_error() {
     assert_eq!(site_info(&ws, &restricted).await["username"], "alice", "inside its range it works");
 
     let unknown = ws.call(&restricted, "core_no_such_function", &[]).await;
-    assert_eq!((errorcode(&unknown), unknown["exception"].as_str().unwrap()), ("invalidrecord", "dml_missing_record_exception"));
-    let missing = ws.post_json("/webservice/rest/server.php", &[("wstoken", &restricted), ("moodlewsrestformat", "json")]).await;
+    assert_eq!(
+        (errorcode(&unknown), unknown["exception"].as_str().unwrap()),
+        ("invalidrecord", "dml_missing_record_exception")
+    );
+    let missing =
+        ws.post_json("/webservice/rest/server.php", &[("wstoken", &restricted), ("moodlewsrestformat", "json")]).await;
     assert_eq!(errorcode(&missing), "invalidparameter");
     let bad = ws.call(&restricted, "core_user_add_user_device", &[("appid", "x")]).await;
     assert_eq!(errorcode(&bad), "invalidparameter");
@@ -195,7 +227,11 @@ async fn a_disabled_service_refuses_its_tokens_and_new_logins() {
     assert!(e.get("debuginfo").is_none(), "debuginfo only in debug mode: {e}");
     assert_eq!(errorcode(&ws.login("alice", PASSWORD, &[]).await), "servicenotavailable");
     app.with_db(|conn| userkeys::db::services::set_enabled(conn, service, true));
-    assert_eq!(ws.call(&token, "core_webservice_get_site_info", &[]).await["username"], "alice", "enabled again, it works");
+    assert_eq!(
+        ws.call(&token, "core_webservice_get_site_info", &[]).await["username"],
+        "alice",
+        "enabled again, it works"
+    );
 }
 
 #[tokio::test]
@@ -206,7 +242,14 @@ async fn huge_binary_and_malformed_requests_get_moodle_errors() {
     let token = ws.token("alice", &[]).await;
     let url = format!("{}/webservice/rest/server.php?moodlewsrestformat=json", ws.base);
     let huge = vec![b'a'; 3 * 1024 * 1024];
-    let response = ws.client.post(&url).header("content-type", "application/x-www-form-urlencoded").body(huge).send().await.unwrap();
+    let response = ws
+        .client
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(errorcode(&body), "invalidparameter");
@@ -217,7 +260,14 @@ async fn huge_binary_and_malformed_requests_get_moodle_errors() {
     assert_eq!(errorcode(&response.json::<Value>().await.unwrap()), "invalidtoken");
 
     let weird = format!("wstoken={token}&wsfunction=core_webservice_get_site_info&%ff%fe=%00&a[[[=1&a[b]]=2");
-    let response = ws.client.post(&url).header("content-type", "application/x-www-form-urlencoded").body(weird).send().await.unwrap();
+    let response = ws
+        .client
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(weird)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.json::<Value>().await.unwrap()["username"], "alice");
 }
 
@@ -227,16 +277,27 @@ async fn xml_is_moodles_default_format() {
     app.create_user("alice", false);
     let ws = app.ws_client(MOODLE_APP_UA);
     let token = ws.token("alice", &[]).await;
-    let ok = ws.client.post(format!("{}/webservice/rest/server.php", ws.base))
+    let ok = ws
+        .client
+        .post(format!("{}/webservice/rest/server.php", ws.base))
         .form(&[("wstoken", token.as_str()), ("wsfunction", "core_webservice_get_site_info")])
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert!(ok.headers()["content-type"].to_str().unwrap().starts_with("application/xml"));
     let xml = ok.text().await.unwrap();
     assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<RESPONSE>\n<SINGLE>\n"), "{xml}");
     assert!(xml.contains("<KEY name=\"username\"><VALUE>alice</VALUE>\n</KEY>"), "{xml}");
-    let err = ws.client.post(format!("{}/webservice/rest/server.php", ws.base))
+    let err = ws
+        .client
+        .post(format!("{}/webservice/rest/server.php", ws.base))
         .form(&[("wstoken", "nope"), ("wsfunction", "core_webservice_get_site_info")])
-        .send().await.unwrap().text().await.unwrap();
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(err.contains("<EXCEPTION class=\"moodle_exception\">\n<ERRORCODE>invalidtoken</ERRORCODE>"), "{err}");
 }
 
@@ -247,10 +308,25 @@ async fn site_info_has_moodles_fields_and_types() {
     let ws = app.ws_client(MOODLE_APP_UA);
     let token = ws.token("alice", &[]).await;
     let info = ws.call(&token, "core_webservice_get_site_info", &[]).await;
-    for field in ["sitename", "username", "firstname", "lastname", "fullname", "lang", "siteurl", "userpictureurl", "release", "version", "mobilecssurl", "theme"] {
+    for field in [
+        "sitename",
+        "username",
+        "firstname",
+        "lastname",
+        "fullname",
+        "lang",
+        "siteurl",
+        "userpictureurl",
+        "release",
+        "version",
+        "mobilecssurl",
+        "theme",
+    ] {
         assert!(info[field].is_string(), "{field} is a string: {info}");
     }
-    for field in ["userid", "downloadfiles", "uploadfiles", "userquota", "usermaxuploadfilesize", "userhomepage", "siteid"] {
+    for field in
+        ["userid", "downloadfiles", "uploadfiles", "userquota", "usermaxuploadfilesize", "userhomepage", "siteid"]
+    {
         assert!(info[field].is_i64(), "{field} is an integer: {info}");
     }
     assert_eq!(info["userid"], alice);
@@ -299,7 +375,11 @@ async fn the_page_shows_each_agents_latest_address_and_all_its_uses() {
     let token = ws.token("alice", &[]).await;
     let key = app.key_of(&token).id;
     let call_from = |ip: &'static str| {
-        let form = [("wstoken", token.clone()), ("wsfunction", "core_webservice_get_site_info".into()), ("moodlewsrestformat", "json".into())];
+        let form = [
+            ("wstoken", token.clone()),
+            ("wsfunction", "core_webservice_get_site_info".into()),
+            ("moodlewsrestformat", "json".into()),
+        ];
         let request = ws.client.post(app.url("/webservice/rest/server.php")).header("X-Forwarded-For", ip).form(&form);
         async move {
             let reply: Value = request.send().await.unwrap().json().await.unwrap();
@@ -328,7 +408,15 @@ async fn a_registered_device_names_its_token_and_can_be_removed() {
     app.create_user("alice", false);
     let ws = app.ws_client(MOODLE_APP_UA);
     let token = ws.token("alice", &[]).await;
-    let device = [("appid", "com.moodle.moodlemobile"), ("name", "Google"), ("model", "Pixel 8"), ("platform", "android"), ("version", "15"), ("pushid", "push-123"), ("uuid", "uuid-abc")];
+    let device = [
+        ("appid", "com.moodle.moodlemobile"),
+        ("name", "Google"),
+        ("model", "Pixel 8"),
+        ("platform", "android"),
+        ("version", "15"),
+        ("pushid", "push-123"),
+        ("uuid", "uuid-abc"),
+    ];
     assert_eq!(ws.call(&token, "core_user_add_user_device", &device).await, serde_json::json!([]));
     let again = ws.call(&token, "core_user_add_user_device", &device).await;
     assert_eq!(again[0][0]["warningcode"], "existingkeyforthisuser", "{again}");
@@ -352,11 +440,17 @@ async fn auto_login_key_signs_the_browser_in_once() {
     let answer = ws.login("alice", PASSWORD, &[]).await;
     let (token, private) = (answer["token"].as_str().unwrap(), answer["privatetoken"].as_str().unwrap());
 
-    let in_query = ws.post_json(&format!("/webservice/rest/server.php?privatetoken={private}"), &[("wstoken", token), ("wsfunction", "tool_mobile_get_autologin_key"), ("moodlewsrestformat", "json")]).await;
+    let in_query = ws
+        .post_json(
+            &format!("/webservice/rest/server.php?privatetoken={private}"),
+            &[("wstoken", token), ("wsfunction", "tool_mobile_get_autologin_key"), ("moodlewsrestformat", "json")],
+        )
+        .await;
     assert_eq!(errorcode(&in_query), "invalidprivatetoken");
     let wrong = ws.call(token, "tool_mobile_get_autologin_key", &[("privatetoken", "x")]).await;
     assert_eq!(errorcode(&wrong), "invalidprivatetoken");
-    let not_app = app.ws_client(CHROME_UA).call(token, "tool_mobile_get_autologin_key", &[("privatetoken", private)]).await;
+    let not_app =
+        app.ws_client(CHROME_UA).call(token, "tool_mobile_get_autologin_key", &[("privatetoken", private)]).await;
     assert_eq!(errorcode(&not_app), "apprequired");
 
     let key = ws.call(token, "tool_mobile_get_autologin_key", &[("privatetoken", private)]).await;
@@ -367,7 +461,12 @@ async fn auto_login_key_signs_the_browser_in_once() {
 
     let userid = app.key_of(token).user_id.to_string();
     let browser = app.browser(MOODLE_APP_UA);
-    let page = browser.post("/admin/tool/mobile/autologin.php", &[("key", &key), ("userid", &userid), ("urltogo", "/user/managetoken.php")]).await;
+    let page = browser
+        .post(
+            "/admin/tool/mobile/autologin.php",
+            &[("key", &key), ("userid", &userid), ("urltogo", "/user/managetoken.php")],
+        )
+        .await;
     assert!(page.contains("Your keys"), "{page}");
     let other = app.browser(MOODLE_APP_UA);
     let reused = other.post("/admin/tool/mobile/autologin.php", &[("key", &key), ("userid", &userid)]).await;
@@ -381,7 +480,9 @@ async fn qr_login_key_from_the_page_gives_the_app_its_own_token() {
     let browser = app.signed_in("alice", CHROME_UA).await;
     let page = browser.keys_page().await;
     let sesskey = page.hidden("sesskey").unwrap();
-    let created = browser.post("/user/managetoken.php", &[("sesskey", &sesskey), ("action", "create"), ("type", "tool_mobile/qrlogin")]).await;
+    let created = browser
+        .post("/user/managetoken.php", &[("sesskey", &sesskey), ("action", "create"), ("type", "tool_mobile/qrlogin")])
+        .await;
     assert!(created.contains("<svg"), "a QR code is shown: {created}");
     let content = created.input("newkey").unwrap();
     assert!(content.starts_with("moodlemobile://https://moodle.example.org?qrlogin="), "{content}");
@@ -390,16 +491,41 @@ async fn qr_login_key_from_the_page_gives_the_app_its_own_token() {
 
     let request = serde_json::json!([{"index": 0, "methodname": "tool_mobile_get_tokens_for_qr_login", "args": {"qrloginkey": key, "userid": userid}}]);
     let app_client = app.ws_client(MOODLE_APP_UA);
-    let answer: Value = app_client.client.post(app.url("/lib/ajax/service-nologin.php?info=tool_mobile_get_tokens_for_qr_login")).json(&request).send().await.unwrap().json().await.unwrap();
+    let answer: Value = app_client
+        .client
+        .post(app.url("/lib/ajax/service-nologin.php?info=tool_mobile_get_tokens_for_qr_login"))
+        .json(&request)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(answer[0]["error"], false, "{answer}");
     let token = answer[0]["data"]["token"].as_str().unwrap();
     assert_eq!(app_client.call(token, "core_webservice_get_site_info", &[]).await["username"], "alice");
-    let again: Value = app_client.client.post(app.url("/lib/ajax/service-nologin.php")).json(&request).send().await.unwrap().json().await.unwrap();
+    let again: Value = app_client
+        .client
+        .post(app.url("/lib/ajax/service-nologin.php"))
+        .json(&request)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(again[0]["exception"]["errorcode"], "invalidkey", "single use: {again}");
 
-    let config: Value = app_client.client.post(app.url("/lib/ajax/service-nologin.php"))
+    let config: Value = app_client
+        .client
+        .post(app.url("/lib/ajax/service-nologin.php"))
         .json(&serde_json::json!([{"index": 0, "methodname": "tool_mobile_get_public_config", "args": {}}]))
-        .send().await.unwrap().json().await.unwrap();
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(config[0]["data"]["showloginform"], 1);
     assert_eq!(config[0]["data"]["wwwroot"], "https://moodle.example.org");
 }
@@ -410,7 +536,8 @@ async fn rss_and_calendar_feeds_answer_only_with_a_valid_key() {
     app.create_user("alice", false);
     let browser = app.signed_in("alice", CHROME_UA).await;
     let sesskey = browser.keys_page().await.hidden("sesskey").unwrap();
-    let rss = browser.post("/user/managetoken.php", &[("sesskey", &sesskey), ("action", "create"), ("type", "rss")]).await;
+    let rss =
+        browser.post("/user/managetoken.php", &[("sesskey", &sesskey), ("action", "create"), ("type", "rss")]).await;
     let url = rss.input("newkey").unwrap();
     let rss_path = url[url.find("/rss/").unwrap()..].to_owned();
     let path = &rss_path;
@@ -418,10 +545,17 @@ async fn rss_and_calendar_feeds_answer_only_with_a_valid_key() {
     let ok = reader.client.get(app.url(path)).send().await.unwrap();
     assert_eq!(ok.status(), 200);
     assert!(ok.text().await.unwrap().contains("<rss version=\"2.0\">"));
-    let bad = reader.client.get(app.url("/rss/file.php/1/0123456789abcdef0123456789abcdef/user/1/rss.xml")).send().await.unwrap();
+    let bad = reader
+        .client
+        .get(app.url("/rss/file.php/1/0123456789abcdef0123456789abcdef/user/1/rss.xml"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 403);
 
-    let cal = browser.post("/user/managetoken.php", &[("sesskey", &sesskey), ("action", "create"), ("type", "calendar_export")]).await;
+    let cal = browser
+        .post("/user/managetoken.php", &[("sesskey", &sesskey), ("action", "create"), ("type", "calendar_export")])
+        .await;
     let url = cal.input("newkey").unwrap();
     let path = &url[url.find("/calendar/").unwrap()..];
     let google = app.ws_client("Google-Calendar-Importer");

@@ -17,7 +17,11 @@ fn first_instance() -> TestApp {
 }
 
 fn second_instance(first: &TestApp) -> TestApp {
-    spawn_app_with(Options { database_url: Some(first.database_url.clone()), configure: shared_database_cache(), ..Default::default() })
+    spawn_app_with(Options {
+        database_url: Some(first.database_url.clone()),
+        configure: shared_database_cache(),
+        ..Default::default()
+    })
 }
 
 #[tokio::test]
@@ -104,7 +108,8 @@ async fn a_fold_too_large_for_one_transaction_counts_every_use_once() {
         folded = a.with_db(|conn| {
             use diesel::prelude::*;
             use userkeys::db::schema::{key_usage, key_usage_pending};
-            let hits: Vec<i64> = key_usage::table.filter(key_usage::key_id.eq(key)).select(key_usage::hits).load(conn)?;
+            let hits: Vec<i64> =
+                key_usage::table.filter(key_usage::key_id.eq(key)).select(key_usage::hits).load(conn)?;
             let pending: i64 = key_usage_pending::table.count().get_result(conn)?;
             Ok((hits.len(), hits.iter().sum::<i64>(), pending))
         });
@@ -168,7 +173,10 @@ async fn revoking_while_in_use_ends_revoked_never_resurrected() {
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let row = a.key_of(&token);
     assert!(row.revoked_at.is_some(), "usage writes never un-revoke a key");
-    assert_eq!(b.ws_client(MOODLE_APP_UA).call(&token, "core_webservice_get_site_info", &[]).await["errorcode"], "invalidtoken");
+    assert_eq!(
+        b.ws_client(MOODLE_APP_UA).call(&token, "core_webservice_get_site_info", &[]).await["errorcode"],
+        "invalidtoken"
+    );
 }
 
 #[tokio::test]

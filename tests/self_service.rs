@@ -121,9 +121,8 @@ async fn another_users_key_answers_404_and_stays_valid() {
     assert_eq!(confirm.status, 404, "{confirm}");
     let sesskey = page.hidden("sesskey").unwrap();
     let id = alice_key.to_string();
-    let post = mallory
-        .post("/user/managetoken.php", &[("action", "revoke"), ("key", &id), ("sesskey", &sesskey)])
-        .await;
+    let post =
+        mallory.post("/user/managetoken.php", &[("action", "revoke"), ("key", &id), ("sesskey", &sesskey)]).await;
     assert_eq!(post.status, 404, "{post}");
     assert!(post.contains("not yours"));
     assert_eq!(alice.keys_page().await.status, 200, "alice is still signed in");
@@ -140,9 +139,8 @@ async fn missing_or_stale_sesskey_changes_nothing() {
     let missing = laptop.post("/user/managetoken.php", &[("action", "revoke"), ("key", &target)]).await;
     assert_eq!(missing.status, 403, "{missing}");
     assert!(missing.contains("expired"));
-    let stale = laptop
-        .post("/user/managetoken.php", &[("action", "revokeothers"), ("sesskey", "0123456789abcdef0123")])
-        .await;
+    let stale =
+        laptop.post("/user/managetoken.php", &[("action", "revokeothers"), ("sesskey", "0123456789abcdef0123")]).await;
     assert_eq!(stale.status, 403);
     // A sesskey from another session of the same user is stale here too.
     let other = app.signed_in("alice", FIREFOX_UA).await.keys_page().await.hidden("sesskey").unwrap();
@@ -156,7 +154,13 @@ async fn bad_input_gets_a_clear_page_not_a_500() {
     let app = spawn_app();
     app.create_user("alice", false);
     let browser = app.signed_in("alice", CHROME_UA).await;
-    for query in ["action=revoke&key=abc", "action=revoke", "action=explode", "action=revoketype&type=nope", "action=revoke&key=99999999999999999999"] {
+    for query in [
+        "action=revoke&key=abc",
+        "action=revoke",
+        "action=explode",
+        "action=revoketype&type=nope",
+        "action=revoke&key=99999999999999999999",
+    ] {
         let page = browser.get(&format!("/user/managetoken.php?{query}")).await;
         assert!(page.status == 400 || page.status == 404, "{query}: {page}");
         assert!(page.contains("<h1>"), "an HTML page explains it: {page}");
@@ -275,7 +279,8 @@ async fn health_check_answers_ok() {
 async fn many_keys_of_a_type_are_listed_25_at_a_time_with_show_all() {
     let app = spawn_app_with(Options { key_types: plugin_types(), ..Default::default() });
     let alice = app.create_user("alice", false);
-    let ids: Vec<i64> = (0..30).map(|i| issue_plugin_key(&app, alice, "local_sync_key", &format!("Sync {i}"))).collect();
+    let ids: Vec<i64> =
+        (0..30).map(|i| issue_plugin_key(&app, alice, "local_sync_key", &format!("Sync {i}"))).collect();
     let browser = app.signed_in("alice", CHROME_UA).await;
     let page = browser.keys_page().await;
     let listed: Vec<i64> = page.key_ids().into_iter().filter(|id| ids.contains(id)).collect();

@@ -53,7 +53,11 @@ fn like_pattern(s: &str) -> String {
     format!("%{}%", escaped.to_lowercase())
 }
 
-type Boxed<'a> = diesel::dsl::IntoBoxed<'a, diesel::dsl::InnerJoin<user_keys::table, key_last_use::table>, <DbConn as diesel::Connection>::Backend>;
+type Boxed<'a> = diesel::dsl::IntoBoxed<
+    'a,
+    diesel::dsl::InnerJoin<user_keys::table, key_last_use::table>,
+    <DbConn as diesel::Connection>::Backend,
+>;
 
 fn filtered<'a>(filter: &'a KeyFilter, now: NaiveDateTime) -> Boxed<'a> {
     let mut q = user_keys::table.inner_join(key_last_use::table).into_boxed();
@@ -119,17 +123,28 @@ pub fn search(
     // The same ORDER BY text on both backends; NULLS LAST keeps never-used keys at the end on
     // PostgreSQL as SQLite does naturally.
     let q = match sort {
-        KeySort::LastUsedDesc => q.order(sql::<Timestamp>("key_last_use.last_used_at DESC NULLS LAST, key_last_use.key_id DESC")),
-        KeySort::LastUsedAsc => q.order(sql::<Timestamp>("key_last_use.last_used_at ASC NULLS FIRST, key_last_use.key_id ASC")),
+        KeySort::LastUsedDesc => {
+            q.order(sql::<Timestamp>("key_last_use.last_used_at DESC NULLS LAST, key_last_use.key_id DESC"))
+        }
+        KeySort::LastUsedAsc => {
+            q.order(sql::<Timestamp>("key_last_use.last_used_at ASC NULLS FIRST, key_last_use.key_id ASC"))
+        }
         KeySort::CreatedDesc => q.order((user_keys::created_at.desc(), user_keys::id.desc())),
         KeySort::CreatedAsc => q.order((user_keys::created_at.asc(), user_keys::id.asc())),
     };
-    let keys: Vec<KeyRow> = q.offset(offset.max(0)).limit(limit.clamp(1, 1000)).select(KeyRow::as_select()).load(conn)?;
+    let keys: Vec<KeyRow> =
+        q.offset(offset.max(0)).limit(limit.clamp(1, 1000)).select(KeyRow::as_select()).load(conn)?;
     attach_owners(conn, keys)
 }
 
 /// Keys after `after_id` in id order (for streaming exports).
-pub fn search_after(conn: &mut DbConn, filter: &KeyFilter, now: NaiveDateTime, after_id: i64, limit: i64) -> DbResult<Vec<ListedKey>> {
+pub fn search_after(
+    conn: &mut DbConn,
+    filter: &KeyFilter,
+    now: NaiveDateTime,
+    after_id: i64,
+    limit: i64,
+) -> DbResult<Vec<ListedKey>> {
     let keys: Vec<KeyRow> = filtered(filter, now)
         .filter(user_keys::id.gt(after_id))
         .order(user_keys::id.asc())

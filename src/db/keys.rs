@@ -82,7 +82,11 @@ pub enum Selection {
     OfType(String),
     AllExcept(Option<i64>),
     /// The per-device token(s) a device holds for a service.
-    Device { device_id: String, key_type: String, service_id: Option<i64> },
+    Device {
+        device_id: String,
+        key_type: String,
+        service_id: Option<i64>,
+    },
 }
 
 /// Marks the selected, not yet revoked keys of `user_id` revoked; returns (id, type) of each.
@@ -164,12 +168,7 @@ pub fn rename(conn: &mut DbConn, id: i64, name: &str, details: Option<&str>) -> 
 }
 
 /// Active keys of a type and device for a user (e.g. the push registration of a phone).
-pub fn active_for_device(
-    conn: &mut DbConn,
-    user_id: i64,
-    key_type: &str,
-    device_id: &str,
-) -> DbResult<Vec<KeyRow>> {
+pub fn active_for_device(conn: &mut DbConn, user_id: i64, key_type: &str, device_id: &str) -> DbResult<Vec<KeyRow>> {
     Ok(user_keys::table
         .inner_join(key_last_use::table)
         .filter(user_keys::user_id.eq(user_id))
@@ -192,7 +191,12 @@ pub fn latest_created(conn: &mut DbConn, user_id: i64, key_type: &str) -> DbResu
 }
 
 /// Active web-service tokens with their owners, by id, for warming a cache.
-pub fn active_tokens_after(conn: &mut DbConn, after_id: i64, limit: i64, now: NaiveDateTime) -> DbResult<Vec<(KeyRow, User)>> {
+pub fn active_tokens_after(
+    conn: &mut DbConn,
+    after_id: i64,
+    limit: i64,
+    now: NaiveDateTime,
+) -> DbResult<Vec<(KeyRow, User)>> {
     Ok(user_keys::table
         .inner_join(users::table)
         .inner_join(key_last_use::table)

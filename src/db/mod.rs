@@ -5,10 +5,10 @@ pub mod key_search;
 pub mod key_types;
 pub mod keys;
 pub mod models;
+pub mod peers;
 pub mod roles;
 pub mod schema;
 pub mod services;
-pub mod peers;
 pub mod usage;
 pub mod users;
 
@@ -97,7 +97,6 @@ pub fn invalidates(what: Invalidation) {
 
 /// Told of each committed invalidating write, before the writer's caller sees the result.
 pub type InvalidationListener = std::sync::Arc<dyn Fn(&Invalidation) + Send + Sync>;
-
 
 /// Where the database is, and which backend speaks to it.
 #[derive(Clone, Debug)]
@@ -265,9 +264,10 @@ impl Db {
         let pool = self.read.clone();
         std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || loop {
             std::thread::sleep(Duration::from_millis(500));
-            let done = pool.get().map_err(DbError::from).and_then(|mut conn| {
-                conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)").map_err(DbError::from)
-            });
+            let done = pool
+                .get()
+                .map_err(DbError::from)
+                .and_then(|mut conn| conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)").map_err(DbError::from));
             if let Err(e) = done {
                 tracing::warn!(error = %e, "checkpointing the write-ahead log failed; will retry");
             }
@@ -292,7 +292,11 @@ impl Db {
     }
 
     /// Like `write_quietly`, but gives up (`Ok(None)`) if the writer is not free within `wait`.
-    pub fn write_quietly_within<T>(&self, wait: Duration, f: impl FnOnce(&mut DbConn) -> DbResult<T>) -> DbResult<Option<T>> {
+    pub fn write_quietly_within<T>(
+        &self,
+        wait: Duration,
+        f: impl FnOnce(&mut DbConn) -> DbResult<T>,
+    ) -> DbResult<Option<T>> {
         let Ok(mut conn) = self.write.get_timeout(wait) else { return Ok(None) };
         (*conn).transaction(f).map(Some)
     }
@@ -346,7 +350,9 @@ mod tests {
                 PgConnection::establish(&server).unwrap().batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
                 upgrade_keeps_last_use(&format!("{}/{name}", server.rsplit_once('/').unwrap().0));
             }
-            _ => eprintln!("upgrading_keeps_every_keys_last_use: PostgreSQL skipped (USERKEYS_TEST_POSTGRES is not set)"),
+            _ => {
+                eprintln!("upgrading_keeps_every_keys_last_use: PostgreSQL skipped (USERKEYS_TEST_POSTGRES is not set)")
+            }
         }
     }
 
@@ -355,8 +361,16 @@ mod tests {
         use diesel::r2d2::ManageConnection;
         let mut conn = Manager { location: DbLocation::parse(url).unwrap() }.connect().unwrap();
         let mut names: Vec<String> = match &conn {
-            DbConn::Sqlite(_) => MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS).unwrap().iter().map(|m| m.name().to_string()).collect(),
-            DbConn::Pg(_) => MigrationSource::<diesel::pg::Pg>::migrations(&POSTGRES_MIGRATIONS).unwrap().iter().map(|m| m.name().to_string()).collect(),
+            DbConn::Sqlite(_) => MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
+                .unwrap()
+                .iter()
+                .map(|m| m.name().to_string())
+                .collect(),
+            DbConn::Pg(_) => MigrationSource::<diesel::pg::Pg>::migrations(&POSTGRES_MIGRATIONS)
+                .unwrap()
+                .iter()
+                .map(|m| m.name().to_string())
+                .collect(),
         };
         names.sort();
         let moved = names.iter().position(|n| n.ends_with("_key_last_use")).expect("the migration exists");
@@ -378,8 +392,11 @@ mod tests {
         run_migrations(&mut conn).unwrap();
         conn.batch_execute("INSERT INTO user_keys (id, user_id, key_type, name, created_at) VALUES (9, 1, 'rss', 'new', '2026-12-01 00:00:00')").unwrap();
         use schema::key_last_use::dsl::*;
-        let rows: Vec<(i64, Option<chrono::NaiveDateTime>, Option<String>, Option<String>)> =
-            key_last_use.select((key_id, last_used_at, last_used_ip, last_used_ip_hex)).order(key_id).load(&mut conn).unwrap();
+        let rows: Vec<(i64, Option<chrono::NaiveDateTime>, Option<String>, Option<String>)> = key_last_use
+            .select((key_id, last_used_at, last_used_ip, last_used_ip_hex))
+            .order(key_id)
+            .load(&mut conn)
+            .unwrap();
         let at = chrono::NaiveDateTime::parse_from_str("2026-11-30 08:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
         assert_eq!(
             rows,

@@ -67,12 +67,16 @@ impl Peers {
     /// Inside an invalidating write's transaction: takes the next generation and announces it.
     pub fn announce(&self, conn: &mut DbConn, what: &Invalidation) -> DbResult<i64> {
         let generation: Value =
-            diesel::sql_query("UPDATE cache_generation SET value = value + 1 WHERE id = 1 RETURNING value").get_result(conn)?;
+            diesel::sql_query("UPDATE cache_generation SET value = value + 1 WHERE id = 1 RETURNING value")
+                .get_result(conn)?;
         let mut payload = format!("{} {} {}", generation.value, self.id, describe(what));
         if payload.len() > MAX_PAYLOAD {
             payload = format!("{} {} all", generation.value, self.id);
         }
-        diesel::sql_query("SELECT pg_notify($1, $2)").bind::<Text, _>(CHANNEL).bind::<Text, _>(payload).execute(conn)?;
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<Text, _>(CHANNEL)
+            .bind::<Text, _>(payload)
+            .execute(conn)?;
         Ok(generation.value)
     }
 
@@ -93,7 +97,11 @@ impl Peers {
                 return Ok(());
             }
             if Instant::now() > give_up {
-                tracing::warn!(generation, instances = behind.value, "instances did not confirm an invalidation in time");
+                tracing::warn!(
+                    generation,
+                    instances = behind.value,
+                    "instances did not confirm an invalidation in time"
+                );
                 return Ok(());
             }
             std::thread::sleep(POLL_EVERY * 2);
@@ -130,7 +138,8 @@ impl Peers {
         let mut seen = registered.value;
         self.lease_until.store(self.millis(sent + LEASE - MARGIN), Ordering::Release);
         // Instances gone for an hour are forgotten.
-        diesel::sql_query("DELETE FROM cache_instances WHERE beat_at < now() - interval '1 hour'").execute(&mut conn)?;
+        diesel::sql_query("DELETE FROM cache_instances WHERE beat_at < now() - interval '1 hour'")
+            .execute(&mut conn)?;
         let mut last_beat = sent;
         loop {
             let mut applied = false;
@@ -149,10 +158,12 @@ impl Peers {
             }
             if applied || last_beat.elapsed() >= BEAT_EVERY {
                 let sent = Instant::now();
-                diesel::sql_query("UPDATE cache_instances SET seen = GREATEST(seen, $2), beat_at = now() WHERE id = $1")
-                    .bind::<Text, _>(&self.id)
-                    .bind::<BigInt, _>(seen)
-                    .execute(&mut conn)?;
+                diesel::sql_query(
+                    "UPDATE cache_instances SET seen = GREATEST(seen, $2), beat_at = now() WHERE id = $1",
+                )
+                .bind::<Text, _>(&self.id)
+                .bind::<BigInt, _>(seen)
+                .execute(&mut conn)?;
                 self.lease_until.store(self.millis(sent + LEASE - MARGIN), Ordering::Release);
                 last_beat = sent;
             }

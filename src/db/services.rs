@@ -5,11 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 pub fn find_by_shortname(conn: &mut DbConn, shortname: &str) -> DbResult<Option<Service>> {
-    Ok(services::table
-        .filter(services::shortname.eq(shortname))
-        .select(Service::as_select())
-        .first(conn)
-        .optional()?)
+    Ok(services::table.filter(services::shortname.eq(shortname)).select(Service::as_select()).first(conn).optional()?)
 }
 
 pub fn find(conn: &mut DbConn, id: i64) -> DbResult<Option<Service>> {

@@ -317,7 +317,12 @@ pub fn total_hits(conn: &mut DbConn, key_id: i64) -> DbResult<i64> {
 pub fn grand_total(conn: &mut DbConn, keep: impl Fn(i64) -> bool) -> DbResult<i64> {
     let folded: Vec<(i64, i64)> = key_usage::table.select((key_usage::key_id, key_usage::hits)).load(conn)?;
     let pending = pending_uses(conn)?;
-    Ok(folded.into_iter().chain(pending.into_iter().map(|u| (u.key_id, u.hits))).filter(|(k, _)| keep(*k)).map(|(_, h)| h).sum())
+    Ok(folded
+        .into_iter()
+        .chain(pending.into_iter().map(|u| (u.key_id, u.hits)))
+        .filter(|(k, _)| keep(*k))
+        .map(|(_, h)| h)
+        .sum())
 }
 
 #[cfg(test)]
@@ -328,8 +333,22 @@ mod tests {
     fn packed_uses_read_back_the_same() {
         let at = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").unwrap();
         let uses = vec![
-            KeyUse { key_id: 7, agent_id: 3, ip: "203.0.113.9".parse().unwrap(), first_seen: at("2026-11-23 10:00:00.123456"), last_seen: at("2026-11-23 10:00:01.5"), hits: 4 },
-            KeyUse { key_id: i64::MAX, agent_id: 1, ip: "2001:db8::1".parse().unwrap(), first_seen: at("1999-01-01 00:00:00"), last_seen: at("2099-12-31 23:59:59.999999"), hits: 1 },
+            KeyUse {
+                key_id: 7,
+                agent_id: 3,
+                ip: "203.0.113.9".parse().unwrap(),
+                first_seen: at("2026-11-23 10:00:00.123456"),
+                last_seen: at("2026-11-23 10:00:01.5"),
+                hits: 4,
+            },
+            KeyUse {
+                key_id: i64::MAX,
+                agent_id: 1,
+                ip: "2001:db8::1".parse().unwrap(),
+                first_seen: at("1999-01-01 00:00:00"),
+                last_seen: at("2099-12-31 23:59:59.999999"),
+                hits: 1,
+            },
         ];
         let mut packed = pack(&uses);
         assert_eq!(unpack(&packed).collect::<Vec<_>>(), uses);

@@ -4,11 +4,7 @@ use super::{DbConn, DbResult};
 use diesel::prelude::*;
 
 pub fn find_by_username(conn: &mut DbConn, username: &str) -> DbResult<Option<User>> {
-    Ok(users::table
-        .filter(users::username.eq(username))
-        .select(User::as_select())
-        .first(conn)
-        .optional()?)
+    Ok(users::table.filter(users::username.eq(username)).select(User::as_select()).first(conn).optional()?)
 }
 
 pub fn find(conn: &mut DbConn, id: i64) -> DbResult<Option<User>> {

@@ -17,9 +17,7 @@ impl IpRestriction {
     pub fn parse(input: &str) -> Result<Option<Self>, InvalidIpRestriction> {
         let mut networks = Vec::new();
         for entry in input.split(|c: char| c == ',' || c.is_whitespace()).filter(|e| !e.is_empty()) {
-            let network = entry
-                .parse::<IpNetwork>()
-                .map_err(|_| InvalidIpRestriction { entry: truncate(entry) })?;
+            let network = entry.parse::<IpNetwork>().map_err(|_| InvalidIpRestriction { entry: truncate(entry) })?;
             // A range written with host bits set (10.1.2.3/8) is normalised to its network.
             let network = IpNetwork::new(network.network(), network.prefix())
                 .map_err(|_| InvalidIpRestriction { entry: truncate(entry) })?;
@@ -64,7 +62,11 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 fn max_prefix(n: &IpNetwork) -> u8 {
-    if n.is_ipv4() { 32 } else { 128 }
+    if n.is_ipv4() {
+        32
+    } else {
+        128
+    }
 }
 
 fn truncate(s: &str) -> String {

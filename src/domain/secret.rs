@@ -32,9 +32,7 @@ impl ClearSecret {
     /// 64 characters from [A-Za-z0-9] (≈381 bits): the shape of Moodle's `privatetoken`.
     pub fn private_token() -> Self {
         let mut rng = rand::rng();
-        let s = (0..64)
-            .map(|_| ALPHANUMERIC[rng.random_range(0..ALPHANUMERIC.len())] as char)
-            .collect();
+        let s = (0..64).map(|_| ALPHANUMERIC[rng.random_range(0..ALPHANUMERIC.len())] as char).collect();
         ClearSecret(s)
     }
 

@@ -18,7 +18,11 @@ pub fn relative(at: NaiveDateTime, now: NaiveDateTime) -> String {
         2_592_000..=31_535_999 => plural(secs / 2_592_000, "month"),
         _ => plural(secs / 31_536_000, "year"),
     };
-    if future { format!("in {phrase}") } else { format!("{phrase} ago") }
+    if future {
+        format!("in {phrase}")
+    } else {
+        format!("{phrase} ago")
+    }
 }
 
 pub fn exact(at: NaiveDateTime) -> String {
@@ -34,7 +38,11 @@ pub fn from_unix(secs: i64) -> Option<NaiveDateTime> {
 }
 
 fn plural(n: i64, unit: &str) -> String {
-    if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
 }
 
 #[cfg(test)]

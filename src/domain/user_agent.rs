@@ -33,21 +33,12 @@ struct Product {
 }
 
 const fn p(token: &'static str, name: &'static str, version: Version, os: bool) -> Product {
-    Product {
-        token,
-        with: None,
-        name,
-        version,
-        os,
-    }
+    Product { token, with: None, name, version, os }
 }
 
 impl Product {
     const fn with(self, also: &'static str) -> Self {
-        Product {
-            with: Some(also),
-            ..self
-        }
+        Product { with: Some(also), ..self }
     }
 }
 
@@ -94,12 +85,11 @@ pub fn describe_user_agent(user_agent: &str) -> String {
     let parsed = Parser::new().parse(ua);
     let parsed = parsed.as_ref();
 
-    if let Some(product) = PRODUCTS
-        .iter()
-        .find(|pr| find_token(ua, pr.token).is_some() && pr.with.is_none_or(|w| ua.contains(w)))
+    if let Some(product) =
+        PRODUCTS.iter().find(|pr| find_token(ua, pr.token).is_some() && pr.with.is_none_or(|w| ua.contains(w)))
     {
-        let version = find_token(ua, product.token)
-            .and_then(|at| version_at(&ua[at + product.token.len()..], product.version));
+        let version =
+            find_token(ua, product.token).and_then(|at| version_at(&ua[at + product.token.len()..], product.version));
         let os = product.os.then(|| platform(ua, parsed)).flatten();
         return compose(product.name, version, os);
     }
@@ -130,10 +120,7 @@ fn fallback(ua: &str, parsed: Option<&WootheeResult>) -> String {
     let outside = strip_comments(ua);
     let is_product = |t: &&str| {
         let name = t.split('/').next().unwrap_or_default();
-        name.starts_with(|c: char| c.is_alphabetic())
-            && name
-                .chars()
-                .all(|c| c.is_alphanumeric() || "-_.!".contains(c))
+        name.starts_with(|c: char| c.is_alphabetic()) && name.chars().all(|c| c.is_alphanumeric() || "-_.!".contains(c))
     };
     let in_comments = ua.split([' ', ';', '(', ')']).filter(|t| t.contains('/'));
     let Some(token) = (outside.split_whitespace().chain(in_comments))
@@ -144,11 +131,7 @@ fn fallback(ua: &str, parsed: Option<&WootheeResult>) -> String {
         return UNKNOWN_CLIENT.to_string();
     };
     let (name, rest) = token.split_once('/').unwrap_or((token, ""));
-    compose(
-        &clean(name),
-        version_at(rest, MajorMinor),
-        platform(ua, parsed),
-    )
+    compose(&clean(name), version_at(rest, MajorMinor), platform(ua, parsed))
 }
 
 fn compose(name: &str, version: Option<String>, platform: Option<String>) -> String {
@@ -165,11 +148,8 @@ fn with_version(name: &str, version: &str) -> String {
 
 /// Byte offset of `token` where it starts a word, so "curl" does not match "libcurl".
 fn find_token(ua: &str, token: &str) -> Option<usize> {
-    let starts_word =
-        |at: usize| ua[..at].ends_with(|c: char| c.is_whitespace() || "(;,".contains(c));
-    ua.match_indices(token)
-        .map(|(at, _)| at)
-        .find(|&at| at == 0 || starts_word(at))
+    let starts_word = |at: usize| ua[..at].ends_with(|c: char| c.is_whitespace() || "(;,".contains(c));
+    ua.match_indices(token).map(|(at, _)| at).find(|&at| at == 0 || starts_word(at))
 }
 
 /// The "1.2.3" at the start of "1.2.3stable-Win64".
@@ -187,24 +167,15 @@ fn version_at(text: &str, kind: Version) -> Option<String> {
         MajorMinor => 2,
     };
     let text = text.strip_prefix(['/', ' ']).unwrap_or(text);
-    let parts: Vec<&str> = leading_number(text)
-        .split('.')
-        .take_while(|s| !s.is_empty())
-        .take(keep)
-        .collect();
+    let parts: Vec<&str> = leading_number(text).split('.').take_while(|s| !s.is_empty()).take(keep).collect();
     (!parts.is_empty()).then(|| parts.join("."))
 }
 
 /// The operating system, as precisely as the agent honestly tells it.
 fn platform(ua: &str, parsed: Option<&WootheeResult>) -> Option<String> {
     // Non-browser clients name the OS as a product token of their own.
-    let own = [
-        ("iOS/", "iOS"),
-        ("Mac+OS+X/", "macOS"),
-        ("macOS/", "macOS"),
-        ("Mac OS X/", "macOS"),
-        ("Android/", "Android"),
-    ];
+    let own =
+        [("iOS/", "iOS"), ("Mac+OS+X/", "macOS"), ("macOS/", "macOS"), ("Mac OS X/", "macOS"), ("Android/", "Android")];
     for (token, name) in own {
         if let Some(at) = find_token(ua, token) {
             return Some(with_version(name, leading_number(&ua[at + token.len()..])));
@@ -258,20 +229,12 @@ fn strip_comments(ua: &str) -> String {
 
 /// Trims, drops control chars and bounds a piece of client-supplied text.
 fn clean(s: &str) -> String {
-    s.trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_PART)
-        .collect::<String>()
-        .trim()
-        .to_string()
+    s.trim().chars().filter(|c| !c.is_control()).take(MAX_PART).collect::<String>().trim().to_string()
 }
 
 fn capitalize(s: &str) -> String {
     let mut chars = s.chars();
-    chars
-        .next()
-        .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
+    chars.next().map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
 }
 
 /// The name of a mobile device registered by the Moodle app (Moodle's
@@ -295,8 +258,7 @@ pub fn describe_device(
         (Some(os), Some(v)) => Some(format!("{os} {v}")),
         (os, _) => os,
     };
-    let app = field(app_version)
-        .map(|v| format!("Moodle app {}", version_at(&v, MajorMinor).unwrap_or(v)));
+    let app = field(app_version).map(|v| format!("Moodle app {}", version_at(&v, MajorMinor).unwrap_or(v)));
     let parts: Vec<String> = [device, os, app].into_iter().flatten().collect();
     (!parts.is_empty()).then(|| parts.join(SEP))
 }
@@ -305,10 +267,7 @@ pub fn describe_device(
 mod tests {
     use super::*;
 
-    const FIXTURE: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/user-agents.tsv"
-    ));
+    const FIXTURE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/user-agents.tsv"));
 
     #[test]
     fn every_fixture_row_gets_its_readable_name() {
@@ -323,12 +282,7 @@ mod tests {
                 (got != want).then(|| format!("{ua:?}\n  want {want:?}\n  got  {got:?}"))
             })
             .collect();
-        assert!(
-            mismatches.is_empty(),
-            "{} mismatches:\n{}",
-            mismatches.len(),
-            mismatches.join("\n")
-        );
+        assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
     }
 
     fn check(cases: &[(&str, &str)]) {
@@ -343,25 +297,15 @@ mod tests {
             ("SomeTool/2.1 (x)", "SomeTool 2.1"),
             ("Frobnicator", "Frobnicator"),
             ("Mozilla/5.0 (compatible) Fetcher/3.4.5", "Fetcher 3.4"),
-            (
-                "Mozilla/5.0 (compatible; YandexBot/3.0; +http://y.co)",
-                "YandexBot 3.0",
-            ),
+            ("Mozilla/5.0 (compatible; YandexBot/3.0; +http://y.co)", "YandexBot 3.0"),
             ("PHP/8.2 libcurl/8.1", "PHP 8.2"),
-            (
-                "macOS/14.2 (23C64) CalendarAgent/1002",
-                "Apple Calendar · macOS 14.2",
-            ),
+            ("macOS/14.2 (23C64) CalendarAgent/1002", "Apple Calendar · macOS 14.2"),
         ]);
     }
 
     #[test]
     fn empty_agent_is_unknown_client() {
-        check(&[
-            ("", "Unknown client"),
-            (" \t\n ", "Unknown client"),
-            ("()", "Unknown client"),
-        ]);
+        check(&[("", "Unknown client"), (" \t\n ", "Unknown client"), ("()", "Unknown client")]);
     }
 
     #[test]
@@ -369,10 +313,7 @@ mod tests {
         for ua in "((((|/|é/ü|MoodleMobile |curl/|windows-|iOS/|\u{0}/\u{7f}".split('|') {
             assert!(!describe_user_agent(ua).is_empty(), "for {ua:?}");
         }
-        assert_eq!(
-            describe_user_agent(&"Ж".repeat(100_000)).chars().count(),
-            MAX_PART
-        );
+        assert_eq!(describe_user_agent(&"Ж".repeat(100_000)).chars().count(), MAX_PART);
         let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
                       (KHTML, like Gecko) Chrome/132.0.0.0 Safari/537.36";
         let padded = format!("{chrome} {}", "x/1 ".repeat(100_000));

@@ -26,7 +26,11 @@ pub fn core_types() -> Vec<KeyType> {
             "Calendar export keys",
             "Let calendar applications subscribe to your calendar without signing in.",
         ),
-        KeyType::new(AUTOLOGIN, "Mobile auto-login keys", "Short-lived keys that sign the mobile app into the browser."),
+        KeyType::new(
+            AUTOLOGIN,
+            "Mobile auto-login keys",
+            "Short-lived keys that sign the mobile app into the browser.",
+        ),
         KeyType::new(QR_LOGIN, "QR login keys", "Short-lived keys behind a QR code that signs the mobile app in."),
         KeyType::new(PASSWORD_RESET, "Password reset links", "Pending links to reset your password."),
     ]

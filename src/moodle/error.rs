@@ -66,7 +66,8 @@ impl MoodleError {
     }
 
     pub fn invalid_parameter(debuginfo: impl Into<String>) -> Self {
-        Self::new("invalid_parameter_exception", "invalidparameter", "Invalid parameter value detected").with_debug(debuginfo)
+        Self::new("invalid_parameter_exception", "invalidparameter", "Invalid parameter value detected")
+            .with_debug(debuginfo)
     }
 
     pub fn missing_key(key: &str) -> Self {

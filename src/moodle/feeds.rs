@@ -37,7 +37,9 @@ pub async fn calendar(state: State, req: HttpRequest, query: web::Query<Calendar
     let client = ClientInfo::of(&req);
     let userid = query.userid.as_deref().and_then(|u| u.trim().parse::<i64>().ok());
     let (Some(userid), Some(token)) = (userid, query.authtoken.as_deref()) else {
-        return HttpResponse::BadRequest().content_type("text/plain; charset=utf-8").body("userid and authtoken are required");
+        return HttpResponse::BadRequest()
+            .content_type("text/plain; charset=utf-8")
+            .body("userid and authtoken are required");
     };
     match validate(&state, token, CALENDAR_EXPORT, Some(userid), &client, Consume::Keep).await {
         Ok(_) => HttpResponse::Ok().content_type("text/calendar; charset=utf-8").body(format!(

@@ -59,7 +59,9 @@ pub async fn dispatch(function: &str, call: Call<'_>) -> Result<Reply, MoodleErr
         "core_user_add_user_device" => add_user_device(call).await,
         "core_user_remove_user_device" => remove_user_device(call).await,
         "tool_mobile_get_autologin_key" => autologin_key(call).await,
-        "tool_mobile_get_tokens_for_qr_login" => super::qrlogin::tokens_for_qr_login(call.state, &call.params, call.client).await,
+        "tool_mobile_get_tokens_for_qr_login" => {
+            super::qrlogin::tokens_for_qr_login(call.state, &call.params, call.client).await
+        }
         "local_userkeys_get_my_keys" => my_keys(call).await,
         "local_userkeys_revoke_my_key" => revoke_my_key(call).await,
         other => Err(MoodleError::unknown_function(other)),
@@ -133,8 +135,9 @@ async fn add_user_device(call: Call<'_>) -> Result<Value, MoodleError> {
     let user_id = call.token.user.id;
     let token_key_id = call.token.key_id;
     let app_version = moodle_app_version(&call.client.user_agent);
-    let device_name = describe_device(Some(&name), Some(&model), Some(&platform), Some(&version), app_version.as_deref())
-        .unwrap_or_else(|| describe_user_agent(&call.client.user_agent));
+    let device_name =
+        describe_device(Some(&name), Some(&model), Some(&platform), Some(&version), app_version.as_deref())
+            .unwrap_or_else(|| describe_user_agent(&call.client.user_agent));
     let details = json!({
         "appid": appid, "name": name, "model": model, "platform": platform, "version": version,
         "pushid": pushid, "uuid": uuid, "publickey": publickey, "token_key_id": token_key_id,
@@ -149,7 +152,12 @@ async fn add_user_device(call: Call<'_>) -> Result<Value, MoodleError> {
             let same_push = existing.iter().any(|k| detail(k.details.as_deref(), "pushid").as_deref() == Some(&pushid));
             // The token that registered this device now carries the device's name.
             let token_details = crate::db::keys::find(conn, token_key_id)?.and_then(|k| k.details);
-            crate::db::keys::rename(conn, token_key_id, &device_name, Some(&merge_details(token_details.as_deref(), &details)))?;
+            crate::db::keys::rename(
+                conn,
+                token_key_id,
+                &device_name,
+                Some(&merge_details(token_details.as_deref(), &details)),
+            )?;
             if same_push {
                 return Ok(true);
             }
@@ -175,7 +183,9 @@ async fn add_user_device(call: Call<'_>) -> Result<Value, MoodleError> {
         .await?;
     if duplicate {
         let pushid = call.params.required_text("pushid")?;
-        return Ok(json!([[{"item": pushid, "warningcode": "existingkeyforthisuser", "message": "This key is already stored for this user"}]]));
+        return Ok(
+            json!([[{"item": pushid, "warningcode": "existingkeyforthisuser", "message": "This key is already stored for this user"}]]),
+        );
     }
     Ok(json!([]))
 }
@@ -212,8 +222,20 @@ async fn remove_user_device(call: Call<'_>) -> Result<Value, MoodleError> {
         .write(move |conn| {
             let rows = crate::db::keys::active_for_device(conn, user_id, PUSH_DEVICE, &uuid_for_query)?;
             let mut removed = 0;
-            for row in rows.iter().filter(|r| appid.is_empty() || detail(r.details.as_deref(), "appid").as_deref() == Some(&appid)) {
-                removed += ops::revoke(conn, &registry, user_id, &Selection::One(row.id), Scope::Everything, &actor, "device removed by the app", now())?;
+            for row in rows
+                .iter()
+                .filter(|r| appid.is_empty() || detail(r.details.as_deref(), "appid").as_deref() == Some(&appid))
+            {
+                removed += ops::revoke(
+                    conn,
+                    &registry,
+                    user_id,
+                    &Selection::One(row.id),
+                    Scope::Everything,
+                    &actor,
+                    "device removed by the app",
+                    now(),
+                )?;
             }
             Ok(removed)
         })
@@ -263,9 +285,10 @@ async fn autologin_key(call: Call<'_>) -> Result<Value, MoodleError> {
     if recent {
         return Err(MoodleError::autologin_lockout(AUTOLOGIN_MIN_MINUTES_BETWEEN));
     }
-    let matches = token.private_hash.as_deref().is_some_and(|h| {
-        crate::domain::secret::SecretHash::from_stored(h.to_owned()).matches(private)
-    });
+    let matches = token
+        .private_hash
+        .as_deref()
+        .is_some_and(|h| crate::domain::secret::SecretHash::from_stored(h.to_owned()).matches(private));
     if !matches {
         return Err(MoodleError::invalid_private_token());
     }
@@ -275,7 +298,16 @@ async fn autologin_key(call: Call<'_>) -> Result<Value, MoodleError> {
     let issued = state
         .db
         .write(move |conn| {
-            ops::revoke(conn, &registry, user_id, &Selection::OfType(AUTOLOGIN.into()), Scope::Everything, &actor, "replaced by a new auto-login key", now)?;
+            ops::revoke(
+                conn,
+                &registry,
+                user_id,
+                &Selection::OfType(AUTOLOGIN.into()),
+                Scope::Everything,
+                &actor,
+                "replaced by a new auto-login key",
+                now,
+            )?;
             let request = KeyRequest {
                 user_id,
                 key_type: AUTOLOGIN.into(),
@@ -364,12 +396,25 @@ async fn revoke_my_key(call: Call<'_>) -> Result<Value, MoodleError> {
     let row = state.db.read(move |conn| crate::db::keys::find(conn, key_id)).await?;
     // Another person's key is reported exactly like a missing one.
     let Some(row) = row.filter(|r| r.user_id == user_id && r.revoked_at.is_none() && revocable(&r.key_type)) else {
-        return Ok(json!({"revoked": false, "warnings": [{"item": "key", "itemid": key_id, "warningcode": "keynotfound", "message": "No such key of yours can be revoked."}]}));
+        return Ok(
+            json!({"revoked": false, "warnings": [{"item": "key", "itemid": key_id, "warningcode": "keynotfound", "message": "No such key of yours can be revoked."}]}),
+        );
     };
     let registry = state.registry.clone();
     let count = state
         .db
-        .write(move |conn| ops::revoke(conn, &registry, user_id, &Selection::One(row.id), Scope::RevocableOnly, &actor, "revoked by its owner from the app", now()))
+        .write(move |conn| {
+            ops::revoke(
+                conn,
+                &registry,
+                user_id,
+                &Selection::One(row.id),
+                Scope::RevocableOnly,
+                &actor,
+                "revoked by its owner from the app",
+                now(),
+            )
+        })
         .await?;
     Ok(json!({"revoked": count > 0, "warnings": []}))
 }

@@ -14,7 +14,11 @@ pub enum Format {
 impl Format {
     /// `moodlewsrestformat`: json, or xml (Moodle's default, also for any other value).
     pub fn from_param(value: Option<&str>) -> Self {
-        if value == Some("json") { Format::Json } else { Format::Xml }
+        if value == Some("json") {
+            Format::Json
+        } else {
+            Format::Xml
+        }
     }
 }
 
@@ -22,13 +26,18 @@ fn response(format: Format, body: String) -> HttpResponse {
     let mut builder = HttpResponse::Ok();
     // Static values: every answer of the hot path carries them, so none is parsed per request.
     builder
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("private, must-revalidate, pre-check=0, post-check=0, max-age=0")))
+        .insert_header((
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, must-revalidate, pre-check=0, post-check=0, max-age=0"),
+        ))
         .insert_header((header::EXPIRES, HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT")))
         .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
         .insert_header((header::ACCEPT_RANGES, HeaderValue::from_static("none")))
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*")));
     match format {
-        Format::Json => builder.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json"))).body(body),
+        Format::Json => {
+            builder.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json"))).body(body)
+        }
         Format::Xml => builder
             .insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/xml; charset=utf-8")))
             .insert_header((header::CONTENT_DISPOSITION, HeaderValue::from_static("inline; filename=\"response.xml\"")))

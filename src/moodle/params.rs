@@ -143,7 +143,8 @@ mod tests {
 
     #[test]
     fn php_arrays_and_post_over_get() {
-        let p = Params::parse(b"wstoken=abc&a=1", b"a=2&options[0][name]=x&options[0][value]=y&ids[]=4&ids[]=5").unwrap();
+        let p =
+            Params::parse(b"wstoken=abc&a=1", b"a=2&options[0][name]=x&options[0][value]=y&ids[]=4&ids[]=5").unwrap();
         assert_eq!(p.text("a").unwrap(), Some("2"));
         assert!(p.came_in_query("wstoken"));
         let Some(Param::Map(options)) = p.root.get("options") else { panic!() };
@@ -183,6 +184,9 @@ impl Params {
                 other => Param::Value(other.to_string()),
             }
         }
-        Ok(Params { root: map.iter().take(MAX_PARAMS).map(|(k, v)| (k.clone(), convert(v, 1))).collect(), from_query: vec![] })
+        Ok(Params {
+            root: map.iter().take(MAX_PARAMS).map(|(k, v)| (k.clone(), convert(v, 1))).collect(),
+            from_query: vec![],
+        })
     }
 }

@@ -32,9 +32,8 @@ pub async fn validate(
     let hash = ClearSecret::from_client(value).hash();
     let found = state.db.read(move |conn| crate::db::keys::find_by_secret_hash(conn, hash.as_str())).await?;
     let default_on = state.registry.on_by_default(key_type);
-    let (key, user) = found
-        .filter(|(k, _)| k.key_type == key_type && k.revoked_at.is_none())
-        .ok_or_else(MoodleError::invalid_key)?;
+    let (key, user) =
+        found.filter(|(k, _)| k.key_type == key_type && k.revoked_at.is_none()).ok_or_else(MoodleError::invalid_key)?;
     if expected_user.is_some_and(|u| u != key.user_id) {
         return Err(MoodleError::invalid_key());
     }

@@ -63,7 +63,8 @@ async fn call(state: &State, mut params: Params, client: &ClientInfo) -> Result<
     }
 
     let token = authenticate(state, wstoken.as_deref(), client.ip).await?;
-    let function = function.filter(|f| !f.is_empty()).ok_or_else(|| MoodleError::invalid_parameter("Missing function name"))?;
+    let function =
+        function.filter(|f| !f.is_empty()).ok_or_else(|| MoodleError::invalid_parameter("Missing function name"))?;
     if !functions::exists(&function) {
         return Err(MoodleError::unknown_function(&function));
     }

@@ -80,17 +80,16 @@ async fn issue(state: &State, params: &Params, client: &ClientInfo) -> Result<se
         Some(u) if password_ok && !u.suspended => u,
         other => {
             let reason = crate::accounts::sign_in_failure(other.as_ref(), password_ok, throttled);
-            crate::accounts::record_sign_in_failure(&state.db, true, other.map(|u| u.id), client.ip_string(), reason).await?;
+            crate::accounts::record_sign_in_failure(&state.db, true, other.map(|u| u.id), client.ip_string(), reason)
+                .await?;
             return Err(MoodleError::invalid_login());
         }
     };
     let found = state.db.read(move |conn| crate::db::services::find_by_shortname(conn, &service)).await?;
     let service = found.filter(|s| s.enabled).ok_or_else(MoodleError::service_not_available)?;
     let type_default = state.registry.on_by_default(WEBSERVICE_TOKEN);
-    let type_enabled = state
-        .db
-        .read(move |conn| crate::db::key_types::enabled(conn, WEBSERVICE_TOKEN, type_default))
-        .await?;
+    let type_enabled =
+        state.db.read(move |conn| crate::db::key_types::enabled(conn, WEBSERVICE_TOKEN, type_default)).await?;
     if !type_enabled {
         return Err(MoodleError::cannot_create_token(&service.shortname));
     }

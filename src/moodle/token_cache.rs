@@ -124,7 +124,13 @@ impl TokenCache {
     /// The generation is compared under the lock: a writer moves it on before it takes the lock
     /// to drop entries, so either this insert sees the new generation and gives up, or the
     /// writer's drop comes after it.
-    pub fn insert(&self, digest: [u8; 32], token: AuthenticatedToken, read_at: u64, db: &Db) -> Arc<AuthenticatedToken> {
+    pub fn insert(
+        &self,
+        digest: [u8; 32],
+        token: AuthenticatedToken,
+        read_at: u64,
+        db: &Db,
+    ) -> Arc<AuthenticatedToken> {
         if !self.usable() {
             return Arc::new(token);
         }
@@ -167,7 +173,12 @@ impl TokenCache {
 
     /// Loads every active web-service token, in chunks, so the first request of each is a hit
     /// too. A chunk read while some write commits is dropped (the next request reads it anew).
-    pub fn preload(&self, db: &Db, registry: &KeyTypeRegistry, usage: &crate::usage::UsageRecorder) -> crate::db::DbResult<usize> {
+    pub fn preload(
+        &self,
+        db: &Db,
+        registry: &KeyTypeRegistry,
+        usage: &crate::usage::UsageRecorder,
+    ) -> crate::db::DbResult<usize> {
         let mut after = 0;
         let mut loaded = 0;
         loop {
@@ -195,7 +206,9 @@ impl TokenCache {
                 return Ok(loaded);
             }
             for (key, user) in rows {
-                let (Some(hash), Some(service)) = (key.secret_hash.as_deref().and_then(raw), key.service_id.and_then(|id| services.get(&id))) else {
+                let (Some(hash), Some(service)) =
+                    (key.secret_hash.as_deref().and_then(raw), key.service_id.and_then(|id| services.get(&id)))
+                else {
                     continue;
                 };
                 if let Some(token) = AuthenticatedToken::from_rows(key, &user, service.clone()) {

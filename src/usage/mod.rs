@@ -201,14 +201,18 @@ impl UsageRecorder {
         }
         let unknown: Vec<&str> = {
             let known = lock(&self.agent_ids);
-            let mut unknown: Vec<&str> =
-                taken.iter().flat_map(|(_, agents)| agents.iter().map(|(a, _)| a.as_str())).filter(|a| !known.contains_key(*a)).collect();
+            let mut unknown: Vec<&str> = taken
+                .iter()
+                .flat_map(|(_, agents)| agents.iter().map(|(a, _)| a.as_str()))
+                .filter(|a| !known.contains_key(*a))
+                .collect();
             unknown.sort_unstable();
             unknown.dedup();
             unknown
         };
         let write = |conn: &mut crate::db::DbConn| {
-            let new_ids = if unknown.is_empty() { HashMap::new() } else { crate::db::usage::agent_ids(conn, &unknown)? };
+            let new_ids =
+                if unknown.is_empty() { HashMap::new() } else { crate::db::usage::agent_ids(conn, &unknown)? };
             let uses = {
                 let mut known = lock(&self.agent_ids);
                 if known.len() + new_ids.len() > 100_000 {
@@ -219,7 +223,14 @@ impl UsageRecorder {
                 for ((key_id, ip), agents) in &taken {
                     for (agent, p) in agents {
                         let Some(agent_id) = known.get(agent).copied() else { continue };
-                        uses.push(KeyUse { key_id: *key_id, agent_id, ip: *ip, first_seen: p.first_seen, last_seen: p.last_seen, hits: p.hits });
+                        uses.push(KeyUse {
+                            key_id: *key_id,
+                            agent_id,
+                            ip: *ip,
+                            first_seen: p.first_seen,
+                            last_seen: p.last_seen,
+                            hits: p.hits,
+                        });
                     }
                 }
                 uses
@@ -405,7 +416,8 @@ fn merge_due_batches(conn: &mut crate::db::DbConn, due: impl Fn(i64) -> bool) ->
         crate::db::usage::add_uses(conn, &merged)?;
         FoldStep::Folded(merged)
     } else {
-        let pieces = merged.chunks(PIECE_ROWS).map(|piece| crate::db::usage::append(conn, piece)).collect::<DbResult<_>>()?;
+        let pieces =
+            merged.chunks(PIECE_ROWS).map(|piece| crate::db::usage::append(conn, piece)).collect::<DbResult<_>>()?;
         FoldStep::Merged(pieces)
     };
     crate::db::usage::remove_pending(conn, &ids)?;
@@ -486,7 +498,14 @@ impl Merged {
         let mut rows: Vec<KeyUse> = self
             .0
             .into_iter()
-            .map(|((key_id, agent_id, ip), p)| KeyUse { key_id, agent_id, ip, first_seen: p.first_seen, last_seen: p.last_seen, hits: p.hits })
+            .map(|((key_id, agent_id, ip), p)| KeyUse {
+                key_id,
+                agent_id,
+                ip,
+                first_seen: p.first_seen,
+                last_seen: p.last_seen,
+                hits: p.hits,
+            })
             .collect();
         rows.sort_unstable_by_key(|u| (u.key_id, u.agent_id, u.ip));
         rows
@@ -593,14 +612,26 @@ mod tests {
     fn merged_uses_add_up_per_key_agent_and_address_in_key_order() {
         let at = |s: i64| chrono::DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap().naive_utc();
         let (home, work): (IpAddr, IpAddr) = ("198.51.100.1".parse().unwrap(), "203.0.113.9".parse().unwrap());
-        let used = |key_id, agent_id, ip, first, last, hits| KeyUse { key_id, agent_id, ip, first_seen: at(first), last_seen: at(last), hits };
+        let used = |key_id, agent_id, ip, first, last, hits| KeyUse {
+            key_id,
+            agent_id,
+            ip,
+            first_seen: at(first),
+            last_seen: at(last),
+            hits,
+        };
         let mut merged = Merged::default();
         merged.add([used(9, 1, home, 5, 6, 2), used(3, 1, home, 1, 1, 1)].into_iter());
         merged.add([used(9, 1, home, 2, 3, 4), used(9, 1, work, 7, 7, 1), used(9, 2, home, 8, 8, 1)].into_iter());
         assert_eq!(merged.len(), 4);
         assert_eq!(
             merged.into_sorted(),
-            vec![used(3, 1, home, 1, 1, 1), used(9, 1, home, 2, 6, 6), used(9, 1, work, 7, 7, 1), used(9, 2, home, 8, 8, 1)]
+            vec![
+                used(3, 1, home, 1, 1, 1),
+                used(9, 1, home, 2, 6, 6),
+                used(9, 1, work, 7, 7, 1),
+                used(9, 2, home, 8, 8, 1)
+            ]
         );
     }
 }

@@ -14,9 +14,7 @@ pub struct ClientInfo {
 impl ClientInfo {
     pub fn of(req: &HttpRequest) -> Self {
         let trust_proxy = req.app_data::<web::Data<AppState>>().is_some_and(|s| s.config.trust_proxy);
-        let forwarded = trust_proxy
-            .then(|| req.connection_info().realip_remote_addr().and_then(parse_addr))
-            .flatten();
+        let forwarded = trust_proxy.then(|| req.connection_info().realip_remote_addr().and_then(parse_addr)).flatten();
         let ip = forwarded
             .or_else(|| req.peer_addr().map(|a| a.ip()))
             .map(crate::domain::ip_restriction::canonical)
@@ -35,9 +33,7 @@ impl ClientInfo {
 }
 
 fn parse_addr(s: &str) -> Option<IpAddr> {
-    s.parse::<IpAddr>()
-        .ok()
-        .or_else(|| s.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+    s.parse::<IpAddr>().ok().or_else(|| s.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
 }
 
 impl FromRequest for ClientInfo {

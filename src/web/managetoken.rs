@@ -4,6 +4,7 @@
 use super::client::ClientInfo;
 use super::login::redirect;
 use super::session::CurrentSession;
+use super::switches::SiteSwitches;
 use super::templates::render;
 use crate::app::State;
 use crate::db::keys::Selection;
@@ -13,7 +14,6 @@ use crate::error::AppError;
 use crate::keys::ops::{self, Actor, Scope};
 use crate::keys::KeyTypeRegistry;
 use crate::usage::{summarise, AgentUse};
-use super::switches::SiteSwitches;
 use actix_web::{web, HttpResponse};
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
@@ -225,7 +225,12 @@ fn moment(at: NaiveDateTime, now: NaiveDateTime) -> Moment {
     Moment { relative: relative(at, now), exact: exact(at), iso: at.and_utc().to_rfc3339() }
 }
 
-async fn list_page(state: &State, session: &CurrentSession, revoked: Option<usize>, show: Option<&str>) -> Result<HttpResponse, AppError> {
+async fn list_page(
+    state: &State,
+    session: &CurrentSession,
+    revoked: Option<usize>,
+    show: Option<&str>,
+) -> Result<HttpResponse, AppError> {
     // Uses recorded by this instance but not yet written belong on the page too.
     state.usage.settle(&state.db).await?;
     let user_id = session.user.id;
@@ -304,7 +309,12 @@ fn group_keys(
                         .remove(&k.id)
                         .unwrap_or_default()
                         .into_iter()
-                        .map(|a| AgentView { when: moment(a.last_seen, now), agent: a.agent, ip: a.last_ip, hits: a.hits })
+                        .map(|a| AgentView {
+                            when: moment(a.last_seen, now),
+                            agent: a.agent,
+                            ip: a.last_ip,
+                            hits: a.hits,
+                        })
                         .collect(),
                     name: k.name,
                 })

@@ -21,7 +21,12 @@ pub fn creatable(key_type: &str) -> bool {
     [RSS, CALENDAR_EXPORT, QR_LOGIN].contains(&key_type)
 }
 
-pub async fn create(state: &State, session: &CurrentSession, client: &ClientInfo, key_type: &str) -> Result<HttpResponse, AppError> {
+pub async fn create(
+    state: &State,
+    session: &CurrentSession,
+    client: &ClientInfo,
+    key_type: &str,
+) -> Result<HttpResponse, AppError> {
     let label = state
         .registry
         .get(key_type)
@@ -75,5 +80,3 @@ pub async fn create(state: &State, session: &CurrentSession, client: &ClientInfo
     ctx.insert("expires", &valid_until.map(exact));
     render(&state.templates, "newkey.html", &ctx)
 }
-
-

@@ -62,10 +62,7 @@ impl FromRequest for CurrentSession {
 /// its user is not suspended. Records the use and slides the expiry forward.
 async fn resume(state: &State, secret: ClearSecret, client: &ClientInfo) -> Result<CurrentSession, AppError> {
     let hash = secret.hash();
-    let found = state
-        .db
-        .read(move |conn| crate::db::keys::find_by_secret_hash(conn, hash.as_str()))
-        .await?;
+    let found = state.db.read(move |conn| crate::db::keys::find_by_secret_hash(conn, hash.as_str())).await?;
     let now = now();
     let Some((key, user)) = found else { return Err(AppError::LoginRequired) };
     if key.key_type != WEB_SESSION || !key.is_active(now) || user.suspended {

@@ -94,20 +94,13 @@ impl TestApp {
             password: PASSWORD,
             site_admin: admin,
         };
-        self.db
-            .write_blocking(|conn| Ok(accounts::create(conn, &account)))
-            .expect("database")
-            .expect("user is created")
+        self.db.write_blocking(|conn| Ok(accounts::create(conn, &account))).expect("database").expect("user is created")
     }
 
     pub fn browser(&self, user_agent: &str) -> Browser {
         Browser {
             base: self.base.clone(),
-            client: reqwest::Client::builder()
-                .cookie_store(true)
-                .user_agent(user_agent)
-                .build()
-                .expect("http client"),
+            client: reqwest::Client::builder().cookie_store(true).user_agent(user_agent).build().expect("http client"),
         }
     }
 
@@ -175,7 +168,12 @@ impl Page {
 
 /// Undoes the HTML escaping of the templates (tera escapes & < > " ' /).
 pub fn unescape(s: &str) -> String {
-    s.replace("&#x2F;", "/").replace("&#x27;", "'").replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    s.replace("&#x2F;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 impl Page {
@@ -207,7 +205,8 @@ impl Browser {
 
     async fn page(response: reqwest::Response) -> Page {
         let status = response.status().as_u16();
-        let url = response.url().path().to_owned() + &response.url().query().map(|q| format!("?{q}")).unwrap_or_default();
+        let url =
+            response.url().path().to_owned() + &response.url().query().map(|q| format!("?{q}")).unwrap_or_default();
         Page { status, url, body: response.text().await.expect("body") }
     }
 
@@ -268,9 +267,7 @@ impl TestApp {
     /// The key row holding this clear secret.
     pub fn key_of(&self, secret: &str) -> userkeys::db::models::KeyRow {
         let hash = userkeys::domain::secret::SecretHash::of(secret);
-        self.with_db(|conn| userkeys::db::keys::find_by_secret_hash(conn, hash.as_str()))
-            .expect("key exists")
-            .0
+        self.with_db(|conn| userkeys::db::keys::find_by_secret_hash(conn, hash.as_str())).expect("key exists").0
     }
 }
 

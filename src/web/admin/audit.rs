@@ -54,13 +54,15 @@ pub async fn page(state: State, admin: AdminSession, query: web::Query<AuditQuer
         until: date(&q.to, "To")?.map(|d| d + chrono::Duration::days(1)),
     };
     let page = page_number(q.page.as_deref());
-    let entries = state.db.read(move |conn| crate::db::audit::list(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)).await?;
+    let entries =
+        state.db.read(move |conn| crate::db::audit::list(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)).await?;
     let more = entries.len() as i64 > PAGE_SIZE;
     let mut ids: Vec<i64> = entries.iter().flat_map(|e| [e.actor_id, e.target_user_id]).flatten().collect();
     ids.sort_unstable();
     ids.dedup();
     let names = state.db.read(move |conn| crate::db::users::names(conn, &ids)).await?;
-    let name = |id: Option<i64>| id.map(|i| names.get(&i).cloned().unwrap_or_else(|| format!("#{i}"))).unwrap_or_default();
+    let name =
+        |id: Option<i64>| id.map(|i| names.get(&i).cloned().unwrap_or_else(|| format!("#{i}"))).unwrap_or_default();
     let rows: Vec<serde_json::Value> = entries
         .iter()
         .take(PAGE_SIZE as usize)

@@ -14,7 +14,13 @@ use actix_web::{web, HttpResponse};
 use chrono::NaiveDate;
 use std::collections::HashMap;
 
-fn form_context(state: &State, admin: &AdminSession, services: &[crate::db::models::Service], values: &HashMap<&str, String>, error: Option<&str>) -> tera::Context {
+fn form_context(
+    state: &State,
+    admin: &AdminSession,
+    services: &[crate::db::models::Service],
+    values: &HashMap<&str, String>,
+    error: Option<&str>,
+) -> tera::Context {
     let mut ctx = admin.context(state);
     let list: Vec<(i64, String, bool)> = services.iter().map(|s| (s.id, s.name.clone(), s.enabled)).collect();
     ctx.insert("services", &list);
@@ -23,7 +29,11 @@ fn form_context(state: &State, admin: &AdminSession, services: &[crate::db::mode
     ctx
 }
 
-pub async fn form(state: State, admin: AdminSession, query: web::Query<HashMap<String, String>>) -> Result<HttpResponse, AppError> {
+pub async fn form(
+    state: State,
+    admin: AdminSession,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, AppError> {
     admin.require(Capability::IssueTokens)?;
     let services = state.db.read(crate::db::services::all).await?;
     let mut values = HashMap::new();
@@ -33,7 +43,12 @@ pub async fn form(state: State, admin: AdminSession, query: web::Query<HashMap<S
     render(&state.templates, "admin_issue.html", &form_context(&state, &admin, &services, &values, None))
 }
 
-pub async fn submit(state: State, admin: AdminSession, client: ClientInfo, body: web::Bytes) -> Result<HttpResponse, AppError> {
+pub async fn submit(
+    state: State,
+    admin: AdminSession,
+    client: ClientInfo,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
     admin.require(Capability::IssueTokens)?;
     let pairs = form_pairs(&body);
     admin.session.check_sesskey(field(&pairs, "sesskey"))?;
@@ -42,7 +57,11 @@ pub async fn submit(state: State, admin: AdminSession, client: ClientInfo, body:
     let values: HashMap<&str, String> =
         ["username", "service", "name", "iprestriction", "validuntil"].into_iter().map(|n| (n, get(n))).collect();
     let refuse = |message: String| -> Result<HttpResponse, AppError> {
-        let mut response = render(&state.templates, "admin_issue.html", &form_context(&state, &admin, &services, &values, Some(&message)))?;
+        let mut response = render(
+            &state.templates,
+            "admin_issue.html",
+            &form_context(&state, &admin, &services, &values, Some(&message)),
+        )?;
         *response.status_mut() = actix_web::http::StatusCode::BAD_REQUEST;
         Ok(response)
     };
@@ -55,7 +74,8 @@ pub async fn submit(state: State, admin: AdminSession, client: ClientInfo, body:
     if user.suspended {
         return refuse(format!("{} is suspended; a token for them would not work.", user.username));
     }
-    let Some(service) = values["service"].parse::<i64>().ok().and_then(|id| services.iter().find(|s| s.id == id)) else {
+    let Some(service) = values["service"].parse::<i64>().ok().and_then(|id| services.iter().find(|s| s.id == id))
+    else {
         return refuse("Choose a service.".into());
     };
     let ip_restriction = match IpRestriction::parse(&values["iprestriction"]) {
@@ -74,7 +94,11 @@ pub async fn submit(state: State, admin: AdminSession, client: ClientInfo, body:
     if valid_until.is_some_and(|v| v <= now) {
         return refuse("Valid until is in the past: a token must be valid for some time.".into());
     }
-    let name = if values["name"].is_empty() { format!("Issued by {}", admin.session.user.username) } else { values["name"].chars().take(200).collect() };
+    let name = if values["name"].is_empty() {
+        format!("Issued by {}", admin.session.user.username)
+    } else {
+        values["name"].chars().take(200).collect()
+    };
     let request = KeyRequest {
         user_id: user.id,
         key_type: WEBSERVICE_TOKEN.into(),

@@ -46,7 +46,8 @@ pub struct KeyQuery {
 impl KeyQuery {
     /// The filter the query asks for, or a message saying which part is not understood.
     pub fn filter(&self, state: &State) -> Result<(KeyFilter, KeySort), String> {
-        let mut filter = KeyFilter { user: Some(self.user.clone()).filter(|u| !u.trim().is_empty()), ..Default::default() };
+        let mut filter =
+            KeyFilter { user: Some(self.user.clone()).filter(|u| !u.trim().is_empty()), ..Default::default() };
         if !self.key_type.is_empty() {
             if state.registry.get(&self.key_type).is_none() {
                 return Err(format!("There is no key type “{}”.", self.key_type));
@@ -54,7 +55,8 @@ impl KeyQuery {
             filter.key_type = Some(self.key_type.clone());
         }
         if !self.service.is_empty() {
-            filter.service_id = Some(self.service.trim().parse().map_err(|_| "Choose a service from the list.".to_owned())?);
+            filter.service_id =
+                Some(self.service.trim().parse().map_err(|_| "Choose a service from the list.".to_owned())?);
         }
         filter.state = match self.state.as_str() {
             "" => None,
@@ -64,7 +66,8 @@ impl KeyQuery {
             _ => return Err("State must be active, expired or revoked.".into()),
         };
         if !self.unused.trim().is_empty() {
-            let days: i64 = self.unused.trim().parse().map_err(|_| "“Not used for” must be a number of days.".to_owned())?;
+            let days: i64 =
+                self.unused.trim().parse().map_err(|_| "“Not used for” must be a number of days.".to_owned())?;
             if !(0..=36500).contains(&days) {
                 return Err("“Not used for” must be between 0 and 36500 days.".into());
             }
@@ -134,26 +137,24 @@ pub async fn load_switches(state: &State) -> Result<SiteSwitches, AppError> {
 
 fn rows(state: &State, keys: Vec<ListedKey>, switches: &SiteSwitches, now: NaiveDateTime) -> Vec<Row> {
     keys.into_iter()
-        .map(|ListedKey { key: k, username, fullname }| {
-            Row {
-                id: k.id,
-                user_id: k.user_id,
-                username,
-                fullname,
-                type_label: state.registry.get(&k.key_type).map_or(k.key_type.clone(), |t| t.label.clone()),
-                disabled: switches.key_disabled(&state.registry, &k),
-                key_type: k.key_type.clone(),
-                name: k.name.clone(),
-                service: switches.service_name(&k).unwrap_or_default().to_owned(),
-                state: key_state(&k, now),
-                created: relative(k.created_at, now),
-                created_exact: exact(k.created_at),
-                expires: k.valid_until.map_or("Never".into(), |v| relative(v, now)),
-                ip_restriction: k.ip_restriction.clone().unwrap_or_default(),
-                last_used: k.last_used_at.map_or("Never".into(), |v| relative(v, now)),
-                last_used_exact: k.last_used_at.map(exact).unwrap_or_default(),
-                last_ip: k.last_used_ip.clone().unwrap_or_default(),
-            }
+        .map(|ListedKey { key: k, username, fullname }| Row {
+            id: k.id,
+            user_id: k.user_id,
+            username,
+            fullname,
+            type_label: state.registry.get(&k.key_type).map_or(k.key_type.clone(), |t| t.label.clone()),
+            disabled: switches.key_disabled(&state.registry, &k),
+            key_type: k.key_type.clone(),
+            name: k.name.clone(),
+            service: switches.service_name(&k).unwrap_or_default().to_owned(),
+            state: key_state(&k, now),
+            created: relative(k.created_at, now),
+            created_exact: exact(k.created_at),
+            expires: k.valid_until.map_or("Never".into(), |v| relative(v, now)),
+            ip_restriction: k.ip_restriction.clone().unwrap_or_default(),
+            last_used: k.last_used_at.map_or("Never".into(), |v| relative(v, now)),
+            last_used_exact: k.last_used_at.map(exact).unwrap_or_default(),
+            last_ip: k.last_used_ip.clone().unwrap_or_default(),
         })
         .collect()
 }
@@ -177,7 +178,13 @@ pub async fn index(state: State, admin: AdminSession, query: web::Query<KeyQuery
     ctx.insert("page", &page);
     ctx.insert("next", &more.then(|| query.link(page + 1)));
     ctx.insert("prev", &(page > 1).then(|| query.link(page - 1)));
-    ctx.insert("export", &format!("/admin/userkeys/export.php?{}", serde_urlencoded::to_string(KeyQuery { page: None, ..query.clone() }).unwrap_or_default()));
+    ctx.insert(
+        "export",
+        &format!(
+            "/admin/userkeys/export.php?{}",
+            serde_urlencoded::to_string(KeyQuery { page: None, ..query.clone() }).unwrap_or_default()
+        ),
+    );
     let types: Vec<(String, String)> = state.registry.all().map(|t| (t.id.clone(), t.label.clone())).collect();
     ctx.insert("types", &types);
     let mut services: Vec<(i64, String)> = switches.services.iter().map(|(id, (n, _))| (*id, n.clone())).collect();
@@ -199,7 +206,8 @@ pub async fn export(state: State, admin: AdminSession, query: web::Query<KeyQuer
     admin.require(Capability::ViewAllKeys)?;
     let (filter, _) = query.filter(&state).map_err(AppError::BadRequest)?;
     let switches = std::sync::Arc::new(load_switches(&state).await?);
-    let header = "id,username,fullname,type,name,service,state,disabled,created,valid_until,ip_restriction,last_used,last_ip\n";
+    let header =
+        "id,username,fullname,type,name,service,state,disabled,created,valid_until,ip_restriction,last_used,last_ip\n";
     let stream = futures_util::stream::unfold(Some(0i64), move |cursor| {
         let (state, filter, switches) = (state.clone(), filter.clone(), switches.clone());
         async move {
@@ -238,7 +246,10 @@ pub async fn export(state: State, admin: AdminSession, query: web::Query<KeyQuer
             Some((Ok::<_, actix_web::Error>(web::Bytes::from(out)), last))
         }
     });
-    let body = futures_util::stream::once(async move { Ok::<_, actix_web::Error>(web::Bytes::from_static(header.as_bytes())) })
+    let body =
+        futures_util::stream::once(
+            async move { Ok::<_, actix_web::Error>(web::Bytes::from_static(header.as_bytes())) },
+        )
         .chain(stream);
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
@@ -250,7 +261,12 @@ use futures_util::StreamExt;
 
 /// Revoke selected: the table's checkboxes post here; a confirmation page posts again with
 /// `confirm=1`.
-pub async fn revoke_selected(state: State, admin: AdminSession, client: ClientInfo, body: web::Bytes) -> Result<HttpResponse, AppError> {
+pub async fn revoke_selected(
+    state: State,
+    admin: AdminSession,
+    client: ClientInfo,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
     admin.require(Capability::RevokeAnyKey)?;
     let pairs = form_pairs(&body);
     admin.session.check_sesskey(field(&pairs, "sesskey"))?;
@@ -270,7 +286,14 @@ pub async fn revoke_selected(state: State, admin: AdminSession, client: ClientIn
     if field(&pairs, "confirm") != Some("1") {
         let mut ctx = admin.context(&state);
         ctx.insert("title", "Revoke selected keys");
-        ctx.insert("question", &format!("Revoke {} selected key{}? Whatever uses them stops working at once.", ids.len(), if ids.len() == 1 { "" } else { "s" }));
+        ctx.insert(
+            "question",
+            &format!(
+                "Revoke {} selected key{}? Whatever uses them stops working at once.",
+                ids.len(),
+                if ids.len() == 1 { "" } else { "s" }
+            ),
+        );
         ctx.insert("action_url", "/admin/userkeys/revoke.php");
         let mut fields: Vec<(&str, String)> = ids.iter().map(|id| ("key", id.to_string())).collect();
         fields.push(("confirm", "1".into()));
@@ -288,7 +311,16 @@ pub async fn revoke_selected(state: State, admin: AdminSession, client: ClientIn
             let mut count = 0;
             for id in ids {
                 if let Some(key) = crate::db::keys::find(conn, id)? {
-                    count += ops::revoke(conn, &registry, key.user_id, &Selection::One(id), Scope::Everything, &actor, &reason, now())?;
+                    count += ops::revoke(
+                        conn,
+                        &registry,
+                        key.user_id,
+                        &Selection::One(id),
+                        Scope::Everything,
+                        &actor,
+                        &reason,
+                        now(),
+                    )?;
                 }
             }
             Ok(count)

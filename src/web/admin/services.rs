@@ -25,18 +25,25 @@ pub async fn page(state: State, admin: AdminSession) -> Result<HttpResponse, App
     let types: Vec<serde_json::Value> = state
         .registry
         .all()
-        .map(|t| serde_json::json!({
-            "id": t.id, "label": t.label, "visible": t.visible,
-            "enabled": switches.type_enabled(&state.registry, &t.id),
-            "locked": t.id == WEB_SESSION,
-        }))
+        .map(|t| {
+            serde_json::json!({
+                "id": t.id, "label": t.label, "visible": t.visible,
+                "enabled": switches.type_enabled(&state.registry, &t.id),
+                "locked": t.id == WEB_SESSION,
+            })
+        })
         .collect();
     ctx.insert("services", &services);
     ctx.insert("types", &types);
     render(&state.templates, "admin_services.html", &ctx)
 }
 
-pub async fn toggle(state: State, admin: AdminSession, client: ClientInfo, body: web::Bytes) -> Result<HttpResponse, AppError> {
+pub async fn toggle(
+    state: State,
+    admin: AdminSession,
+    client: ClientInfo,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
     admin.require(Capability::ManageServices)?;
     let pairs = form_pairs(&body);
     admin.session.check_sesskey(field(&pairs, "sesskey"))?;
@@ -53,7 +60,10 @@ pub async fn toggle(state: State, admin: AdminSession, client: ClientInfo, body:
             (Toggle::Service(service.id), service.shortname)
         }
         (None, Some(key_type)) => {
-            let t = state.registry.get(key_type).ok_or_else(|| AppError::BadRequest("There is no such key type.".into()))?;
+            let t = state
+                .registry
+                .get(key_type)
+                .ok_or_else(|| AppError::BadRequest("There is no such key type.".into()))?;
             if t.id == WEB_SESSION {
                 return Err(AppError::BadRequest("Web sessions cannot be disabled: nobody could sign in.".into()));
             }

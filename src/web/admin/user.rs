@@ -65,7 +65,14 @@ pub async fn page(state: State, admin: AdminSession, query: web::Query<UserQuery
         .read(move |conn| {
             // Every key of the person, newest first; revoked ones stay visible for the record.
             let filter = crate::db::key_search::KeyFilter { user_id: Some(id), ..Default::default() };
-            let keys = crate::db::key_search::search(conn, &filter, crate::db::key_search::KeySort::CreatedDesc, now, 0, 1000)?;
+            let keys = crate::db::key_search::search(
+                conn,
+                &filter,
+                crate::db::key_search::KeySort::CreatedDesc,
+                now,
+                0,
+                1000,
+            )?;
             let ids: Vec<i64> = keys.iter().map(|k| k.key.id).collect();
             Ok((keys, crate::db::usage::summary_for_keys(conn, &ids)?))
         })
@@ -96,7 +103,13 @@ pub async fn page(state: State, admin: AdminSession, query: web::Query<UserQuery
                     .remove(&k.id)
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|a| AgentLine { when: relative(a.last_seen, now), when_exact: exact(a.last_seen), agent: a.agent, ip: a.last_ip, hits: a.hits })
+                    .map(|a| AgentLine {
+                        when: relative(a.last_seen, now),
+                        when_exact: exact(a.last_seen),
+                        agent: a.agent,
+                        ip: a.last_ip,
+                        hits: a.hits,
+                    })
                     .collect(),
             }
         })
@@ -111,7 +124,11 @@ pub async fn page(state: State, admin: AdminSession, query: web::Query<UserQuery
     render(&state.templates, "admin_user.html", &ctx)
 }
 
-pub async fn confirm_force_logout(state: State, admin: AdminSession, query: web::Query<UserQuery>) -> Result<HttpResponse, AppError> {
+pub async fn confirm_force_logout(
+    state: State,
+    admin: AdminSession,
+    query: web::Query<UserQuery>,
+) -> Result<HttpResponse, AppError> {
     admin.require(Capability::EndSessions)?;
     let user = load_user(&state, user_id(query.id.as_deref())?).await?;
     let mut ctx = admin.context(&state);
@@ -120,7 +137,12 @@ pub async fn confirm_force_logout(state: State, admin: AdminSession, query: web:
     render(&state.templates, "admin_forcelogout.html", &ctx)
 }
 
-pub async fn force_logout(state: State, admin: AdminSession, client: ClientInfo, body: web::Bytes) -> Result<HttpResponse, AppError> {
+pub async fn force_logout(
+    state: State,
+    admin: AdminSession,
+    client: ClientInfo,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
     admin.require(Capability::EndSessions)?;
     let pairs = form_pairs(&body);
     admin.session.check_sesskey(field(&pairs, "sesskey"))?;
@@ -138,9 +160,7 @@ pub async fn force_logout(state: State, admin: AdminSession, client: ClientInfo,
     let registry = state.registry.clone();
     let actor = Actor { user_id: Some(admin.session.user.id), ip: Some(client.ip_string()) };
     let target = user.id;
-    let count = state
-        .db
-        .write(move |conn| ops::force_logout(conn, &registry, target, suspend, &actor, &reason, now()))
-        .await?;
+    let count =
+        state.db.write(move |conn| ops::force_logout(conn, &registry, target, suspend, &actor, &reason, now())).await?;
     Ok(crate::web::login::redirect(&format!("/admin/userkeys/user.php?id={target}&done=logout-{count}")))
 }
