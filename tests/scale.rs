@@ -103,24 +103,27 @@ async fn a_fold_too_large_for_one_transaction_counts_every_use_once() {
     assert_eq!(recorder.flush_blocking(&a.db).expect("flush"), 12_000);
     recorder.fold_blocking(&a.db, userkeys::usage::Fold::All).expect("fold");
     // The first instance's own folder may have taken the batch first: wait for it to finish.
-    let mut folded = (0, 0, -1);
-    for _ in 0..50 {
+    // The pending log is read before the usage: once it is empty, every fold has committed, so
+    // the usage read after it holds them all (read the other way round, a piece folded between
+    // the two reads would look lost).
+    let mut folded = (-1, 0, 0);
+    for _ in 0..100 {
         folded = a.with_db(|conn| {
             use diesel::prelude::*;
             use userkeys::db::schema::{key_usage, key_usage_pending};
+            let pending: i64 = key_usage_pending::table.count().get_result(conn)?;
             let hits: Vec<i64> =
                 key_usage::table.filter(key_usage::key_id.eq(key)).select(key_usage::hits).load(conn)?;
-            let pending: i64 = key_usage_pending::table.count().get_result(conn)?;
-            Ok((hits.len(), hits.iter().sum::<i64>(), pending))
+            Ok((pending, hits.len(), hits.iter().sum::<i64>()))
         });
-        if folded.2 == 0 {
+        if folded.0 == 0 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let (rows, hits, pending) = folded;
-    assert_eq!((rows, hits), (12_000, 12_012), "one row per address, each use counted once");
+    let (pending, rows, hits) = folded;
     assert_eq!(pending, 0, "every piece folded");
+    assert_eq!((rows, hits), (12_000, 12_012), "one row per address, each use counted once");
     assert_eq!(a.with_db(|conn| userkeys::db::usage::total_hits(conn, key)), 12_012);
 }
 
