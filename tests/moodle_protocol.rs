@@ -117,28 +117,10 @@ async fn the_same_device_signing_in_again_holds_one_token() {
     let app = spawn_app();
     app.create_user("alice", false);
     let ws = app.ws_client("moodle-dl/2.3");
-    let first = ws
-        .token(
-            "alice",
-            &[
-                ("deviceid", "dev-1"),
-                ("devicemodel", "Pixel 8"),
-                ("deviceplatform", "Android"),
-                ("deviceversion", "15"),
-            ],
-        )
-        .await;
-    let second = ws
-        .token(
-            "alice",
-            &[
-                ("deviceid", "dev-1"),
-                ("devicemodel", "Pixel 8"),
-                ("deviceplatform", "Android"),
-                ("deviceversion", "15"),
-            ],
-        )
-        .await;
+    let device =
+        [("deviceid", "dev-1"), ("devicemodel", "Pixel 8"), ("deviceplatform", "Android"), ("deviceversion", "15")];
+    let first = ws.token("alice", &device).await;
+    let second = ws.token("alice", &device).await;
     assert_ne!(first, second);
     assert_eq!(errorcode(&ws.call(&first, "core_webservice_get_site_info", &[]).await), "invalidtoken");
     assert_eq!(ws.call(&second, "core_webservice_get_site_info", &[]).await["username"], "alice");
