@@ -57,6 +57,12 @@ pub struct Config {
     #[arg(long, env = "USERKEYS_TOKEN_CACHE", default_value = "auto", value_parser = ["auto", "on", "off"])]
     pub token_cache: String,
 
+    /// How the Moodle app signs people in (Moodle's `typeoflogin`): `app` (a form in the app),
+    /// `browser` (the site's own sign-in page in a browser, handing the token back through
+    /// launch.php) or `embedded` (the same page inside the app).
+    #[arg(long, env = "USERKEYS_APP_LOGIN", default_value = "app", value_parser = ["app", "browser", "embedded"])]
+    pub app_login: String,
+
     /// HTTP worker threads (default: one per CPU).
     #[arg(long, env = "USERKEYS_WORKERS")]
     pub workers: Option<usize>,
@@ -79,6 +85,21 @@ impl Config {
     /// The public base URL without a trailing slash.
     pub fn wwwroot_or(&self, fallback: &str) -> String {
         self.wwwroot.clone().unwrap_or_else(|| fallback.to_owned()).trim_end_matches('/').to_owned()
+    }
+
+    /// The site's public address without a trailing slash: `USERKEYS_WWWROOT`, or the address
+    /// it listens on.
+    pub fn site_root(&self) -> String {
+        self.wwwroot_or(&format!("http://{}", self.bind))
+    }
+
+    /// Moodle's `typeoflogin`: 1 in the app, 2 in a browser, 3 embedded in the app.
+    pub fn type_of_login(&self) -> u8 {
+        match self.app_login.as_str() {
+            "browser" => 2,
+            "embedded" => 3,
+            _ => 1,
+        }
     }
 
     pub fn token_cache_enabled(&self) -> bool {

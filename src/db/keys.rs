@@ -153,6 +153,21 @@ pub fn set_valid_until(conn: &mut DbConn, id: i64, valid_until: NaiveDateTime) -
     Ok(())
 }
 
+/// Marks an expired key as reported to its client; false if it was already (another request
+/// or instance told it first) or is not expired.
+pub fn report_expiry(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> DbResult<bool> {
+    super::invalidates(super::Invalidation::Keys(vec![id]));
+    let marked = diesel::update(
+        user_keys::table
+            .find(id)
+            .filter(user_keys::expiry_reported_at.is_null())
+            .filter(user_keys::valid_until.le(now)),
+    )
+    .set(user_keys::expiry_reported_at.eq(now))
+    .execute(conn)?;
+    Ok(marked == 1)
+}
+
 /// Replaces a key's IP restriction (stored form, see `IpRestriction::to_stored`).
 pub fn set_ip_restriction(conn: &mut DbConn, id: i64, restriction: Option<&str>) -> DbResult<()> {
     super::invalidates(super::Invalidation::Keys(vec![id]));
@@ -163,6 +178,15 @@ pub fn set_ip_restriction(conn: &mut DbConn, id: i64, restriction: Option<&str>)
 pub fn rename(conn: &mut DbConn, id: i64, name: &str, details: Option<&str>) -> DbResult<()> {
     diesel::update(user_keys::table.find(id))
         .set((user_keys::name.eq(name), user_keys::details.eq(details)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Ties a key to the device it is on, with the device's name and details (cannot make a key
+/// invalid).
+pub fn link_device(conn: &mut DbConn, id: i64, device_id: &str, name: &str, details: &str) -> DbResult<()> {
+    diesel::update(user_keys::table.find(id))
+        .set((user_keys::device_id.eq(device_id), user_keys::name.eq(name), user_keys::details.eq(details)))
         .execute(conn)?;
     Ok(())
 }

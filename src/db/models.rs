@@ -64,6 +64,8 @@ pub struct KeyRow {
     pub revoked_at: Option<NaiveDateTime>,
     pub revoked_by: Option<i64>,
     pub revoked_reason: Option<String>,
+    /// When the owner's client was first told the key had expired (tokens only).
+    pub expiry_reported_at: Option<NaiveDateTime>,
 }
 
 impl KeyRow {

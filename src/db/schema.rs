@@ -57,6 +57,7 @@ diesel::table! {
         revoked_at -> Nullable<Timestamp>,
         revoked_by -> Nullable<BigInt>,
         revoked_reason -> Nullable<Text>,
+        expiry_reported_at -> Nullable<Timestamp>,
     }
 }
 

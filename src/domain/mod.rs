@@ -2,6 +2,7 @@
 
 pub mod capability;
 pub mod ip_restriction;
+pub mod local_url;
 pub mod password;
 pub mod secret;
 pub mod time;

@@ -5,7 +5,7 @@ use super::ops::{self, Actor, IssuedKey, KeyRequest, Scope, SecretKind};
 use super::{KeyTypeRegistry, WEBSERVICE_TOKEN};
 use crate::db::keys::Selection;
 use crate::db::{DbConn, DbResult};
-use crate::domain::secret::SecretHash;
+use crate::domain::secret::ClearSecret;
 use crate::domain::user_agent::{describe_device, describe_user_agent};
 use chrono::{Duration, NaiveDateTime};
 
@@ -22,13 +22,13 @@ pub struct Device {
 }
 
 impl Device {
-    /// Who the device is. With an explicit identifier, that; otherwise its user agent, so that a
-    /// script or app signing in again from the same software replaces its token instead of
-    /// piling up new ones.
+    /// Who the device is. With an explicit identifier, that; otherwise this sign-in is a device
+    /// of its own (a user agent is not an identity: two phones of one model send the same one),
+    /// until the app registers the device and the token is linked to it (`app_device_id`).
     pub fn identity(&self) -> String {
         match self.device_id.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
             Some(id) => format!("id:{}", id.chars().take(200).collect::<String>()),
-            None => format!("ua:{}", &SecretHash::of(&self.user_agent).as_str()[..32]),
+            None => format!("signin:{}", &ClearSecret::token().expose()[..16]),
         }
     }
 
@@ -43,6 +43,11 @@ impl Device {
         )
         .unwrap_or_else(|| describe_user_agent(&self.user_agent))
     }
+}
+
+/// The identity of a device the app registered (core_user_add_user_device): its app and uuid.
+pub fn app_device_id(appid: &str, uuid: &str) -> String {
+    format!("app:{appid}:{uuid}")
 }
 
 pub struct TokenGrant<'a> {

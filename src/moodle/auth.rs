@@ -48,10 +48,19 @@ pub struct AuthenticatedToken {
     pub service: Arc<ServiceAccess>,
 }
 
+impl ServiceAccess {
+    /// Whether a call of this function is allowed: the service is on and offers it.
+    pub fn allows(&self, function: &str) -> bool {
+        self.service.enabled && self.functions.iter().any(|f| f == function)
+    }
+}
+
 impl AuthenticatedToken {
     /// A token row and its owner, if it is an unrevoked web-service token.
     pub fn from_rows(key: KeyRow, user: &User, service: Arc<ServiceAccess>) -> Option<Self> {
-        if key.key_type != WEBSERVICE_TOKEN || key.revoked_at.is_some() || key.service_id != Some(service.service.id) {
+        // An expired token whose client has been told so is gone, as Moodle deletes it.
+        let gone = key.revoked_at.is_some() || key.expiry_reported_at.is_some();
+        if key.key_type != WEBSERVICE_TOKEN || gone || key.service_id != Some(service.service.id) {
             return None;
         }
         let ip_restriction = match key.ip_restriction.as_deref().map(IpRestriction::parse) {
@@ -111,8 +120,22 @@ pub async fn authenticate(
             }
         }
     };
+    if token.valid_until.is_some_and(|v| v <= now()) {
+        return Err(report_expiry(state, token.key_id).await);
+    }
     check(&token, ip)?;
     Ok(token)
+}
+
+/// Moodle deletes an expired token on its first refused use, so the app hears "token expired"
+/// once and `invalidtoken` after that, and asks the person to sign in again. The row is kept
+/// (marked told) so the pages still show the key as expired.
+async fn report_expiry(state: &State, key_id: i64) -> MoodleError {
+    match state.db.write(move |conn| crate::db::keys::report_expiry(conn, key_id, now())).await {
+        Ok(true) => MoodleError::token_expired(),
+        Ok(false) => MoodleError::invalid_token(),
+        Err(e) => e.into(),
+    }
 }
 
 /// One trip to the database for the token and its owner (and its service, unless cached).
@@ -140,9 +163,6 @@ async fn load(state: &State, hash: String) -> Result<Option<AuthenticatedToken>,
 
 /// The checks that depend on the moment and the caller, made on every request.
 fn check(token: &AuthenticatedToken, ip: IpAddr) -> Result<(), MoodleError> {
-    if token.valid_until.is_some_and(|v| v <= now()) {
-        return Err(MoodleError::token_expired());
-    }
     if token.ip_restriction.as_ref().is_some_and(|r| !r.allows(ip)) {
         return Err(MoodleError::ip_not_allowed(&ip.to_string()));
     }

@@ -74,13 +74,16 @@ impl MoodleError {
         Self::invalid_parameter(format!("Missing required key in single structure: {key}"))
     }
 
-    pub fn unknown_function(function: &str) -> Self {
-        Self::new(
-            "dml_missing_record_exception",
-            "invalidrecord",
-            "Can't find data record in database table external_functions.",
-        )
-        .with_debug(format!("SELECT * FROM {{external_functions}} WHERE name = ?\n[array (\n  0 => '{function}',\n)]"))
+    /// Moodle's coding_exception, which the app's AJAX client answers by retrying as a GET.
+    pub fn coding_error(debuginfo: impl Into<String>) -> Self {
+        Self::new("coding_exception", "codingerror", "Coding error detected, it must be fixed by a programmer")
+            .with_debug(debuginfo)
+    }
+
+    /// A function that needs a token, asked for through the no-login AJAX service.
+    pub fn service_requires_login(function: &str) -> Self {
+        Self::new(MOODLE_EXCEPTION, "servicerequireslogin", "Web service is not available without login")
+            .with_debug(format!("{function} requires a signed-in user"))
     }
 
     pub fn invalid_login() -> Self {

@@ -19,7 +19,7 @@ pub async fn rss(state: State, req: HttpRequest, path: web::Path<String>) -> Htt
             HttpResponse::Ok().content_type("application/rss+xml; charset=utf-8").body(format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<rss version=\"2.0\">\n<channel>\n<title>{title}</title>\n\
                  <link>{}</link>\n<description>{title}</description>\n</channel>\n</rss>\n",
-                tera::escape_html(&super::functions::wwwroot(&state))
+                tera::escape_html(&state.config.site_root())
             ))
         }
         // Moodle answers a bad RSS key with its "rsserror" feed; a plain 403 says the same.

@@ -3,9 +3,14 @@
 
 pub mod auth;
 mod autologin;
+mod batch;
+mod devices;
 pub mod error;
 mod feeds;
 pub mod functions;
+mod launch;
+pub mod mobile;
+mod my_keys;
 mod nologin;
 pub mod output;
 pub mod params;
@@ -21,13 +26,24 @@ use actix_web::web;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/login/token.php", web::route().to(token::token))
         .route("/webservice/rest/server.php", web::route().to(server::rest))
-        .route("/lib/ajax/service-nologin.php", web::post().to(nologin::service_nologin))
+        .route("/lib/ajax/service.php", web::post().to(nologin::service))
+        .route("/lib/ajax/service-nologin.php", web::route().to(nologin::service))
+        .route("/admin/tool/mobile/launch.php", web::get().to(launch::launch))
+        .route("/theme/image.php/{path:.*}", web::get().to(user_picture))
         .route("/admin/tool/mobile/autologin.php", web::route().to(autologin::autologin))
         .route("/rss/file.php/{path:.*}", web::get().to(feeds::rss))
         .route("/calendar/export_execute.php", web::get().to(feeds::calendar))
         // The benchmark's ceiling: the same server doing no work.
         .route("/ping", web::get().to(|| async { "pong" }))
         .route("/ping", web::post().to(shaped_ping));
+}
+
+/// The default user picture, where Moodle's theme serves it (`userpictureurl` in site info).
+async fn user_picture() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("image/svg+xml")
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "public, max-age=86400"))
+        .body(include_str!("../../static/user.svg"))
 }
 
 /// Largest answer `shaped_ping` gives.

@@ -1,6 +1,9 @@
-//! /lib/ajax/service-nologin.php: the functions the app calls before it has a token.
+//! Moodle's AJAX services as the app uses them before it has a token: lib/ajax/service.php and
+//! service-nologin.php, a JSON list of calls in the body (or, for a cacheable GET, in `args`),
+//! answered with a list of results. Only functions that need no token are served here.
 
 use super::error::MoodleError;
+use super::functions::{self, Handler, OpenCall};
 use super::params::Params;
 use super::server::read_body;
 use crate::app::State;
@@ -8,41 +11,57 @@ use crate::web::client::ClientInfo;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
+/// Calls in one request, at most.
+const MAX_CALLS: usize = 20;
+
 #[derive(serde::Deserialize)]
 struct Request {
-    #[serde(default)]
-    index: Value,
     methodname: String,
     #[serde(default)]
     args: Value,
 }
 
-pub async fn service_nologin(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+pub async fn service(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let client = ClientInfo::of(&req);
-    let Some(body) = read_body(payload).await else {
-        return answer(vec![failure(&MoodleError::request_too_large())]);
+    let json = match read_body(payload).await {
+        Some(body) if !body.is_empty() => body,
+        // A GET (or an empty POST) carries the calls in `args`, as the app's cacheable requests do.
+        Some(_) => match Params::parse(req.query_string().as_bytes(), b"") {
+            Ok(query) => query.text("args").ok().flatten().unwrap_or("").as_bytes().to_vec(),
+            Err(e) => return answer(vec![failure(&e)]),
+        },
+        None => return answer(vec![failure(&MoodleError::request_too_large())]),
     };
-    let requests: Vec<Request> = match serde_json::from_slice(&body) {
+    let requests: Vec<Request> = match serde_json::from_slice(&json) {
         Ok(r) => r,
-        Err(_) => return answer(vec![failure(&MoodleError::invalid_parameter("Invalid JSON request."))]),
+        // Moodle's "Invalid json in request" is a coding_exception; the app retries as a GET on it.
+        Err(_) => return answer(vec![failure(&MoodleError::coding_error("Invalid json in request"))]),
     };
     let mut results = Vec::new();
-    for request in requests.into_iter().take(20) {
-        let _ = request.index;
-        let result = match request.methodname.as_str() {
-            "tool_mobile_get_public_config" => Ok(super::functions::public_config(&state)),
-            "tool_mobile_get_tokens_for_qr_login" => match Params::from_json(&request.args) {
-                Ok(params) => super::qrlogin::tokens_for_qr_login(&state, &params, &client).await,
-                Err(e) => Err(e),
-            },
-            other => Err(MoodleError::access(format!("{other} is not available without signing in."))),
-        };
+    for request in requests.into_iter().take(MAX_CALLS) {
+        let result = call(&state, request, &client).await;
+        let failed = result.is_err();
         results.push(match result {
             Ok(data) => json!({"error": false, "data": data}),
             Err(e) => failure(&e),
         });
+        // As Moodle: the calls after a failed one are not made.
+        if failed {
+            break;
+        }
     }
     answer(results)
+}
+
+async fn call(state: &State, request: Request, client: &ClientInfo) -> Result<Value, MoodleError> {
+    let function = functions::find(&request.methodname)
+        .ok_or_else(MoodleError::service_not_available)?;
+    let Handler::Open(handler) = &function.handler else {
+        return Err(MoodleError::service_requires_login(function.name));
+    };
+    let args = if request.args.is_null() { json!({}) } else { request.args };
+    let params = Params::from_json(&args)?;
+    handler(OpenCall { state, params, client }).await
 }
 
 fn failure(e: &MoodleError) -> Value {

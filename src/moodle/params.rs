@@ -102,6 +102,28 @@ impl Params {
     pub fn names(&self) -> impl Iterator<Item = &String> {
         self.root.keys()
     }
+
+    /// A list of structures (`requests[0][function]=…&requests[1][function]=…`), in index order;
+    /// absent means empty.
+    pub fn list(&self, name: &str) -> Result<Vec<Params>, MoodleError> {
+        let not_a_list = || {
+            MoodleError::invalid_parameter(format!(
+                "{name} => Invalid parameter value detected: Only arrays accepted. The bad value is: ''"
+            ))
+        };
+        let items = match self.root.get(name) {
+            None => return Ok(Vec::new()),
+            Some(Param::Value(_)) => return Err(not_a_list()),
+            Some(Param::Map(items)) => items,
+        };
+        let mut indexed: Vec<(usize, Params)> = Vec::with_capacity(items.len());
+        for (index, item) in items {
+            let (Ok(index), Param::Map(fields)) = (index.parse::<usize>(), item) else { return Err(not_a_list()) };
+            indexed.push((index, Params { root: fields.clone(), from_query: Vec::new() }));
+        }
+        indexed.sort_by_key(|(i, _)| *i);
+        Ok(indexed.into_iter().map(|(_, p)| p).collect())
+    }
 }
 
 /// `a[0][b]` → ["a", "0", "b"]; a malformed bracket ends the path where PHP would.

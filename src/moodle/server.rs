@@ -62,17 +62,20 @@ async fn call(state: &State, mut params: Params, client: &ClientInfo) -> Result<
         params.remove(&name);
     }
 
-    let token = authenticate(state, wstoken.as_deref(), client.ip).await?;
+    let wstoken = wstoken.unwrap_or_default();
+    let token = authenticate(state, Some(&wstoken), client.ip).await?;
     let function =
         function.filter(|f| !f.is_empty()).ok_or_else(|| MoodleError::invalid_parameter("Missing function name"))?;
-    if !functions::exists(&function) {
-        return Err(MoodleError::unknown_function(&function));
-    }
-    if !token.service.service.enabled || !token.service.functions.iter().any(|f| *f == function) {
-        return Err(MoodleError::function_not_allowed(&function));
-    }
+    // A function this server does not have is answered as one the service does not offer.
+    let function = functions::find(&function)
+        .filter(|f| token.service.allows(f.name))
+        .ok_or_else(|| MoodleError::function_not_allowed(&function))?;
     let key_id = token.key_id;
-    let result = functions::dispatch(&function, Call { state, token: &token, params, client }).await?;
-    state.usage.record(key_id, &client.user_agent, client.ip, now());
+    let call = Call { state, token: &token, params, client, wstoken: &wstoken };
+    let result = functions::dispatch(function, call).await?;
+    // A batch counts each of its calls itself.
+    if function.name != super::batch::NAME {
+        state.usage.record(key_id, &client.user_agent, client.ip, now());
+    }
     Ok(result)
 }

@@ -3,9 +3,10 @@
 //! only the user and the service differ from one token to the next.
 
 use super::auth::{AuthenticatedToken, ServiceAccess, TokenOwner};
-use super::functions::{site_root, MOODLE_RELEASE, MOODLE_VERSION};
+use super::mobile::{MOODLE_RELEASE, MOODLE_VERSION};
 use crate::app::State;
 use crate::config::Config;
+use crate::domain::secret::{derive, ClearSecret};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -49,6 +50,9 @@ struct SiteInfo<'a> {
     service: ServicePart<'a>,
     #[serde(flatten)]
     constants: Constants,
+    userprivateaccesskey: &'a str,
+    #[serde(flatten)]
+    site_ids: SiteIds,
     #[serde(flatten)]
     admin: AdminPart,
 }
@@ -92,10 +96,16 @@ struct Constants {
     userquota: i64,
     usermaxuploadfilesize: i64,
     userhomepage: i64,
+}
+
+#[derive(Serialize)]
+struct SiteIds {
     siteid: i64,
     sitecalendartype: &'static str,
     usercalendartype: &'static str,
 }
+
+const SITE_IDS: SiteIds = SiteIds { siteid: 1, sitecalendartype: "gregorian", usercalendartype: "gregorian" };
 
 const CONSTANTS: Constants = Constants {
     release: MOODLE_RELEASE,
@@ -106,9 +116,6 @@ const CONSTANTS: Constants = Constants {
     userquota: 0,
     usermaxuploadfilesize: -1,
     userhomepage: 1,
-    siteid: 1,
-    sitecalendartype: "gregorian",
-    usercalendartype: "gregorian",
 };
 
 #[derive(Serialize)]
@@ -158,32 +165,37 @@ pub struct SitePieces {
     head: String,
     /// `,"siteurl":…,"userpictureurl":…,`
     urls: String,
-    /// `,"release":… ,"usercalendartype":…,` then the admin flags and the closing brace.
+    /// `,"release":…,"userhomepage":1,"userprivateaccesskey":"`
+    constants: String,
+    /// `","siteid":…,"usercalendartype":…,` then the admin flags and the closing brace.
     tail_admin: String,
     tail_user: String,
 }
 
 impl SitePieces {
     pub fn new(config: &Config) -> Self {
-        Self::for_site(&config.site_name, &site_root(config))
+        Self::for_site(&config.site_name, &config.site_root())
     }
 
     fn for_site(sitename: &str, root: &str) -> Self {
-        let constants = fields(&CONSTANTS);
+        let ids = fields(&SITE_IDS);
         SitePieces {
             head: format!("{{{},", fields(&SiteName { sitename })),
             urls: format!(",{},", fields(&site_urls(root))),
-            tail_admin: format!(",{constants},{}}}", fields(&admin_part(true))),
-            tail_user: format!(",{constants},{}}}", fields(&admin_part(false))),
+            constants: format!(",{},\"userprivateaccesskey\":\"", fields(&CONSTANTS)),
+            tail_admin: format!("\",{ids},{}}}", fields(&admin_part(true))),
+            tail_user: format!("\",{ids},{}}}", fields(&admin_part(false))),
         }
     }
 
     /// The answer for this user and service; their pieces are serialised at first use and kept.
-    fn render(&self, user: &TokenOwner, service: &ServiceAccess) -> String {
+    /// `file_key` is hex, so it goes in without escaping.
+    fn render(&self, user: &TokenOwner, service: &ServiceAccess, file_key: &str) -> String {
         let user_json = user.site_info.get_or_init(|| fields(&user_part(user)).into());
         let service_json = service.site_info.get_or_init(|| fields(&service_part(service)).into());
         let tail = if user.is_site_admin { &self.tail_admin } else { &self.tail_user };
-        let pieces = [self.head.as_str(), user_json, self.urls.as_str(), service_json, tail.as_str()];
+        let pieces =
+            [self.head.as_str(), user_json, self.urls.as_str(), service_json, &self.constants, file_key, tail.as_str()];
         let mut out = String::with_capacity(pieces.iter().map(|p| p.len()).sum());
         for piece in pieces {
             out.push_str(piece);
@@ -197,8 +209,15 @@ fn site_urls(root: &str) -> SiteUrls<'_> {
 }
 
 /// The answer for this token.
-pub fn render(state: &State, token: &AuthenticatedToken) -> String {
-    state.site_info.render(&token.user, &token.service)
+pub fn render(state: &State, token: &AuthenticatedToken, wstoken: &str) -> String {
+    state.site_info.render(&token.user, &token.service, &file_access_key(wstoken))
+}
+
+/// Moodle's `userprivateaccesskey` (the key the app puts in file URLs), derived from the token
+/// so that it is never stored and ends with the token. This server serves no files, so it
+/// opens nothing here.
+pub fn file_access_key(wstoken: &str) -> String {
+    derive("core_files", &ClearSecret::from_client(wstoken), 32)
 }
 
 #[cfg(test)]
@@ -213,6 +232,8 @@ mod tests {
             urls: site_urls(root),
             service: service_part(service),
             constants: CONSTANTS,
+            userprivateaccesskey: "0123abcd",
+            site_ids: SITE_IDS,
             admin: admin_part(user.is_site_admin),
         })
         .unwrap()
@@ -244,7 +265,7 @@ mod tests {
                 site_info: Default::default(),
             };
             let (sitename, root) = ("Campus <\"Süd\">", "https://moodle.example.org");
-            let assembled = SitePieces::for_site(sitename, root).render(&user, &service);
+            let assembled = SitePieces::for_site(sitename, root).render(&user, &service, "0123abcd");
             assert_eq!(assembled, reference(sitename, root, &user, &service));
             let parsed: serde_json::Value = serde_json::from_str(&assembled).unwrap();
             let keys: Vec<&str> = parsed.as_object().unwrap().keys().map(String::as_str).collect();
@@ -271,6 +292,7 @@ mod tests {
                     "userquota",
                     "usermaxuploadfilesize",
                     "userhomepage",
+                    "userprivateaccesskey",
                     "siteid",
                     "sitecalendartype",
                     "usercalendartype",

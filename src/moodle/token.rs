@@ -14,10 +14,14 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Duration;
 use serde_json::json;
 
+/// As Moodle's token.php: any origin may ask (the app's web build runs on another origin).
+const ANY_ORIGIN: (actix_web::http::header::HeaderName, &str) =
+    (actix_web::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
+
 /// login/token.php's error object (Moodle's AJAX fatal error), with HTTP 200 as clients expect.
 pub fn error_response(error: &MoodleError, debug: bool) -> HttpResponse {
     let debuginfo = error.debuginfo.as_deref().filter(|_| debug);
-    HttpResponse::Ok().content_type("application/json").json(json!({
+    HttpResponse::Ok().content_type("application/json").insert_header(ANY_ORIGIN).json(json!({
         "error": error.message,
         "errorcode": error.errorcode,
         "stacktrace": null,
@@ -33,7 +37,7 @@ pub async fn token(state: State, req: HttpRequest, payload: web::Payload) -> Htt
         Err(e) => Err(e),
     };
     match result {
-        Ok(body) => HttpResponse::Ok().content_type("application/json").json(body),
+        Ok(body) => HttpResponse::Ok().content_type("application/json").insert_header(ANY_ORIGIN).json(body),
         Err(e) => error_response(&e, state.config.debug),
     }
 }
@@ -85,7 +89,23 @@ async fn issue(state: &State, params: &Params, client: &ClientInfo) -> Result<se
             return Err(MoodleError::invalid_login());
         }
     };
-    let found = state.db.read(move |conn| crate::db::services::find_by_shortname(conn, &service)).await?;
+    let (token, private) = token_for_service(state, &user, &service, &device, client).await?;
+    // Moodle returns the private token only over HTTPS and never to site admins.
+    let private = private.filter(|_| state.config.served_over_https() && !user.is_site_admin);
+    Ok(json!({"token": token, "privatetoken": private}))
+}
+
+/// A new token of a device for a service, for a user who has just proved who they are: the
+/// service must exist and be enabled, and web-service tokens must be switched on.
+pub async fn token_for_service(
+    state: &State,
+    user: &crate::db::models::User,
+    service: &str,
+    device: &Device,
+    client: &ClientInfo,
+) -> Result<(String, Option<String>), MoodleError> {
+    let shortname = service.to_owned();
+    let found = state.db.read(move |conn| crate::db::services::find_by_shortname(conn, &shortname)).await?;
     let service = found.filter(|s| s.enabled).ok_or_else(MoodleError::service_not_available)?;
     let type_default = state.registry.on_by_default(WEBSERVICE_TOKEN);
     let type_enabled =
@@ -93,11 +113,7 @@ async fn issue(state: &State, params: &Params, client: &ClientInfo) -> Result<se
     if !type_enabled {
         return Err(MoodleError::cannot_create_token(&service.shortname));
     }
-
-    let issued = grant_device_token(state, &user, service.id, &device, client).await?;
-    // Moodle returns the private token only over HTTPS and never to site admins.
-    let private = issued.1.filter(|_| state.config.served_over_https() && !user.is_site_admin);
-    Ok(json!({"token": issued.0, "privatetoken": private}))
+    grant_device_token(state, user, service.id, device, client).await
 }
 
 /// Issues (replacing) the device's token for a service; returns the token and private token.

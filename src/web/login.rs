@@ -5,6 +5,7 @@ use super::session::{self, CurrentSession};
 use super::templates::render;
 use crate::accounts;
 use crate::app::State;
+use crate::domain::local_url::local_target;
 use crate::domain::secret::{constant_time_eq, ClearSecret};
 use crate::domain::time::now;
 use crate::error::AppError;
@@ -26,18 +27,37 @@ pub struct LoginForm {
     password: String,
     #[serde(default)]
     logintoken: String,
+    /// Where to go once signed in (Moodle's `wantsurl`), somewhere on this site.
+    #[serde(default)]
+    wantsurl: String,
 }
 
-pub async fn form(state: State, session: Option<CurrentSession>) -> Result<HttpResponse, AppError> {
+#[derive(Deserialize)]
+pub struct FormQuery {
+    #[serde(default)]
+    wantsurl: String,
+}
+
+/// Where a sign-in leads: the page asked for, if it is on this site, else the keys page.
+fn destination(state: &State, wantsurl: &str) -> String {
+    local_target(wantsurl, &state.config.site_root()).unwrap_or_else(|| "/user/managetoken.php".to_owned())
+}
+
+pub async fn form(
+    state: State,
+    session: Option<CurrentSession>,
+    query: web::Query<FormQuery>,
+) -> Result<HttpResponse, AppError> {
     if session.is_some() {
-        return Ok(redirect("/user/managetoken.php"));
+        return Ok(redirect(&destination(&state, &query.wantsurl)));
     }
-    login_page(&state, "", None, actix_web::http::StatusCode::OK)
+    login_page(&state, "", &query.wantsurl, None, actix_web::http::StatusCode::OK)
 }
 
 fn login_page(
     state: &State,
     username: &str,
+    wantsurl: &str,
     error: Option<&str>,
     status: actix_web::http::StatusCode,
 ) -> Result<HttpResponse, AppError> {
@@ -45,6 +65,7 @@ fn login_page(
     let mut ctx = tera::Context::new();
     ctx.insert("site_name", &state.config.site_name);
     ctx.insert("username", username);
+    ctx.insert("wantsurl", &local_target(wantsurl, &state.config.site_root()).unwrap_or_default());
     ctx.insert("logintoken", token.expose());
     ctx.insert("error", &error);
     let mut response = render(&state.templates, "login.html", &ctx)?;
@@ -71,6 +92,7 @@ pub async fn submit(
         return login_page(
             &state,
             &form.username,
+            &form.wantsurl,
             Some("The sign-in form had expired. Please try again."),
             actix_web::http::StatusCode::FORBIDDEN,
         );
@@ -90,7 +112,7 @@ pub async fn submit(
         accounts::record_sign_in_failure(&state.db, false, user.map(|u| u.id), client.ip_string(), reason).await?;
         let message =
             format!("Too many failed sign-ins. Wait {} minutes and try again.", accounts::THROTTLE_WINDOW_MINUTES);
-        return login_page(&state, &form.username, Some(&message), actix_web::http::StatusCode::TOO_MANY_REQUESTS);
+        return login_page(&state, &form.username, &form.wantsurl, Some(&message), actix_web::http::StatusCode::TOO_MANY_REQUESTS);
     }
     let password_ok = state.passwords.matches(user.as_ref(), &form.password).await;
     let user = match user {
@@ -103,11 +125,11 @@ pub async fn submit(
             } else {
                 "Invalid login, please try again"
             };
-            return login_page(&state, &form.username, Some(message), actix_web::http::StatusCode::OK);
+            return login_page(&state, &form.username, &form.wantsurl, Some(message), actix_web::http::StatusCode::OK);
         }
     };
     let cookie = session::start(&state, &user, &client).await?;
-    let mut response = redirect("/user/managetoken.php");
+    let mut response = redirect(&destination(&state, &form.wantsurl));
     response.add_cookie(&cookie).map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(response)
 }

@@ -56,7 +56,7 @@ pub async fn create(
     let actor = Actor { user_id: Some(user_id), ip: Some(client.ip_string()) };
     let issued = state.db.write(move |conn| ops::issue(conn, request, &actor, now)).await?;
     let secret = issued.secret.ok_or_else(|| AppError::Internal("key issued without a secret".into()))?;
-    let root = crate::moodle::functions::wwwroot(state);
+    let root = state.config.site_root();
     let (what, value) = match key_type {
         RSS => ("Feed address", format!("{root}/rss/file.php/1/{}/user/{user_id}/rss.xml", secret.expose())),
         QR_LOGIN => ("QR code content", format!("moodlemobile://{root}?qrlogin={}&userid={user_id}", secret.expose())),

@@ -1,0 +1,211 @@
+//! Moodle's tool_mobile: the site's public and signed-in configuration as the app reads it,
+//! and the auto-login key that opens the browser signed in.
+
+use super::error::MoodleError;
+use super::functions::Call;
+use crate::config::Config;
+use crate::db::keys::Selection;
+use crate::domain::time::now;
+use crate::keys::ops::{self, Actor, KeyRequest, Scope, SecretKind};
+use crate::keys::AUTOLOGIN;
+use chrono::Duration;
+use serde_json::{json, Value};
+
+/// The Moodle version this site reports (4.5); clients gate features on it.
+pub const MOODLE_VERSION: &str = "2024100700";
+pub const MOODLE_RELEASE: &str = "4.5 (Build: 20241007) userkeys";
+
+/// An auto-login key lives 60 seconds (Moodle's LOGIN_KEY_TTL) and can be asked for every 6 minutes.
+pub const AUTOLOGIN_KEY_SECONDS: i64 = 60;
+pub const AUTOLOGIN_MIN_MINUTES_BETWEEN: i64 = 6;
+
+/// Features of the app that need functions this server does not have, switched off so the app
+/// does not offer them (Moodle's `tool_mobile_disabledfeatures`).
+const DISABLED_FEATURES: &str = "CoreMainMenuDelegate_CoreCourses,CoreMainMenuDelegate_CoreCoursesDashboard,\
+CoreMainMenuDelegate_AddonMessages,CoreMainMenuDelegate_AddonNotifications,CoreMainMenuDelegate_CoreGrades,\
+CoreMainMenuDelegate_AddonCalendar,CoreMainMenuDelegate_CoreSearch,CoreMainMenuDelegate_CoreTag,\
+CoreUserDelegate_AddonMessages:sendMessage,CoreUserDelegate_AddonBadges,NoDelegate_CoreOffline";
+
+/// What the app reads before anyone signs in.
+pub fn public_config(config: &Config) -> Value {
+    let root = config.site_root();
+    json!({
+        "wwwroot": root,
+        "httpswwwroot": root,
+        "sitename": config.site_name,
+        "guestlogin": 0,
+        "rememberusername": 2,
+        "authloginviaemail": 0,
+        "registerauth": "",
+        "forgottenpasswordurl": "",
+        "authinstructions": "",
+        "authnoneenabled": 0,
+        "enablewebservices": 1,
+        "enablemobilewebservice": 1,
+        "maintenanceenabled": 0,
+        "maintenancemessage": "",
+        "typeoflogin": config.type_of_login(),
+        "launchurl": format!("{root}/admin/tool/mobile/launch.php"),
+        "mobilecssurl": "",
+        "tool_mobile_disabledfeatures": DISABLED_FEATURES,
+        "country": "",
+        "agedigitalconsentverification": false,
+        "supportpage": "",
+        "supportavailability": 0,
+        "autolang": 1,
+        "lang": "en",
+        "langmenu": 0,
+        "langlist": "",
+        "locale": "en_AU.UTF-8",
+        "tool_mobile_minimumversion": "",
+        "tool_mobile_iosappid": "633359593",
+        "tool_mobile_androidappid": "com.moodle.moodlemobile",
+        "tool_mobile_setuplink": "https://download.moodle.org/mobile",
+        "tool_mobile_qrcodetype": 2,
+        "identityproviders": [],
+        "tool_mfa_enabled": false,
+        "enableloginrecaptcha": false,
+        "enableforgotpasswordrecaptcha": false,
+        "warnings": [],
+        "showloginform": 1,
+    })
+}
+
+/// tool_mobile_get_config: the settings the signed-in app reads, as Moodle's name/value list;
+/// `section` narrows it to one of Moodle's sections.
+pub async fn config(call: Call<'_>) -> Result<Value, MoodleError> {
+    let section = call.params.text("section")?.unwrap_or("").trim().to_owned();
+    let config = &call.state.config;
+    let sections: [(&str, Vec<(&str, Value)>); 4] = [
+        (
+            "frontpagesettings",
+            vec![
+                ("fullname", json!(config.site_name)),
+                ("shortname", json!(config.site_name)),
+                ("summary", json!("")),
+                ("frontpage", json!("")),
+                ("frontpageloggedin", json!("")),
+                ("maxcategorydepth", json!(2)),
+                ("frontpagecourselimit", json!(200)),
+                ("numsections", json!(1)),
+                ("newsitems", json!(3)),
+                ("commentsperpage", json!(15)),
+            ],
+        ),
+        ("sitepolicies", vec![("sitepolicy", json!("")), ("sitepolicyhandler", json!("")), ("disableuserimages", json!(0))]),
+        (
+            "mobileapp",
+            vec![
+                ("tool_mobile_forcelogout", json!(0)),
+                ("tool_mobile_customlangstrings", json!("")),
+                ("tool_mobile_disabledfeatures", json!(DISABLED_FEATURES)),
+                ("tool_mobile_custommenuitems", json!("")),
+                ("tool_mobile_apppolicy", json!("")),
+                ("tool_mobile_autologinmintimebetweenreq", json!(AUTOLOGIN_MIN_MINUTES_BETWEEN * 60)),
+                ("tool_mobile_filetypeexclusionlist", json!("")),
+            ],
+        ),
+        (
+            "sitesettings",
+            vec![
+                ("sitename", json!(config.site_name)),
+                ("calendartype", json!("gregorian")),
+                ("allowstealth", json!(0)),
+                ("searchbanner", json!("")),
+                ("searchbannerenable", json!(0)),
+                ("enabledashboard", json!(0)),
+                ("customusermenuitems", json!("")),
+                ("supportavailability", json!(0)),
+            ],
+        ),
+    ];
+    let chosen: Vec<Value> = sections
+        .into_iter()
+        .filter(|(name, _)| section.is_empty() || *name == section)
+        .flat_map(|(_, settings)| settings)
+        .map(|(name, value)| json!({"name": name, "value": value}))
+        .collect();
+    Ok(json!({"settings": chosen, "warnings": []}))
+}
+
+pub fn is_moodle_app(user_agent: &str) -> bool {
+    user_agent.to_ascii_lowercase().contains("moodlemobile")
+}
+
+/// Moodle's `check_autologin_prerequisites`.
+pub fn check_autologin_prerequisites(config: &Config, is_site_admin: bool) -> Result<(), MoodleError> {
+    if !config.served_over_https() {
+        return Err(MoodleError::https_required());
+    }
+    if is_site_admin {
+        return Err(MoodleError::autologin_not_allowed_to_admins());
+    }
+    Ok(())
+}
+
+/// tool_mobile_get_autologin_key: a 60-second key, bound to the caller's address, that
+/// autologin.php trades for a browser session. Asked for with the private token, in the body.
+pub async fn autologin_key(call: Call<'_>) -> Result<Value, MoodleError> {
+    let (state, token) = (call.state, call.token);
+    if !is_moodle_app(&call.client.user_agent) {
+        return Err(MoodleError::app_required());
+    }
+    check_autologin_prerequisites(&state.config, token.user.is_site_admin)?;
+    let private = call.params.text("privatetoken")?.unwrap_or("");
+    if private.is_empty() || call.params.came_in_query("privatetoken") {
+        return Err(MoodleError::invalid_private_token());
+    }
+    let user_id = token.user.id;
+    let now = now();
+    let since = now - Duration::minutes(AUTOLOGIN_MIN_MINUTES_BETWEEN);
+    // The lockout is counted from the last key issued, kept in the database so every instance agrees.
+    let recent = state
+        .db
+        .read(move |conn| crate::db::keys::latest_created(conn, user_id, AUTOLOGIN))
+        .await?
+        .is_some_and(|at| at > since);
+    if recent {
+        return Err(MoodleError::autologin_lockout(AUTOLOGIN_MIN_MINUTES_BETWEEN));
+    }
+    let matches = token
+        .private_hash
+        .as_deref()
+        .is_some_and(|h| crate::domain::secret::SecretHash::from_stored(h.to_owned()).matches(private));
+    if !matches {
+        return Err(MoodleError::invalid_private_token());
+    }
+    let ip = call.client.ip;
+    let actor = Actor { user_id: Some(user_id), ip: Some(ip.to_string()) };
+    let registry = state.registry.clone();
+    let issued = state
+        .db
+        .write(move |conn| {
+            ops::revoke(
+                conn,
+                &registry,
+                user_id,
+                &Selection::OfType(AUTOLOGIN.into()),
+                Scope::Everything,
+                &actor,
+                "replaced by a new auto-login key",
+                now,
+            )?;
+            let request = KeyRequest {
+                user_id,
+                key_type: AUTOLOGIN.into(),
+                name: "Mobile app auto-login".into(),
+                ip_restriction: crate::domain::ip_restriction::IpRestriction::parse(&ip.to_string()).ok().flatten(),
+                valid_until: Some(now + Duration::seconds(AUTOLOGIN_KEY_SECONDS)),
+                secret: SecretKind::Token,
+                ..Default::default()
+            };
+            ops::issue(conn, request, &actor, now)
+        })
+        .await?;
+    let key = issued.secret.map(|s| s.expose().to_owned()).unwrap_or_default();
+    Ok(json!({
+        "key": key,
+        "autologinurl": format!("{}/admin/tool/mobile/autologin.php", state.config.site_root()),
+        "warnings": [],
+    }))
+}
