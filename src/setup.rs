@@ -17,7 +17,14 @@ pub fn seed_site(db: &Db) -> anyhow::Result<()> {
 /// What every site has: the mobile app's service and the default roles (idempotent).
 pub fn seed_services_and_roles(db: &Db) -> anyhow::Result<()> {
     db.write_blocking(|conn| {
-        services::ensure(conn, MOBILE_SERVICE, "Moodle mobile web service", true, &crate::moodle::functions::mobile_app_functions(), now())?;
+        services::ensure(
+            conn,
+            MOBILE_SERVICE,
+            "Moodle mobile web service",
+            true,
+            &crate::moodle::functions::mobile_app_functions(),
+            now(),
+        )?;
         for (shortname, name, capabilities) in DEFAULT_ROLES {
             let names: Vec<&str> = capabilities.iter().map(|c| c.name()).collect();
             roles::ensure(conn, shortname, name, &names)?;

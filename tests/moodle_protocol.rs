@@ -159,6 +159,11 @@ async fn each_refusal_is_moodles_error() {
     assert_eq!((errorcode(&e), e["exception"].as_str().unwrap()), ("accessexception", "webservice_access_exception"));
     assert_eq!(e["message"], "Access control exception");
     assert!(e["debuginfo"].as_str().unwrap().contains("token expired"), "{e}");
+    // Told once, as Moodle (which deletes the token) tells it: then the app is sent to sign in.
+    assert_eq!(errorcode(&site_info(&ws, &expired).await), "invalidtoken");
+    assert_eq!(errorcode(&site_info(&ws, &expired).await), "invalidtoken");
+    let row = app.key_of(&expired);
+    assert!(row.revoked_at.is_none() && row.expiry_reported_at.is_some(), "kept as expired, not revoked: {row:?}");
 
     let restricted = ws.token("alice", &[("deviceid", "b")]).await;
     set_ip_restriction(&app, app.key_of(&restricted).id, "10.0.0.0/8");
@@ -168,11 +173,17 @@ async fn each_refusal_is_moodles_error() {
     set_ip_restriction(&app, app.key_of(&restricted).id, "127.0.0.0/8, 10.0.0.0/8");
     assert_eq!(site_info(&ws, &restricted).await["username"], "alice", "inside its range it works");
 
-    let unknown = ws.call(&restricted, "core_no_such_function", &[]).await;
-    assert_eq!(
-        (errorcode(&unknown), unknown["exception"].as_str().unwrap()),
-        ("invalidrecord", "dml_missing_record_exception")
-    );
+    // A function this server lacks is refused as one the service does not offer, never as a
+    // missing database record (which the app reads as "not a Moodle site").
+    for function in ["core_no_such_function", "core_course_get_courses"] {
+        let unknown = ws.call(&restricted, function, &[]).await;
+        assert_eq!(
+            (errorcode(&unknown), unknown["exception"].as_str().unwrap()),
+            ("accessexception", "webservice_access_exception"),
+            "{unknown}"
+        );
+        assert!(unknown["debuginfo"].as_str().unwrap().contains(&format!("{function}() is not allowed")));
+    }
     let missing =
         ws.post_json("/webservice/rest/server.php", &[("wstoken", &restricted), ("moodlewsrestformat", "json")]).await;
     assert_eq!(errorcode(&missing), "invalidparameter");

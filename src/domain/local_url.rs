@@ -23,7 +23,14 @@ mod tests {
         let root = "https://m.example.org";
         assert_eq!(local_target("/user/managetoken.php", root).as_deref(), Some("/user/managetoken.php"));
         assert_eq!(local_target("https://m.example.org/my/", root).as_deref(), Some("https://m.example.org/my/"));
-        for bad in ["//evil.example", "https://m.example.org.evil.example/", "/\t/evil.example/", "/\\evil.example", "https://evil.example/", ""] {
+        for bad in [
+            "//evil.example",
+            "https://m.example.org.evil.example/",
+            "/\t/evil.example/",
+            "/\\evil.example",
+            "https://evil.example/",
+            "",
+        ] {
             assert_eq!(local_target(bad, root), None, "{bad:?}");
         }
     }

@@ -34,4 +34,3 @@ pub async fn autologin(state: State, req: HttpRequest, payload: web::Payload) ->
     response.add_cookie(&cookie).map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(response)
 }
-

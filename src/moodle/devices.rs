@@ -63,7 +63,16 @@ pub async fn add_user_device(call: Call<'_>) -> Result<Value, MoodleError> {
             let earlier = crate::db::keys::active_for_device(conn, user_id, WEBSERVICE_TOKEN, &device_id)?;
             for old in earlier.iter().filter(|k| k.id != token_key_id && k.service_id == Some(service_id)) {
                 let reason = "replaced by a new sign-in from the same device";
-                ops::revoke(conn, &registry, user_id, &Selection::One(old.id), Scope::Everything, &actor, reason, now())?;
+                ops::revoke(
+                    conn,
+                    &registry,
+                    user_id,
+                    &Selection::One(old.id),
+                    Scope::Everything,
+                    &actor,
+                    reason,
+                    now(),
+                )?;
             }
 
             let existing = crate::db::keys::active_for_device(conn, user_id, PUSH_DEVICE, &uuid)?;
@@ -146,7 +155,16 @@ pub async fn remove_user_device(call: Call<'_>) -> Result<Value, MoodleError> {
                 .filter(|r| appid.is_empty() || detail(r.details.as_deref(), "appid").as_deref() == Some(&appid))
             {
                 let reason = "device removed by the app";
-                removed += ops::revoke(conn, &registry, user_id, &Selection::One(row.id), Scope::Everything, &actor, reason, now())?;
+                removed += ops::revoke(
+                    conn,
+                    &registry,
+                    user_id,
+                    &Selection::One(row.id),
+                    Scope::Everything,
+                    &actor,
+                    reason,
+                    now(),
+                )?;
             }
             Ok(removed)
         })

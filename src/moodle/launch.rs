@@ -30,9 +30,7 @@ pub async fn launch(
     query: web::Query<LaunchQuery>,
 ) -> Result<HttpResponse, AppError> {
     if state.config.type_of_login() == 1 {
-        return Err(AppError::Forbidden(
-            "This site signs the app in with its own form, not through a browser.".into(),
-        ));
+        return Err(AppError::Forbidden("This site signs the app in with its own form, not through a browser.".into()));
     }
     let service = query.service.as_deref().map(str::trim).filter(|s| !s.is_empty());
     let passport = query.passport.as_deref().map(str::trim).filter(|p| !p.is_empty() && p.len() <= 128);
@@ -50,7 +48,8 @@ pub async fn launch(
         return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, login)).finish());
     };
     let client = ClientInfo::of(&req);
-    let device = device_from(&super::params::Params::default(), &client).map_err(|e| AppError::BadRequest(e.message))?;
+    let device =
+        device_from(&super::params::Params::default(), &client).map_err(|e| AppError::BadRequest(e.message))?;
     let (token, private) = token_for_service(&state, &session.user, service, &device, &client)
         .await
         .map_err(|e| AppError::Forbidden(format!("The app cannot be signed in: {}", e.message)))?;

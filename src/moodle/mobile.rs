@@ -92,7 +92,10 @@ pub async fn config(call: Call<'_>) -> Result<Value, MoodleError> {
                 ("commentsperpage", json!(15)),
             ],
         ),
-        ("sitepolicies", vec![("sitepolicy", json!("")), ("sitepolicyhandler", json!("")), ("disableuserimages", json!(0))]),
+        (
+            "sitepolicies",
+            vec![("sitepolicy", json!("")), ("sitepolicyhandler", json!("")), ("disableuserimages", json!(0))],
+        ),
         (
             "mobileapp",
             vec![

@@ -54,8 +54,7 @@ pub async fn service(state: State, req: HttpRequest, payload: web::Payload) -> H
 }
 
 async fn call(state: &State, request: Request, client: &ClientInfo) -> Result<Value, MoodleError> {
-    let function = functions::find(&request.methodname)
-        .ok_or_else(MoodleError::service_not_available)?;
+    let function = functions::find(&request.methodname).ok_or_else(MoodleError::service_not_available)?;
     let Handler::Open(handler) = &function.handler else {
         return Err(MoodleError::service_requires_login(function.name));
     };

@@ -112,7 +112,13 @@ pub async fn submit(
         accounts::record_sign_in_failure(&state.db, false, user.map(|u| u.id), client.ip_string(), reason).await?;
         let message =
             format!("Too many failed sign-ins. Wait {} minutes and try again.", accounts::THROTTLE_WINDOW_MINUTES);
-        return login_page(&state, &form.username, &form.wantsurl, Some(&message), actix_web::http::StatusCode::TOO_MANY_REQUESTS);
+        return login_page(
+            &state,
+            &form.username,
+            &form.wantsurl,
+            Some(&message),
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+        );
     }
     let password_ok = state.passwords.matches(user.as_ref(), &form.password).await;
     let user = match user {

@@ -12,7 +12,7 @@ use crate::db::models::KeyRow;
 use crate::domain::time::{exact, now, relative};
 use crate::error::AppError;
 use crate::keys::ops::{self, Actor, Scope};
-use crate::keys::KeyTypeRegistry;
+use crate::keys::{KeyTypeRegistry, PUSH_DEVICE, WEBSERVICE_TOKEN};
 use crate::usage::{summarise, AgentUse};
 use actix_web::{web, HttpResponse};
 use chrono::NaiveDateTime;
@@ -85,9 +85,24 @@ pub async fn act(
     };
     let (user_id, registry) = (session.user.id, state.registry.clone());
     let actor = Actor { user_id: Some(user_id), ip: Some(client.ip_string()) };
+    let device_push = match &revocation {
+        Revocation::One(key) => device_uuid(key).map(|uuid| Selection::Device {
+            device_id: uuid,
+            key_type: PUSH_DEVICE.into(),
+            service_id: None,
+        }),
+        _ => None,
+    };
     let count = state
         .db
-        .write(move |conn| ops::revoke(conn, &registry, user_id, &selection, scope, &actor, reason, now()))
+        .write(move |conn| {
+            let mut count = ops::revoke(conn, &registry, user_id, &selection, scope, &actor, reason, now())?;
+            // One entry per device: revoking it revokes the phone's push registration too.
+            if let (Some(push), true) = (device_push, count > 0) {
+                count += ops::revoke(conn, &registry, user_id, &push, scope, &actor, reason, now())?;
+            }
+            Ok(count)
+        })
         .await?;
     if let Revocation::One(_) = revocation {
         if count == 0 {
@@ -203,6 +218,9 @@ struct KeyView {
     last_used: Option<Moment>,
     last_ip: Option<String>,
     agents: Vec<AgentView>,
+    /// For an app's token: when its phone registered for push notifications, shown on the same
+    /// entry (one entry per device).
+    push_registered: Option<Moment>,
 }
 
 #[derive(Serialize)]
@@ -254,8 +272,12 @@ async fn list_page(
         })
         .await?;
     let mut groups = group_keys(&state.registry, keys, summarise(&usage), &switches, &creators, session.key.id, now);
+    let folded_pushes = groups.iter().flat_map(|g| g.keys.iter()).filter(|k| k.push_registered.is_some()).count();
     for group in &mut groups {
         group.total = counts.get(&group.id).copied().unwrap_or(0);
+        if group.id == PUSH_DEVICE {
+            group.total = group.total.saturating_sub(folded_pushes);
+        }
         group.switched_off = !switches.type_enabled(&state.registry, &group.id);
     }
     let admin_link = !super::admin::capabilities(state, &session.user).await?.is_empty();
@@ -264,6 +286,12 @@ async fn list_page(
     ctx.insert("revoked", &revoked);
     ctx.insert("key_count", &counts.values().sum::<usize>());
     render(&state.templates, "managetoken.html", &ctx)
+}
+
+/// The phone a token is linked to (`app:APPID:UUID`, see `app_device_id`), by its uuid.
+fn device_uuid(key: &KeyRow) -> Option<String> {
+    let rest = key.device_id.as_deref()?.strip_prefix("app:")?;
+    Some(rest.split_once(':')?.1.to_owned())
 }
 
 fn group_keys(
@@ -278,6 +306,19 @@ fn group_keys(
     let mut by_type: HashMap<String, Vec<KeyRow>> = HashMap::new();
     for key in keys {
         by_type.entry(key.key_type.clone()).or_default().push(key);
+    }
+    // A phone's push registration belongs to the entry of the token on the same device.
+    let mut push_of_device: HashMap<String, NaiveDateTime> = HashMap::new();
+    let tokens_on_devices: Vec<String> =
+        by_type.get(WEBSERVICE_TOKEN).into_iter().flatten().filter_map(|k| device_uuid(k)).collect();
+    if let Some(pushes) = by_type.get_mut(PUSH_DEVICE) {
+        pushes.retain(|p| match p.device_id.as_deref().filter(|uuid| tokens_on_devices.iter().any(|t| t == uuid)) {
+            Some(uuid) => {
+                push_of_device.insert(uuid.to_owned(), p.created_at);
+                false
+            }
+            None => true,
+        });
     }
     registry
         .visible()
@@ -295,6 +336,7 @@ fn group_keys(
                 .unwrap_or_default()
                 .into_iter()
                 .map(|k| KeyView {
+                    push_registered: device_uuid(&k).and_then(|u| push_of_device.get(&u)).map(|at| moment(*at, now)),
                     id: k.id,
                     current: k.id == current_session,
                     service: switches.service_name(&k).map(str::to_owned),
