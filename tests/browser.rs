@@ -153,3 +153,78 @@ async fn an_admin_forces_a_logout_and_the_victims_session_and_token_are_refused(
     assert_eq!(refused["errorcode"], "invalidtoken", "the app's token is refused");
     driver.client.clone().close().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_app_signs_in_through_the_browser_and_gets_its_token_back() {
+    let Some(driver) = start_browser().await else { return };
+    let browser = &driver.client;
+    let app = spawn_app_with(Options {
+        configure: Box::new(|c| {
+            c.wwwroot = Some("https://moodle.example.org".into());
+            c.app_login = "browser".into();
+        }),
+        ..Default::default()
+    });
+    let alice = app.create_user("alice", false);
+    let launch = "/admin/tool/mobile/launch.php?service=moodle_mobile_app&passport=123.456&urlscheme=moodlemobile";
+    browser.goto(&app.url(launch)).await.unwrap();
+    browser.wait().for_element(Locator::Id("loginbtn")).await.unwrap();
+    fill(browser, "username", "alice").await;
+    fill(browser, "password", PASSWORD).await;
+    click(browser, "#loginbtn").await;
+
+    // Signed in, the browser goes back to launch.php, which issues the app a token and sends
+    // the browser on to `moodlemobile://` (which headless Chromium cannot open, so it stays).
+    let alice_tokens = |app: &TestApp| {
+        app.with_db(|conn| {
+            let keys = userkeys::db::keys::active_for_user(conn, alice, userkeys::domain::time::now())?;
+            Ok(keys.into_iter().filter(|k| k.key_type == "webservice_token").count())
+        })
+    };
+    let mut issued = 0;
+    for _ in 0..50 {
+        issued = alice_tokens(&app);
+        if issued > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(issued, 1, "the browser's return to launch.php issued the app its token");
+
+    // What the browser was sent on to, read by making its request again with its own cookie.
+    let cookies = browser.get_all_cookies().await.unwrap();
+    let session = cookies.iter().find(|c| c.name() == "MoodleSession").expect("the browser is signed in");
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let response = http
+        .get(app.url(launch))
+        .header("Cookie", format!("MoodleSession={}", session.value()))
+        .header("User-Agent", CHROME_UA)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    // As the app reads it (CoreCustomURLSchemesProvider, validateBrowserSSOLogin).
+    let encoded = location.strip_prefix("moodlemobile://token=").unwrap_or_else(|| panic!("{location}"));
+    use base64::Engine;
+    let decoded = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()).unwrap();
+    let parts: Vec<&str> = decoded.split(":::").collect();
+    assert_eq!(parts.len(), 3, "site id, token, private token: {decoded}");
+    use md5::Digest;
+    assert_eq!(parts[0], hex::encode(md5::Md5::digest("https://moodle.example.org123.456")));
+    let info = app.ws_client(MOODLE_APP_UA).call(parts[1], "core_webservice_get_site_info", &[]).await;
+    assert_eq!(info["username"], "alice", "{info}");
+    assert_eq!(parts[2].len(), 64);
+    assert_eq!(alice_tokens(&app), 2, "each sign-in through the browser is a device of its own");
+
+    // An address a browser would load is never handed a token.
+    let refused = http
+        .get(app.url("/admin/tool/mobile/launch.php?service=moodle_mobile_app&passport=1&urlscheme=https"))
+        .header("Cookie", format!("MoodleSession={}", session.value()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.headers().get("location").is_none());
+    driver.client.clone().close().await.unwrap();
+}

@@ -415,8 +415,11 @@ async fn a_registered_device_names_its_token_and_can_be_removed() {
     assert_eq!(again[0][0]["warningcode"], "existingkeyforthisuser", "{again}");
     assert_eq!(app.key_of(&token).name, "Pixel 8 · Android 15 · Moodle app 4.4");
 
+    // One entry for the phone: its push registration is shown with its token, not apart.
     let page = app.signed_in("alice", CHROME_UA).await.keys_page().await;
-    assert!(page.contains("Push notification devices <span class=\"count\">1</span>"), "{page}");
+    let entry = page.key_block(app.key_of(&token).id).unwrap();
+    assert!(entry.contains("Registered for push notifications"), "{entry}");
+    assert!(page.contains("Push notification devices <span class=\"count\">0</span>"), "{page}");
 
     let removed = ws.call(&token, "core_user_remove_user_device", &[("uuid", "uuid-abc")]).await;
     assert_eq!(removed, serde_json::json!({"removed": true, "warnings": []}));

@@ -247,11 +247,7 @@ pub fn describe_device(
     app_version: Option<&str>,
 ) -> Option<String> {
     let field = |v: Option<&str>| v.map(clean).filter(|s| !s.is_empty());
-    // The name a person gave their phone comes first; the model tells which phone it is.
-    let device = match (field(name), field(model)) {
-        (Some(name), Some(model)) if !name.eq_ignore_ascii_case(&model) => Some(format!("{name}{SEP}{model}")),
-        (name, model) => model.or(name),
-    };
+    let device = field(model).or_else(|| field(name));
     // The app sends lower-case platform ids such as "android" or "ios-fcm".
     let os = field(platform).map(|p| match p.to_ascii_lowercase() {
         l if l.starts_with("android") => "Android".to_string(),
@@ -332,10 +328,6 @@ mod tests {
         let d = describe_device(Some(" Apple "), None, Some("ios-fcm"), None, None);
         assert_eq!(d.as_deref(), Some("Apple · iOS"));
         assert_eq!(describe_device(None, Some("  "), None, None, None), None);
-        let d = describe_device(Some("Alice's Pixel"), Some("Pixel 8"), Some("android-fcm"), Some("14"), Some("5.0.0"));
-        assert_eq!(d.as_deref(), Some("Alice's Pixel · Pixel 8 · Android 14 · Moodle app 5.0"));
-        let d = describe_device(Some("Pixel 8"), Some("Pixel 8"), None, None, None);
-        assert_eq!(d.as_deref(), Some("Pixel 8"));
         let long = "m".repeat(500);
         let d = describe_device(None, Some(&long), None, None, Some("4.5"));
         assert_eq!(d, Some(format!("{} · Moodle app 4.5", "m".repeat(64))));
