@@ -21,10 +21,12 @@ pub const AUTOLOGIN_MIN_MINUTES_BETWEEN: i64 = 6;
 
 /// Features of the app that need functions this server does not have, switched off so the app
 /// does not offer them (Moodle's `tool_mobile_disabledfeatures`).
-const DISABLED_FEATURES: &str = "CoreMainMenuDelegate_CoreCourses,CoreMainMenuDelegate_CoreCoursesDashboard,\
-CoreMainMenuDelegate_AddonMessages,CoreMainMenuDelegate_AddonNotifications,CoreMainMenuDelegate_CoreGrades,\
-CoreMainMenuDelegate_AddonCalendar,CoreMainMenuDelegate_CoreSearch,CoreMainMenuDelegate_CoreTag,\
-CoreUserDelegate_AddonMessages:sendMessage,CoreUserDelegate_AddonBadges,NoDelegate_CoreOffline";
+const DISABLED_FEATURES: &str = "CoreMainMenuDelegate_CoreSiteHome,CoreMainMenuDelegate_CoreCoursesDashboard,\
+CoreMainMenuDelegate_CoreCourses,CoreMainMenuDelegate_AddonMessages,CoreMainMenuDelegate_AddonNotifications,\
+CoreMainMenuDelegate_AddonCalendar,CoreMainMenuDelegate_AddonBlog,CoreMainMenuDelegate_CoreTag,\
+CoreUserDelegate_CoreGrades,CoreUserDelegate_AddonPrivateFiles,CoreUserDelegate_AddonBadges:account,\
+CoreUserDelegate_AddonBlog:account,CoreUserDelegate_AddonCompetency,NoDelegate_CoreOffline,NoDelegate_GlobalSearch,\
+CoreLoginEmailSignup,NoDelegate_ForgottenPassword";
 
 /// What the app reads before anyone signs in.
 pub fn public_config(config: &Config) -> Value {
