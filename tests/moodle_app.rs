@@ -290,6 +290,7 @@ async fn two_phones_with_one_user_agent_stay_signed_in_and_each_replaces_only_it
     }
     assert!(page.key_block(server.key_of(&a1).id).is_none(), "the replaced token is not listed");
     assert!(!page.contains("<h2>Push notification devices <span class=\"count\">2"), "not listed a second time");
+    assert!(page.contains("registration is shown with its app above"), "and the section says where they are");
 
     // Revoking the device's entry ends its token and its push registration, and nothing else.
     let browser = server.signed_in("alice", CHROME_UA).await;

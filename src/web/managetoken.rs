@@ -202,6 +202,8 @@ struct TypeGroup {
     total: usize,
     /// The site has switched this type off: its keys open nothing until it is on again.
     switched_off: bool,
+    /// Keys of this type shown on their device's entry instead (a phone's push registration).
+    shown_with_devices: usize,
 }
 
 #[derive(Serialize)]
@@ -277,6 +279,7 @@ async fn list_page(
         group.total = counts.get(&group.id).copied().unwrap_or(0);
         if group.id == PUSH_DEVICE {
             group.total = group.total.saturating_sub(folded_pushes);
+            group.shown_with_devices = folded_pushes;
         }
         group.switched_off = !switches.type_enabled(&state.registry, &group.id);
     }
@@ -331,6 +334,7 @@ fn group_keys(
             settings_url: t.settings_url.clone(),
             total: 0,
             switched_off: false,
+            shown_with_devices: 0,
             keys: by_type
                 .remove(&t.id)
                 .unwrap_or_default()
