@@ -188,8 +188,15 @@ async fn force_logout_ends_every_session_token_and_device_at_once() {
     )
     .await;
     let bystander = app.create_user("bystander", false);
-    let _ = bystander;
     let other = ws.token("bystander", &[]).await;
+    let bystander_keys = || {
+        app.with_db(|conn| userkeys::db::keys::active_for_user(conn, bystander, userkeys::domain::time::now()))
+            .iter()
+            .map(|k| k.id)
+            .collect::<Vec<_>>()
+    };
+    let bystander_before = bystander_keys();
+    assert_eq!(bystander_before, vec![app.key_of(&other).id]);
 
     let desk = app.signed_in("helen", CHROME_UA).await;
     let page = desk.get(&format!("/admin/userkeys/user.php?id={victim}")).await;
@@ -223,19 +230,40 @@ async fn force_logout_ends_every_session_token_and_device_at_once() {
         .await;
     assert_eq!(done.status, 200);
     assert_eq!(ws.login("victim", PASSWORD, &[]).await["errorcode"], "invalidlogin", "suspended");
-    let audit = app.signed_in("helen", CHROME_UA).await;
-    let _ = audit;
+
+    // The bystander's keys and account are untouched by both.
+    assert_eq!(bystander_keys(), bystander_before, "the bystander keeps every key");
+    assert!(app.key_of(&other).revoked_at.is_none());
+    assert_eq!(site_info(&app, &other).await["username"], "bystander");
+    assert!(ws.login("bystander", PASSWORD, &[]).await["token"].is_string(), "the bystander is not suspended");
+
+    // Both are in the audit trail, by the help desk, with their reasons, about the victim only.
     let entries = app.with_db(|conn| {
         use diesel::prelude::*;
         use userkeys::db::schema::audit_log::dsl::*;
-        Ok(audit_log.filter(action.like("force_logout%")).select((action, reason, actor_id)).load::<(
-            String,
-            Option<String>,
-            Option<i64>,
-        )>(conn)?)
+        Ok(audit_log
+            .filter(action.like("force_logout%"))
+            .order(id)
+            .select((action, reason, actor_id, target_user_id))
+            .load::<(String, Option<String>, Option<i64>, Option<i64>)>(conn)?)
     });
-    assert_eq!(entries.len(), 2);
-    assert!(entries.iter().all(|(_, r, a)| *a == Some(helpdesk) && r.is_some()));
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries[0].0, "force_logout");
+    assert!(entries[0].1.as_deref().is_some_and(|r| r.starts_with("stolen phone (")), "{entries:?}");
+    assert_eq!(entries[1].0, "force_logout_and_suspend");
+    assert!(entries[1].1.as_deref().is_some_and(|r| r.starts_with("account locked (")), "{entries:?}");
+    assert!(entries.iter().all(|(_, _, by, target)| *by == Some(helpdesk) && *target == Some(victim)), "{entries:?}");
+    // And an auditor sees them on the audit page.
+    let auditor = app.create_user("audrey", false);
+    app.assign_role(auditor, "auditor");
+    let audit = app.signed_in("audrey", CHROME_UA).await;
+    for (action, reason) in [("force_logout", "stolen phone ("), ("force_logout_and_suspend", "account locked (")] {
+        let page = audit.get(&format!("/admin/userkeys/audit.php?action={action}&user=victim")).await;
+        assert_eq!(page.status, 200, "{page}");
+        assert_eq!(page.body.matches("<tr><td>").count(), 1, "{action}: {page}");
+        assert!(page.contains(&format!("<td>{action}</td><td>helen</td>")), "{action}: {page}");
+        assert!(page.contains(reason), "{action}: {page}");
+    }
 }
 
 #[tokio::test]

@@ -123,14 +123,24 @@ async fn usage_survives_kill_9_and_the_next_start_folds_what_was_pending() {
         let info = client.call(&token, "core_webservice_get_site_info", &[]).await;
         assert_eq!(info["username"], "admin", "{info}");
     }
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    child.kill().unwrap(); // SIGKILL: no graceful stop
-    let _ = child.wait();
-
+    // The background writer puts the uses in the database while the server runs…
     let db = userkeys::db::Db::connect(&url, 1).unwrap();
     let hash = userkeys::domain::secret::SecretHash::of(&token);
     let key = db.read_blocking(|conn| userkeys::db::keys::find_by_secret_hash(conn, hash.as_str())).unwrap().unwrap().0;
-    assert_eq!(db.read_blocking(|conn| userkeys::db::usage::total_hits(conn, key.id)).unwrap(), 7);
+    let hits = || db.read_blocking(|conn| userkeys::db::usage::total_hits(conn, key.id)).unwrap();
+    let mut written = 0;
+    for _ in 0..50 {
+        written = hits();
+        if written >= 7 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(written, 7, "the uses were written while the server ran");
+    child.kill().unwrap(); // SIGKILL: no graceful stop
+    let _ = child.wait();
+    // …and what was written survives the kill.
+    assert_eq!(hits(), 7);
 
     // What a crash between an append and its fold leaves behind.
     let at = userkeys::domain::time::now();

@@ -4,34 +4,53 @@
 mod common;
 
 use common::*;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 async fn hammer_then_revoke(revoke_through_admin: bool) {
+    const TASKS: usize = 8;
+    /// Calls each task has answered after the revocation before the load stops.
+    const AFTER: u32 = 5;
     let app = spawn_app();
     app.create_user("root", true);
     app.create_user("alice", false);
     let token = app.ws_client(MOODLE_APP_UA).token("alice", &[]).await;
     let key = app.key_of(&token).id;
-    let revoked = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
+    let marker = app.ws_client(MOODLE_APP_UA).token("root", &[]).await;
+    // Tasks served before the revocation; tasks that have had AFTER calls answered after it.
+    let (serving, done_after) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (revoked, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
     let mut load = Vec::new();
-    for _ in 0..8 {
-        let (ws, token, revoked, stop) = (app.ws_client(MOODLE_APP_UA), token.clone(), revoked.clone(), stop.clone());
+    for _ in 0..TASKS {
+        let ws = app.ws_client(MOODLE_APP_UA);
+        let (token, serving, done_after, revoked, stop) =
+            (token.clone(), serving.clone(), done_after.clone(), revoked.clone(), stop.clone());
         load.push(tokio::spawn(async move {
-            let (mut late, mut calls) = (0, 0);
+            let (mut served, mut late, mut sent_after) = (0u32, 0u32, 0u32);
             while !stop.load(Ordering::SeqCst) {
                 let sent_after_revocation = revoked.load(Ordering::SeqCst);
                 let answer = ws.call(&token, "core_webservice_get_site_info", &[]).await;
-                calls += 1;
-                if sent_after_revocation && answer["username"] == "alice" {
-                    late += 1;
+                let ok = answer["username"] == "alice";
+                assert!(ok || answer["errorcode"] == "invalidtoken", "served or refused, nothing else: {answer}");
+                if ok {
+                    served += 1;
+                    if served == 1 {
+                        serving.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                if sent_after_revocation {
+                    sent_after += 1;
+                    late += u32::from(ok);
+                    if sent_after == AFTER {
+                        done_after.fetch_add(1, Ordering::SeqCst);
+                    }
                 }
             }
-            (late, calls)
+            (served, late, sent_after)
         }));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // The token is under load: every task has been served before the revocation starts.
+    assert!(wait_until(|| serving.load(Ordering::SeqCst) == TASKS).await, "every task was served");
     if revoke_through_admin {
         let admin = app.signed_in("root", CHROME_UA).await;
         let sesskey = admin.keys_page().await.hidden("sesskey").unwrap();
@@ -45,15 +64,25 @@ async fn hammer_then_revoke(revoke_through_admin: bool) {
         assert!(done.contains("1 key was revoked"), "{done}");
     }
     revoked.store(true, Ordering::SeqCst);
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let all_answered = wait_until(|| done_after.load(Ordering::SeqCst) == TASKS).await;
     stop.store(true, Ordering::SeqCst);
-    let mut total = 0;
+    let mut served = 0;
     for task in load {
-        let (late, calls) = task.await.unwrap();
+        let (task_served, late, sent_after) = task.await.unwrap();
+        assert!(task_served > 0, "every task was served before the revocation");
+        assert!(sent_after >= AFTER, "every task sent {AFTER} calls after the revocation answered ({sent_after})");
         assert_eq!(late, 0, "a request sent after the revocation answered was served");
-        total += calls;
+        served += i64::from(task_served);
     }
-    assert!(total > 50, "the token was under load ({total} calls)");
+    assert!(all_answered);
+    // Every call served was a real use of the token, counted once: a later use of another key
+    // written and folded means the token's count is final.
+    assert_eq!(
+        app.ws_client(MOODLE_APP_UA).call(&marker, "core_webservice_get_site_info", &[]).await["username"],
+        "root"
+    );
+    assert!(app.usage_written_through(app.key_of(&marker).id, 1).await, "the marker's use was written");
+    assert_eq!(app.with_db(|conn| userkeys::db::usage::total_hits(conn, key)), served, "one use per call served");
 }
 
 #[tokio::test]

@@ -66,6 +66,10 @@ async fn usage_from_two_instances_adds_up_exactly() {
     a.create_user("alice", false);
     let token = a.ws_client(MOODLE_APP_UA).token("alice", &[]).await;
     let key = a.key_of(&token).id;
+    // Set up before the load: a write by the test during another instance's usage write can
+    // find SQLite locked.
+    a.create_user("marker", false);
+    let marker = a.ws_client(MOODLE_APP_UA).token("marker", &[]).await;
     let mut calls = Vec::new();
     for (app, n) in [(&a, 40), (&b, 60)] {
         for _ in 0..n {
@@ -77,9 +81,17 @@ async fn usage_from_two_instances_adds_up_exactly() {
     for call in calls {
         assert_eq!(call.await.unwrap()["username"], "alice");
     }
-    assert_eq!(a.usage_hits(key, 100).await, 100);
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    assert_eq!(a.usage_hits(key, 100).await, 100, "nothing lost, nothing doubled");
+    assert_eq!(a.usage_hits(key, 100).await, 100, "nothing lost");
+    // A later use of another key on each instance: once both are written and folded, so is
+    // everything before them, and the count must not have moved.
+    for app in [&a, &b] {
+        assert_eq!(
+            app.ws_client(MOODLE_APP_UA).call(&marker, "core_webservice_get_site_info", &[]).await["username"],
+            "marker"
+        );
+    }
+    assert!(a.usage_written_through(a.key_of(&marker).id, 2).await, "both instances' writers wrote the marker");
+    assert_eq!(a.with_db(|conn| userkeys::db::usage::total_hits(conn, key)), 100, "nothing doubled");
 }
 
 /// A fold of more merged rows than one transaction takes goes through pieces of the pending log,
@@ -129,32 +141,56 @@ async fn a_fold_too_large_for_one_transaction_counts_every_use_once() {
 
 #[tokio::test]
 async fn revoking_while_in_use_ends_revoked_never_resurrected() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const TASKS: usize = 8;
     let a = first_instance();
     let b = second_instance(&a);
     let alice = a.create_user("alice", false);
     let token = a.ws_client(MOODLE_APP_UA).token("alice", &[]).await;
     let key = a.key_of(&token).id;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Set up before the load: a write by the test during another instance's usage write can
+    // find SQLite locked.
+    a.create_user("marker", false);
+    let marker = a.ws_client(MOODLE_APP_UA).token("marker", &[]).await;
+    // Tasks served before the revocation; tasks refused a call sent after it returned.
+    let (served, refused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (revoked, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
     let mut load = Vec::new();
     for app in [&a, &b] {
-        for _ in 0..4 {
-            let (ws, token, stop) = (app.ws_client(MOODLE_APP_UA), token.clone(), stop.clone());
+        for _ in 0..TASKS / 2 {
+            let ws = app.ws_client(MOODLE_APP_UA);
+            let (token, served, refused, revoked, stop) =
+                (token.clone(), served.clone(), refused.clone(), revoked.clone(), stop.clone());
             load.push(tokio::spawn(async move {
-                let mut refused_after_revocation = true;
-                let mut saw_refusal = false;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (mut was_served, mut saw_refusal, mut refused_after_revocation) = (false, false, false);
+                let mut never_worked_again = true;
+                while !stop.load(Ordering::SeqCst) {
+                    let sent_after_revocation = revoked.load(Ordering::SeqCst);
                     let answer = ws.call(&token, "core_webservice_get_site_info", &[]).await;
                     if answer["errorcode"] == "invalidtoken" {
                         saw_refusal = true;
-                    } else if saw_refusal {
-                        refused_after_revocation = false;
+                        if sent_after_revocation && !refused_after_revocation {
+                            refused_after_revocation = true;
+                            refused.fetch_add(1, Ordering::SeqCst);
+                        }
+                    } else {
+                        assert_eq!(answer["username"], "alice", "served or refused, nothing else: {answer}");
+                        if saw_refusal {
+                            never_worked_again = false;
+                        }
+                        if !was_served {
+                            was_served = true;
+                            served.fetch_add(1, Ordering::SeqCst);
+                        }
                     }
                 }
-                refused_after_revocation
+                (was_served, refused_after_revocation, never_worked_again)
             }));
         }
     }
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Every task is being served when the key is revoked.
+    assert!(wait_until(|| served.load(Ordering::SeqCst) == TASKS).await, "every task was served before the revocation");
     let registry = userkeys::keys::KeyTypeRegistry::with_core_types();
     a.with_db(|conn| {
         userkeys::keys::ops::revoke(
@@ -168,12 +204,27 @@ async fn revoking_while_in_use_ends_revoked_never_resurrected() {
             userkeys::domain::time::now(),
         )
     });
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    revoked.store(true, Ordering::SeqCst);
+    let all_refused = wait_until(|| refused.load(Ordering::SeqCst) == TASKS).await;
+    stop.store(true, Ordering::SeqCst);
     for task in load {
-        assert!(task.await.unwrap(), "once refused, a revoked token never worked again");
+        let (was_served, refused_after_revocation, never_worked_again) = task.await.unwrap();
+        assert!(was_served, "the task used the token before the revocation");
+        assert!(refused_after_revocation, "the task saw a refusal of a call sent after the revocation returned");
+        assert!(never_worked_again, "once refused, a revoked token never worked again");
     }
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert!(all_refused);
+    // The load's usage is written after the revocation: wait for a later use of another key to be
+    // written on both instances, and for the revoked key's own last use.
+    for app in [&a, &b] {
+        assert_eq!(
+            app.ws_client(MOODLE_APP_UA).call(&marker, "core_webservice_get_site_info", &[]).await["username"],
+            "marker"
+        );
+    }
+    assert!(a.usage_written_through(a.key_of(&marker).id, 2).await, "both instances' writers wrote the marker");
+    assert!(wait_until(|| a.key_of(&token).last_used_at.is_some()).await, "the revoked key's last use was written");
+    assert!(a.with_db(|conn| userkeys::db::usage::total_hits(conn, key)) >= TASKS as i64, "its uses were written");
     let row = a.key_of(&token);
     assert!(row.revoked_at.is_some(), "usage writes never un-revoke a key");
     assert_eq!(

@@ -264,6 +264,27 @@ impl TestApp {
         hits
     }
 
+    /// Waits (up to 5 s) until the background writers have written and folded every use recorded
+    /// before the marker's: `marker_key` has at least `marker_uses` uses counted and the pending
+    /// log is empty. Use a key of its own as the marker, used on every instance once the uses
+    /// under test were answered: an instance's writer takes everything recorded so far at once,
+    /// so what was recorded before the marker is written with it or before it. Returns whether
+    /// that happened in time; then a count that is still right has not been doubled later.
+    pub async fn usage_written_through(&self, marker_key: i64, marker_uses: i64) -> bool {
+        for _ in 0..50 {
+            // The pending log is read first: once it is empty, every fold has committed.
+            let (pending, marker) = self.with_db(|conn| {
+                let pending = userkeys::db::usage::backlog(conn)?.0;
+                Ok((pending, userkeys::db::usage::total_hits(conn, marker_key)?))
+            });
+            if pending == 0 && marker >= marker_uses {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     /// The key row holding this clear secret.
     pub fn key_of(&self, secret: &str) -> userkeys::db::models::KeyRow {
         let hash = userkeys::domain::secret::SecretHash::of(secret);
@@ -306,4 +327,16 @@ impl TestApp {
             userkeys::db::roles::assign(conn, user_id, id)
         });
     }
+}
+
+/// Polls `condition` every 20 ms for up to 10 s; whether it came true. For waiting on what the
+/// server or the test's own tasks have done, instead of sleeping for a guessed time.
+pub async fn wait_until(mut condition: impl FnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
 }
