@@ -50,6 +50,11 @@ pub fn app_device_id(appid: &str, uuid: &str) -> String {
     format!("app:{appid}:{uuid}")
 }
 
+/// The phone's uuid in an identity made by `app_device_id`; `None` for any other identity.
+pub fn app_device_uuid(device_id: &str) -> Option<&str> {
+    Some(device_id.strip_prefix("app:")?.split_once(':')?.1)
+}
+
 pub struct TokenGrant<'a> {
     pub user_id: i64,
     pub service_id: i64,
@@ -95,4 +100,17 @@ pub fn issue_for_device(
         ..Default::default()
     };
     ops::issue(conn, request, actor, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registered_phone_is_found_by_its_uuid() {
+        let id = app_device_id("com.moodle.moodlemobile", "0f1e-2d3c");
+        assert_eq!(app_device_uuid(&id), Some("0f1e-2d3c"));
+        assert_eq!(app_device_uuid("signin:0123abcd"), None);
+        assert_eq!(app_device_uuid("id:app:x"), None);
+    }
 }

@@ -98,14 +98,10 @@ pub fn load_service(conn: &mut DbConn, registry: &KeyTypeRegistry, service_id: i
     }))
 }
 
-pub async fn authenticate(
-    state: &State,
-    wstoken: Option<&str>,
-    ip: IpAddr,
-) -> Result<Arc<AuthenticatedToken>, MoodleError> {
+pub async fn authenticate(state: &State, wstoken: &str, ip: IpAddr) -> Result<Arc<AuthenticatedToken>, MoodleError> {
     // A Moodle token is 32 characters; anything far off that cannot be one.
     let token =
-        wstoken.map(str::trim).filter(|t| !t.is_empty() && t.len() <= 128).ok_or_else(MoodleError::invalid_token)?;
+        Some(wstoken.trim()).filter(|t| !t.is_empty() && t.len() <= 128).ok_or_else(MoodleError::invalid_token)?;
     let digest = SecretHash::digest(token);
     let cached = state.token_cache.as_ref().and_then(|c| c.get(&digest));
     let token = match cached {

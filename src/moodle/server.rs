@@ -63,7 +63,7 @@ async fn call(state: &State, mut params: Params, client: &ClientInfo) -> Result<
     }
 
     let wstoken = wstoken.unwrap_or_default();
-    let token = authenticate(state, Some(&wstoken), client.ip).await?;
+    let token = authenticate(state, &wstoken, client.ip).await?;
     let function =
         function.filter(|f| !f.is_empty()).ok_or_else(|| MoodleError::invalid_parameter("Missing function name"))?;
     // A function this server does not have is answered as one the service does not offer.

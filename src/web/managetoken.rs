@@ -11,6 +11,7 @@ use crate::db::keys::Selection;
 use crate::db::models::KeyRow;
 use crate::domain::time::{exact, now, relative};
 use crate::error::AppError;
+use crate::keys::device_tokens::app_device_uuid;
 use crate::keys::ops::{self, Actor, Scope};
 use crate::keys::{KeyTypeRegistry, PUSH_DEVICE, WEBSERVICE_TOKEN};
 use crate::usage::{summarise, AgentUse};
@@ -274,13 +275,8 @@ async fn list_page(
         })
         .await?;
     let mut groups = group_keys(&state.registry, keys, summarise(&usage), &switches, &creators, session.key.id, now);
-    let folded_pushes = groups.iter().flat_map(|g| g.keys.iter()).filter(|k| k.push_registered.is_some()).count();
     for group in &mut groups {
-        group.total = counts.get(&group.id).copied().unwrap_or(0);
-        if group.id == PUSH_DEVICE {
-            group.total = group.total.saturating_sub(folded_pushes);
-            group.shown_with_devices = folded_pushes;
-        }
+        group.total = counts.get(&group.id).copied().unwrap_or(0).saturating_sub(group.shown_with_devices);
         group.switched_off = !switches.type_enabled(&state.registry, &group.id);
     }
     let admin_link = !super::admin::capabilities(state, &session.user).await?.is_empty();
@@ -291,10 +287,9 @@ async fn list_page(
     render(&state.templates, "managetoken.html", &ctx)
 }
 
-/// The phone a token is linked to (`app:APPID:UUID`, see `app_device_id`), by its uuid.
+/// The phone a token is linked to, by its uuid.
 fn device_uuid(key: &KeyRow) -> Option<String> {
-    let rest = key.device_id.as_deref()?.strip_prefix("app:")?;
-    Some(rest.split_once(':')?.1.to_owned())
+    app_device_uuid(key.device_id.as_deref()?).map(str::to_owned)
 }
 
 fn group_keys(
@@ -312,12 +307,14 @@ fn group_keys(
     }
     // A phone's push registration belongs to the entry of the token on the same device.
     let mut push_of_device: HashMap<String, NaiveDateTime> = HashMap::new();
+    let mut folded_pushes = 0;
     let tokens_on_devices: Vec<String> =
         by_type.get(WEBSERVICE_TOKEN).into_iter().flatten().filter_map(|k| device_uuid(k)).collect();
     if let Some(pushes) = by_type.get_mut(PUSH_DEVICE) {
         pushes.retain(|p| match p.device_id.as_deref().filter(|uuid| tokens_on_devices.iter().any(|t| t == uuid)) {
             Some(uuid) => {
                 push_of_device.insert(uuid.to_owned(), p.created_at);
+                folded_pushes += 1;
                 false
             }
             None => true,
@@ -334,7 +331,7 @@ fn group_keys(
             settings_url: t.settings_url.clone(),
             total: 0,
             switched_off: false,
-            shown_with_devices: 0,
+            shown_with_devices: if t.id == PUSH_DEVICE { folded_pushes } else { 0 },
             keys: by_type
                 .remove(&t.id)
                 .unwrap_or_default()
