@@ -561,7 +561,15 @@ async fn rss_and_calendar_feeds_answer_only_with_a_valid_key() {
     let wrong_user = path.replace("userid=", "userid=9");
     assert_eq!(google.client.get(app.url(&wrong_user)).send().await.unwrap().status(), 403);
 
-    let page = browser.keys_page().await;
+    // Uses are written in the background; the page shows them once they are.
+    let mut page = browser.keys_page().await;
+    for _ in 0..50 {
+        if page.contains("Google Calendar") && page.contains("NetNewsWire") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        page = browser.keys_page().await;
+    }
     assert!(page.contains("Google Calendar") && page.contains("NetNewsWire"), "feeds show their readers: {page}");
     // Revoked, the feed stops answering.
     let id = *page.key_ids().iter().find(|id| page.key_block(**id).unwrap().contains("RSS feed key")).unwrap();
