@@ -89,7 +89,8 @@ fn hot_path(db: &Db, users: i64, keys: i64, tokens_file: &str) -> anyhow::Result
         Ok(userkeys::db::services::find_by_shortname(conn, "moodle_mobile_app")?.expect("seeded").id)
     })?;
     let mut out = std::io::BufWriter::new(std::fs::File::create(tokens_file)?);
-    db.write_blocking(|conn| {
+    db.write_blocking(|write| {
+        let conn: &mut DbConn = write;
         use userkeys::db::schema::users;
         let first: i64 = users::table.select(diesel::dsl::max(users::id)).first::<Option<i64>>(conn)?.unwrap_or(0) + 1;
         insert_rows(
@@ -124,7 +125,8 @@ fn hot_path(db: &Db, users: i64, keys: i64, tokens_file: &str) -> anyhow::Result
 fn pages(db: &Db, extra_keys: i64) -> anyhow::Result<()> {
     let hash = hash_password(PASSWORD);
     let now = now_sql();
-    db.write_blocking(|conn| {
+    db.write_blocking(|write| {
+        let conn: &mut DbConn = write;
         let map = |e: anyhow::Error| userkeys::db::DbError::Migration(e.to_string());
         conn.batch_execute(&format!(
             "INSERT INTO users (username, fullname, email, password_hash, suspended, is_site_admin, created_at) VALUES \

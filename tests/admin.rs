@@ -245,7 +245,7 @@ async fn force_logout_ends_every_session_token_and_device_at_once() {
             .filter(action.like("force_logout%"))
             .order(id)
             .select((action, reason, actor_id, target_user_id))
-            .load::<(String, Option<String>, Option<i64>, Option<i64>)>(conn)?)
+            .load::<(String, Option<String>, Option<i64>, Option<i64>)>(&mut **conn)?)
     });
     assert_eq!(entries.len(), 2, "{entries:?}");
     assert_eq!(entries[0].0, "force_logout");

@@ -123,9 +123,9 @@ async fn a_fold_too_large_for_one_transaction_counts_every_use_once() {
         folded = a.with_db(|conn| {
             use diesel::prelude::*;
             use userkeys::db::schema::{key_usage, key_usage_pending};
-            let pending: i64 = key_usage_pending::table.count().get_result(conn)?;
+            let pending: i64 = key_usage_pending::table.count().get_result(&mut **conn)?;
             let hits: Vec<i64> =
-                key_usage::table.filter(key_usage::key_id.eq(key)).select(key_usage::hits).load(conn)?;
+                key_usage::table.filter(key_usage::key_id.eq(key)).select(key_usage::hits).load(&mut **conn)?;
             Ok((pending, hits.len(), hits.iter().sum::<i64>()))
         });
         if folded.0 == 0 {
@@ -268,7 +268,7 @@ async fn an_instance_cut_off_from_the_others_stops_trusting_its_cache() {
     // which shows that it is in use.
     a.with_db(|conn| {
         use diesel::RunQueryDsl;
-        diesel::sql_query(format!("UPDATE user_keys SET revoked_at = now() WHERE id = {key}")).execute(conn)?;
+        diesel::sql_query(format!("UPDATE user_keys SET revoked_at = now() WHERE id = {key}")).execute(&mut **conn)?;
         Ok(())
     });
     assert_eq!(ws.call(&token, "core_webservice_get_site_info", &[]).await["username"], "alice");
@@ -280,7 +280,7 @@ async fn an_instance_cut_off_from_the_others_stops_trusting_its_cache() {
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
              WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%cache_instances%'",
         )
-        .execute(conn)?;
+        .execute(&mut **conn)?;
         Ok(())
     });
     let mut answer = serde_json::Value::Null;

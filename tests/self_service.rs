@@ -46,7 +46,7 @@ async fn session_cookie_is_httponly_lax_and_only_its_hash_is_stored() {
     let stored: Vec<Option<String>> = app.with_db(|conn| {
         use diesel::prelude::*;
         use userkeys::db::schema::user_keys::dsl::*;
-        Ok(user_keys.select(secret_hash).load(conn)?)
+        Ok(user_keys.select(secret_hash).load(&mut **conn)?)
     });
     assert_eq!(stored.len(), 1);
     let stored = stored[0].clone().unwrap();
@@ -101,7 +101,11 @@ async fn revoking_a_session_signs_that_browser_out_and_leaves_this_one() {
     let audited: i64 = app.with_db(|conn| {
         use diesel::prelude::*;
         use userkeys::db::schema::audit_log::dsl::*;
-        Ok(audit_log.filter(action.eq("key_revoked")).filter(key_id.eq(phone_session)).count().get_result(conn)?)
+        Ok(audit_log
+            .filter(action.eq("key_revoked"))
+            .filter(key_id.eq(phone_session))
+            .count()
+            .get_result(&mut **conn)?)
     });
     assert_eq!(audited, 1, "every revocation is audited");
 }

@@ -18,8 +18,9 @@ pub fn all(conn: &mut DbConn) -> DbResult<Vec<(String, bool)>> {
     Ok(key_type_settings::table.select((key_type_settings::key_type, key_type_settings::enabled)).load(conn)?)
 }
 
-pub fn set_enabled(conn: &mut DbConn, key_type: &str, enabled: bool) -> DbResult<()> {
-    super::invalidates(super::Invalidation::All);
+pub fn set_enabled(write: &mut super::Write, key_type: &str, enabled: bool) -> DbResult<()> {
+    write.invalidates(super::Invalidation::All);
+    let conn: &mut DbConn = write;
     let updated = diesel::update(key_type_settings::table.find(key_type))
         .set(key_type_settings::enabled.eq(enabled))
         .execute(conn)?;

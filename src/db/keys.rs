@@ -92,7 +92,7 @@ pub enum Selection {
 /// Marks the selected, not yet revoked keys of `user_id` revoked; returns (id, type) of each.
 /// Keys of other users are never matched, whatever the selection says.
 pub fn revoke(
-    conn: &mut DbConn,
+    write: &mut super::Write,
     user_id: i64,
     selection: &Selection,
     protected_types: &[String],
@@ -123,9 +123,10 @@ pub fn revoke(
             }
         }
     };
-    let targets: Vec<(i64, String)> = query.load(conn)?;
+    let targets: Vec<(i64, String)> = query.load(&mut **write)?;
     if !targets.is_empty() {
-        super::invalidates(super::Invalidation::Keys(targets.iter().map(|(id, _)| *id).collect()));
+        write.invalidates(super::Invalidation::Keys(targets.iter().map(|(id, _)| *id).collect()));
+        let conn: &mut DbConn = write;
         let ids: Vec<i64> = targets.iter().map(|(id, _)| *id).collect();
         diesel::update(user_keys::table.filter(user_keys::id.eq_any(&ids)).filter(user_keys::revoked_at.is_null()))
             .set((
@@ -147,16 +148,18 @@ pub fn extend(conn: &mut DbConn, id: i64, valid_until: NaiveDateTime) -> DbResul
 }
 
 /// Sets a key's expiry to any time, earlier ones included.
-pub fn set_valid_until(conn: &mut DbConn, id: i64, valid_until: NaiveDateTime) -> DbResult<()> {
-    super::invalidates(super::Invalidation::Keys(vec![id]));
+pub fn set_valid_until(write: &mut super::Write, id: i64, valid_until: NaiveDateTime) -> DbResult<()> {
+    write.invalidates(super::Invalidation::Keys(vec![id]));
+    let conn: &mut DbConn = write;
     diesel::update(user_keys::table.find(id)).set(user_keys::valid_until.eq(valid_until)).execute(conn)?;
     Ok(())
 }
 
 /// Marks an expired key as reported to its client; false if it was already (another request
 /// or instance told it first) or is not expired.
-pub fn report_expiry(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> DbResult<bool> {
-    super::invalidates(super::Invalidation::Keys(vec![id]));
+pub fn report_expiry(write: &mut super::Write, id: i64, now: NaiveDateTime) -> DbResult<bool> {
+    write.invalidates(super::Invalidation::Keys(vec![id]));
+    let conn: &mut DbConn = write;
     let marked = diesel::update(
         user_keys::table
             .find(id)
@@ -169,8 +172,9 @@ pub fn report_expiry(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> DbResult
 }
 
 /// Replaces a key's IP restriction (stored form, see `IpRestriction::to_stored`).
-pub fn set_ip_restriction(conn: &mut DbConn, id: i64, restriction: Option<&str>) -> DbResult<()> {
-    super::invalidates(super::Invalidation::Keys(vec![id]));
+pub fn set_ip_restriction(write: &mut super::Write, id: i64, restriction: Option<&str>) -> DbResult<()> {
+    write.invalidates(super::Invalidation::Keys(vec![id]));
+    let conn: &mut DbConn = write;
     diesel::update(user_keys::table.find(id)).set(user_keys::ip_restriction.eq(restriction)).execute(conn)?;
     Ok(())
 }
@@ -214,9 +218,10 @@ pub fn latest_created(conn: &mut DbConn, user_id: i64, key_type: &str) -> DbResu
         .optional()?)
 }
 
-/// Active web-service tokens with their owners, by id, for warming a cache.
+/// Active keys of a type (web-service tokens) with their owners, by id, for warming a cache.
 pub fn active_tokens_after(
     conn: &mut DbConn,
+    key_type: &str,
     after_id: i64,
     limit: i64,
     now: NaiveDateTime,
@@ -225,7 +230,7 @@ pub fn active_tokens_after(
         .inner_join(users::table)
         .inner_join(key_last_use::table)
         .filter(user_keys::id.gt(after_id))
-        .filter(user_keys::key_type.eq(crate::keys::WEBSERVICE_TOKEN))
+        .filter(user_keys::key_type.eq(key_type))
         // A token without a service opens nothing.
         .filter(user_keys::service_id.is_not_null())
         .filter(user_keys::revoked_at.is_null())

@@ -27,14 +27,15 @@ pub fn functions(conn: &mut DbConn, service_id: i64) -> DbResult<Vec<String>> {
 /// Creates the service if missing and adds any function it lacks; leaves `enabled` alone
 /// when the service exists, so an admin's choice survives restarts.
 pub fn ensure(
-    conn: &mut DbConn,
+    write: &mut super::Write,
     shortname: &str,
     name: &str,
     enabled: bool,
     function_names: &[&str],
     now: NaiveDateTime,
 ) -> DbResult<i64> {
-    super::invalidates(super::Invalidation::All);
+    write.invalidates(super::Invalidation::All);
+    let conn: &mut DbConn = write;
     let id = match find_by_shortname(conn, shortname)? {
         Some(s) => s.id,
         None => diesel::insert_into(services::table)
@@ -58,7 +59,8 @@ pub fn ensure(
     Ok(id)
 }
 
-pub fn set_enabled(conn: &mut DbConn, id: i64, enabled: bool) -> DbResult<usize> {
-    super::invalidates(super::Invalidation::All);
+pub fn set_enabled(write: &mut super::Write, id: i64, enabled: bool) -> DbResult<usize> {
+    write.invalidates(super::Invalidation::All);
+    let conn: &mut DbConn = write;
     Ok(diesel::update(services::table.find(id)).set(services::enabled.eq(enabled)).execute(conn)?)
 }

@@ -19,8 +19,9 @@ pub fn count_site_admins(conn: &mut DbConn) -> DbResult<i64> {
     Ok(users::table.filter(users::is_site_admin.eq(true)).count().get_result(conn)?)
 }
 
-pub fn set_suspended(conn: &mut DbConn, id: i64, suspended: bool) -> DbResult<usize> {
-    super::invalidates(super::Invalidation::Users(vec![id]));
+pub fn set_suspended(write: &mut super::Write, id: i64, suspended: bool) -> DbResult<usize> {
+    write.invalidates(super::Invalidation::Users(vec![id]));
+    let conn: &mut DbConn = write;
     Ok(diesel::update(users::table.find(id)).set(users::suspended.eq(suspended)).execute(conn)?)
 }
 

@@ -4,7 +4,7 @@
 use super::ops::{self, Actor, IssuedKey, KeyRequest, Scope, SecretKind};
 use super::{KeyTypeRegistry, WEBSERVICE_TOKEN};
 use crate::db::keys::Selection;
-use crate::db::{DbConn, DbResult};
+use crate::db::{DbResult, Write};
 use crate::domain::secret::ClearSecret;
 use crate::domain::user_agent::{describe_device, describe_user_agent};
 use chrono::{Duration, NaiveDateTime};
@@ -65,7 +65,7 @@ pub struct TokenGrant<'a> {
 /// Revokes the device's previous token for the service (if any) and issues a new one, with a
 /// private token, in the caller's transaction.
 pub fn issue_for_device(
-    conn: &mut DbConn,
+    conn: &mut Write,
     registry: &KeyTypeRegistry,
     grant: &TokenGrant,
     actor: &Actor,

@@ -3,7 +3,7 @@
 use super::KeyTypeRegistry;
 use crate::db::keys::Selection;
 use crate::db::models::{NewAuditEntry, NewKey};
-use crate::db::{audit, keys, DbConn, DbResult};
+use crate::db::{audit, keys, DbConn, DbResult, Write};
 use crate::domain::ip_restriction::IpRestriction;
 use crate::domain::secret::ClearSecret;
 use chrono::NaiveDateTime;
@@ -97,7 +97,7 @@ pub enum Scope {
 /// Revokes the selected keys of one user and audits each. Returns how many were revoked.
 #[allow(clippy::too_many_arguments)]
 pub fn revoke(
-    conn: &mut DbConn,
+    conn: &mut Write,
     registry: &KeyTypeRegistry,
     user_id: i64,
     selection: &Selection,
@@ -133,7 +133,7 @@ pub fn revoke(
 /// private key is revoked (hidden and non-revocable types too), optionally the account is
 /// suspended, and the whole action is audited with its reason.
 pub fn force_logout(
-    conn: &mut DbConn,
+    conn: &mut Write,
     registry: &KeyTypeRegistry,
     user_id: i64,
     suspend: bool,

@@ -184,7 +184,13 @@ impl TokenCache {
         loop {
             let read_at = db.generation();
             let (rows, services) = db.read_blocking(|conn| {
-                let rows = crate::db::keys::active_tokens_after(conn, after, 5_000, crate::domain::time::now())?;
+                let rows = crate::db::keys::active_tokens_after(
+                    conn,
+                    crate::keys::WEBSERVICE_TOKEN,
+                    after,
+                    5_000,
+                    crate::domain::time::now(),
+                )?;
                 let mut services = HashMap::new();
                 for (key, _) in &rows {
                     if let Some(id) = key.service_id.filter(|id| !services.contains_key(id)) {

@@ -113,7 +113,7 @@ impl TestApp {
     }
 
     /// Runs a closure on a database connection (to look at what the app wrote).
-    pub fn with_db<T>(&self, f: impl FnOnce(&mut userkeys::db::DbConn) -> userkeys::db::DbResult<T>) -> T {
+    pub fn with_db<T>(&self, f: impl FnOnce(&mut userkeys::db::Write) -> userkeys::db::DbResult<T>) -> T {
         self.db.write_blocking(f).expect("database")
     }
 }
