@@ -1,30 +1,17 @@
-//! Building and running the application: state, routes, background work, shutdown.
+//! Building and running the application: the core, the two transports' state, the routes,
+//! background work, shutdown. The only place that knows every layer.
 
-use crate::accounts::PasswordCheck;
 use crate::config::Config;
+use crate::core::Core;
 use crate::db::Db;
 use crate::keys::{KeyType, KeyTypeRegistry};
-use crate::usage::UsageRecorder;
+use crate::moodle::MoodleState;
+use crate::web::WebState;
 use crate::{moodle, web};
 use actix_web::dev::Server;
 use actix_web::{middleware, web as aw, App, HttpServer};
 use std::net::TcpListener;
 use std::sync::Arc;
-
-pub struct AppState {
-    pub db: Db,
-    pub registry: Arc<KeyTypeRegistry>,
-    pub config: Arc<Config>,
-    pub usage: Arc<UsageRecorder>,
-    pub templates: Arc<tera::Tera>,
-    pub passwords: Arc<PasswordCheck>,
-    /// Validated tokens in memory (off only by `USERKEYS_TOKEN_CACHE=off`).
-    pub token_cache: Option<Arc<crate::moodle::token_cache::TokenCache>>,
-    /// The site's part of the site-info answer, serialised once.
-    pub site_info: Arc<crate::moodle::site_info::SitePieces>,
-}
-
-pub type State = aw::Data<AppState>;
 
 /// The application before it serves: open the database, register key types, then `run`.
 pub struct Application {
@@ -39,7 +26,7 @@ impl Application {
     /// Opens (creating and migrating) the database and binds the listener.
     pub fn build(config: Config) -> anyhow::Result<Self> {
         let db = Db::connect(&config.database_url, config.db_pool_size)?;
-        crate::setup::seed_site(&db)?;
+        crate::setup::seed_site(&db, &moodle::functions::mobile_app_functions())?;
         let listener =
             TcpListener::bind(&config.bind).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
         let templates = web::templates::load()?;
@@ -68,70 +55,25 @@ impl Application {
 
     /// Serves until the server is stopped (SIGINT/SIGTERM), then writes pending usage.
     pub async fn run(self) -> anyhow::Result<()> {
-        let (server, state) = self.start()?;
-        let writer = crate::usage::UsageWriter::spawn(state.usage.clone(), state.db.clone())?;
-        state.db.spawn_checkpointer()?;
-        if state.token_cache.is_some() {
-            let warm = state.clone();
-            actix_web::rt::task::spawn_blocking(move || {
-                // On PostgreSQL, once other instances' writes are heard: what is loaded before is dropped.
-                if let Some(peers) = warm.db.peers() {
-                    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
-                    while !peers.cache_usable() && std::time::Instant::now() < give_up {
-                        std::thread::sleep(std::time::Duration::from_millis(10));
-                    }
-                }
-                if let Some(cache) = &warm.token_cache {
-                    match cache.preload(&warm.db, &warm.registry, &warm.usage) {
-                        Ok(n) => tracing::info!(tokens = n, "token cache warmed"),
-                        Err(e) => tracing::warn!(error = %e, "warming the token cache failed"),
-                    }
-                }
-            });
-        }
+        let (server, core) = self.start()?;
+        let background = core.start_background()?;
         server.await?;
-        let last = state.clone();
-        actix_web::web::block(move || {
-            writer.stop();
-            last.usage.finish_blocking(&last.db)
-        })
-        .await??;
-        Ok(())
+        background.finish().await
     }
 
-    fn start(self) -> anyhow::Result<(Server, State)> {
-        let coherence = self.db.peers().cloned();
-        let token_cache: Option<Arc<crate::moodle::token_cache::TokenCache>> = self
-            .config
-            .token_cache_enabled()
-            .then(|| Arc::new(crate::moodle::token_cache::TokenCache::new(coherence.clone())));
-        if let (Some(_), Some(peers)) = (&token_cache, coherence) {
-            peers.spawn_listener(self.db.clone())?;
-        }
-        if let Some(cache) = &token_cache {
-            let cache = cache.clone();
-            self.db.on_invalidation(Arc::new(move |what| cache.invalidate(what)));
-        }
-        let site_info = Arc::new(crate::moodle::site_info::SitePieces::new(&self.config));
-        let state = aw::Data::new(AppState {
-            site_info,
-            db: self.db,
-            registry: Arc::new(self.registry),
-            // Half the cores at most: validation keeps the other half during a sign-in burst.
-            passwords: Arc::new(PasswordCheck::new(
-                std::thread::available_parallelism().map(|n| n.get() / 2).unwrap_or(1),
-            )),
-            config: Arc::new(self.config),
-            usage: Arc::new(UsageRecorder::default()),
-            token_cache,
-            templates: Arc::new(self.templates),
-        });
-        let data = state.clone();
+    fn start(self) -> anyhow::Result<(Server, Arc<Core>)> {
+        let core = Arc::new(Core::new(self.db, self.registry, self.config)?);
+        let config = core.config().clone();
+        let core_data = aw::Data::from(core.clone());
+        let web_state = aw::Data::new(WebState { core: core.clone(), templates: self.templates });
+        let moodle_state = aw::Data::new(MoodleState::new(core.clone()));
         let request_logging =
             tracing::level_filters::LevelFilter::current() >= tracing::level_filters::LevelFilter::INFO;
         let mut server = HttpServer::new(move || {
             App::new()
-                .app_data(data.clone())
+                .app_data(core_data.clone())
+                .app_data(web_state.clone())
+                .app_data(moodle_state.clone())
                 .app_data(aw::FormConfig::default().limit(64 * 1024))
                 .app_data(aw::PayloadConfig::default().limit(1024 * 1024))
                 .wrap(
@@ -154,12 +96,12 @@ impl Application {
         .shutdown_timeout(10)
         // Blocking work is database calls (bounded by the pool) and little else; a small pool of
         // threads keeps memory flat under load.
-        .worker_max_blocking_threads(state.config.db_pool_size.max(2) as usize)
+        .worker_max_blocking_threads(config.db_pool_size.max(2) as usize)
         .listen(self.listener)?;
-        if let Some(workers) = state.config.workers {
+        if let Some(workers) = config.workers {
             server = server.workers(workers);
         }
-        Ok((server.run(), state))
+        Ok((server.run(), core))
     }
 }
 

@@ -7,9 +7,10 @@
 pub mod accounts;
 pub mod app;
 pub mod config;
+pub mod core;
 pub mod db;
 pub mod domain;
-pub mod error;
+pub mod http;
 pub mod keys;
 pub mod moodle;
 pub mod setup;

@@ -6,25 +6,19 @@ use crate::domain::capability::DEFAULT_ROLES;
 use crate::domain::secret::ClearSecret;
 use crate::domain::time::now;
 
-pub const MOBILE_SERVICE: &str = "moodle_mobile_app";
+pub use crate::core::MOBILE_SERVICE;
 
-/// The mobile app's service and the default roles, then a first site admin if there is none.
-pub fn seed_site(db: &Db) -> anyhow::Result<()> {
-    seed_services_and_roles(db)?;
+/// The mobile app's service (offering `functions`) and the default roles, then a first site
+/// admin if there is none.
+pub fn seed_site(db: &Db, functions: &[&str]) -> anyhow::Result<()> {
+    seed_services_and_roles(db, functions)?;
     create_first_admin(db)
 }
 
 /// What every site has: the mobile app's service and the default roles (idempotent).
-pub fn seed_services_and_roles(db: &Db) -> anyhow::Result<()> {
+pub fn seed_services_and_roles(db: &Db, functions: &[&str]) -> anyhow::Result<()> {
     db.write_blocking(|conn| {
-        services::ensure(
-            conn,
-            MOBILE_SERVICE,
-            "Moodle mobile web service",
-            true,
-            &crate::moodle::functions::mobile_app_functions(),
-            now(),
-        )?;
+        services::ensure(conn, MOBILE_SERVICE, "Moodle mobile web service", true, functions, now())?;
         for (shortname, name, capabilities) in DEFAULT_ROLES {
             let names: Vec<&str> = capabilities.iter().map(|c| c.name()).collect();
             roles::ensure(conn, shortname, name, &names)?;

@@ -193,16 +193,14 @@ async fn revoking_while_in_use_ends_revoked_never_resurrected() {
     assert!(wait_until(|| served.load(Ordering::SeqCst) == TASKS).await, "every task was served before the revocation");
     let registry = userkeys::keys::KeyTypeRegistry::with_core_types();
     a.with_db(|conn| {
-        userkeys::keys::ops::revoke(
-            conn,
-            &registry,
-            alice,
-            &userkeys::db::keys::Selection::One(key),
-            userkeys::keys::ops::Scope::Everything,
-            &Default::default(),
-            "test",
-            userkeys::domain::time::now(),
-        )
+        let revocation = userkeys::keys::ops::Revocation {
+            user_id: alice,
+            selection: userkeys::db::keys::Selection::One(key),
+            scope: userkeys::keys::ops::Scope::Everything,
+            actor: Default::default(),
+            reason: "test".into(),
+        };
+        userkeys::keys::ops::revoke(conn, &registry, &revocation, userkeys::domain::time::now())
     });
     revoked.store(true, Ordering::SeqCst);
     let all_refused = wait_until(|| refused.load(Ordering::SeqCst) == TASKS).await;

@@ -4,8 +4,9 @@ mod common;
 
 use common::*;
 use userkeys::domain::time::now;
-use userkeys::keys::ops::{self, Actor, KeyRequest, SecretKind};
+use userkeys::keys::ops::{self, Actor, KeyRequest};
 use userkeys::keys::KeyType;
+use userkeys::keys::{KeyPolicy, KeyTypeRegistry, SecretKind};
 
 #[tokio::test]
 async fn signing_in_creates_a_listed_web_session_with_its_agent() {
@@ -177,20 +178,21 @@ async fn bad_input_gets_a_clear_page_not_a_500() {
 fn plugin_types() -> Vec<KeyType> {
     vec![
         KeyType::new("local_sync_key", "Sync app keys", "Keys of the campus sync app.")
-            .with_settings_url("/local/sync/settings.php"),
-        KeyType::new("local_hidden_key", "Hidden keys", "Internal keys.").hidden(),
+            .with_settings_url("/local/sync/settings.php")
+            .with_policy(KeyPolicy { secret: SecretKind::Token, ..Default::default() }),
+        KeyType::new("local_hidden_key", "Hidden keys", "Internal keys.")
+            .hidden()
+            .with_policy(KeyPolicy { secret: SecretKind::Token, ..Default::default() }),
     ]
 }
 
 fn issue_plugin_key(app: &TestApp, user_id: i64, key_type: &str, name: &str) -> i64 {
-    let request = KeyRequest {
-        user_id,
-        key_type: key_type.into(),
-        name: name.into(),
-        secret: SecretKind::Token,
-        ..Default::default()
-    };
-    app.with_db(|conn| ops::issue(conn, request, &Actor::default(), now())).id
+    let request = KeyRequest { user_id, key_type: key_type.into(), name: name.into(), ..Default::default() };
+    let mut registry = KeyTypeRegistry::with_core_types();
+    for key_type in plugin_types() {
+        registry.register(key_type).unwrap();
+    }
+    app.with_db(|conn| ops::issue(conn, &registry, request, &Actor::default(), now())).id
 }
 
 #[tokio::test]

@@ -219,7 +219,7 @@ pub fn latest_created(conn: &mut DbConn, user_id: i64, key_type: &str) -> DbResu
 }
 
 /// Active keys of a type (web-service tokens) with their owners, by id, for warming a cache.
-pub fn active_tokens_after(
+pub fn active_of_type_after(
     conn: &mut DbConn,
     key_type: &str,
     after_id: i64,
@@ -231,8 +231,6 @@ pub fn active_tokens_after(
         .inner_join(key_last_use::table)
         .filter(user_keys::id.gt(after_id))
         .filter(user_keys::key_type.eq(key_type))
-        // A token without a service opens nothing.
-        .filter(user_keys::service_id.is_not_null())
         .filter(user_keys::revoked_at.is_null())
         .filter(user_keys::valid_until.is_null().or(user_keys::valid_until.gt(now)))
         .order(user_keys::id)

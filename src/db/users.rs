@@ -33,3 +33,13 @@ pub fn names(conn: &mut DbConn, ids: &[i64]) -> DbResult<std::collections::HashM
         .into_iter()
         .collect())
 }
+
+/// Full names by id (as a page names who issued a key).
+pub fn names_full(conn: &mut DbConn, ids: &[i64]) -> DbResult<std::collections::HashMap<i64, String>> {
+    Ok(users::table
+        .filter(users::id.eq_any(ids))
+        .select((users::id, users::fullname))
+        .load::<(i64, String)>(conn)?
+        .into_iter()
+        .collect())
+}

@@ -1,7 +1,7 @@
 //! Web-service tokens per device (MDL-73088): the same device signing in again replaces its own
 //! token; a second device gets a second token, listed and revoked on its own.
 
-use super::ops::{self, Actor, IssuedKey, KeyRequest, Scope, SecretKind};
+use super::ops::{self, Actor, IssuedKey, KeyRequest, Revocation, Scope};
 use super::{KeyTypeRegistry, WEBSERVICE_TOKEN};
 use crate::db::keys::Selection;
 use crate::db::{DbResult, Write};
@@ -77,16 +77,14 @@ pub fn issue_for_device(
         key_type: WEBSERVICE_TOKEN.into(),
         service_id: Some(grant.service_id),
     };
-    ops::revoke(
-        conn,
-        registry,
-        grant.user_id,
-        &selection,
-        Scope::Everything,
-        actor,
-        "replaced by a new sign-in from the same device",
-        now,
-    )?;
+    let replaced = Revocation {
+        user_id: grant.user_id,
+        selection,
+        scope: Scope::Everything,
+        actor: actor.clone(),
+        reason: "replaced by a new sign-in from the same device".into(),
+    };
+    ops::revoke(conn, registry, &replaced, now)?;
     let request = KeyRequest {
         user_id: grant.user_id,
         key_type: WEBSERVICE_TOKEN.into(),
@@ -95,11 +93,9 @@ pub fn issue_for_device(
         device_id: Some(identity),
         details: serde_json::to_string(grant.device).ok(),
         valid_until: Some(now + grant.valid_for),
-        secret: SecretKind::Token,
-        with_private_token: true,
         ..Default::default()
     };
-    ops::issue(conn, request, actor, now)
+    ops::issue(conn, registry, request, actor, now)
 }
 
 #[cfg(test)]

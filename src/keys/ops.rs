@@ -1,6 +1,6 @@
 //! Issuing and revoking keys of any type, each with its audit entry in the same transaction.
 
-use super::KeyTypeRegistry;
+use super::{KeyTypeRegistry, SecretKind};
 use crate::db::keys::Selection;
 use crate::db::models::{NewAuditEntry, NewKey};
 use crate::db::{audit, keys, DbConn, DbResult, Write};
@@ -25,19 +25,6 @@ pub struct KeyRequest {
     pub details: Option<String>,
     pub ip_restriction: Option<IpRestriction>,
     pub valid_until: Option<NaiveDateTime>,
-    pub secret: SecretKind,
-    pub with_private_token: bool,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum SecretKind {
-    /// No secret: the key is a registration (a push device).
-    #[default]
-    None,
-    /// 32 hex characters, Moodle's token shape.
-    Token,
-    /// 64 hex characters.
-    Long,
 }
 
 /// A key just issued: the clear secrets exist only here, to be shown once.
@@ -48,13 +35,21 @@ pub struct IssuedKey {
     pub private_token: Option<ClearSecret>,
 }
 
-pub fn issue(conn: &mut DbConn, request: KeyRequest, actor: &Actor, now: NaiveDateTime) -> DbResult<IssuedKey> {
-    let secret = match request.secret {
+/// Issues a key with the secrets its type's policy says it has, and audits it.
+pub fn issue(
+    conn: &mut DbConn,
+    registry: &KeyTypeRegistry,
+    request: KeyRequest,
+    actor: &Actor,
+    now: NaiveDateTime,
+) -> DbResult<IssuedKey> {
+    let policy = registry.policy(&request.key_type);
+    let secret = match policy.secret {
         SecretKind::None => None,
         SecretKind::Token => Some(ClearSecret::token()),
         SecretKind::Long => Some(ClearSecret::long()),
     };
-    let private_token = request.with_private_token.then(ClearSecret::private_token);
+    let private_token = policy.private_secret.then(ClearSecret::private_token);
     let row = NewKey {
         user_id: request.user_id,
         key_type: request.key_type.clone(),
@@ -94,23 +89,29 @@ pub enum Scope {
     Everything,
 }
 
+/// A revocation asked for: whose keys, which, how far it reaches, by whom and why.
+#[derive(Clone, Debug)]
+pub struct Revocation {
+    pub user_id: i64,
+    pub selection: Selection,
+    pub scope: Scope,
+    pub actor: Actor,
+    pub reason: String,
+}
+
 /// Revokes the selected keys of one user and audits each. Returns how many were revoked.
-#[allow(clippy::too_many_arguments)]
 pub fn revoke(
     conn: &mut Write,
     registry: &KeyTypeRegistry,
-    user_id: i64,
-    selection: &Selection,
-    scope: Scope,
-    actor: &Actor,
-    reason: &str,
+    request: &Revocation,
     now: NaiveDateTime,
 ) -> DbResult<usize> {
+    let Revocation { user_id, selection, scope, actor, reason } = request;
     let protected: Vec<String> = match scope {
         Scope::Everything => Vec::new(),
         Scope::RevocableOnly => registry.all().filter(|t| !t.revocable).map(|t| t.id.clone()).collect(),
     };
-    let revoked = keys::revoke(conn, user_id, selection, &protected, actor.user_id, reason, now)?;
+    let revoked = keys::revoke(conn, *user_id, selection, &protected, actor.user_id, reason, now)?;
     for (key_id, key_type) in &revoked {
         audit::append(
             conn,
@@ -118,11 +119,11 @@ pub fn revoke(
                 at: now,
                 action: "key_revoked".into(),
                 actor_id: actor.user_id,
-                target_user_id: Some(user_id),
+                target_user_id: Some(*user_id),
                 key_id: Some(*key_id),
                 key_type: Some(key_type.clone()),
                 ip: actor.ip.clone(),
-                reason: Some(reason.to_owned()),
+                reason: Some(reason.clone()),
             },
         )?;
     }
@@ -141,7 +142,14 @@ pub fn force_logout(
     reason: &str,
     now: NaiveDateTime,
 ) -> DbResult<usize> {
-    let revoked = revoke(conn, registry, user_id, &Selection::AllExcept(None), Scope::Everything, actor, reason, now)?;
+    let everything = Revocation {
+        user_id,
+        selection: Selection::AllExcept(None),
+        scope: Scope::Everything,
+        actor: actor.clone(),
+        reason: reason.to_owned(),
+    };
+    let revoked = revoke(conn, registry, &everything, now)?;
     if suspend {
         crate::db::users::set_suspended(conn, user_id, true)?;
     }

@@ -1,6 +1,7 @@
+use super::policy::{KeyPolicy, SelfService};
 use std::sync::Arc;
 
-/// How a kind of key behaves on the pages and in revocation.
+/// A kind of key: how it is shown, and (its policy) how it is issued and validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyType {
     /// Stable id stored with each key (`web_session`, `webservice_token`, `rss`, …).
@@ -14,6 +15,9 @@ pub struct KeyType {
     pub settings_url: Option<String>,
     /// Whether the type is on when the site has not said otherwise.
     pub enabled_by_default: bool,
+    pub policy: KeyPolicy,
+    /// Whether, and how, a person creates a key of this type on their own page.
+    pub self_service: Option<SelfService>,
 }
 
 impl KeyType {
@@ -26,7 +30,19 @@ impl KeyType {
             revocable: true,
             settings_url: None,
             enabled_by_default: true,
+            policy: KeyPolicy::default(),
+            self_service: None,
         }
+    }
+
+    pub fn with_policy(mut self, policy: KeyPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    pub fn created_by_owner(mut self, self_service: SelfService) -> Self {
+        self.self_service = Some(self_service);
+        self
     }
 
     pub fn hidden(mut self) -> Self {
@@ -68,7 +84,7 @@ impl KeyTypeRegistry {
     /// The registry with every core type.
     pub fn with_core_types() -> Self {
         let mut registry = Self::empty();
-        for key_type in super::builtin::core_types() {
+        for key_type in super::types::core_types() {
             registry.register(key_type).expect("core key type ids are distinct");
         }
         registry
@@ -99,6 +115,11 @@ impl KeyTypeRegistry {
     pub fn visible(&self) -> impl Iterator<Item = &KeyType> {
         self.all().filter(|t| t.visible)
     }
+
+    /// The policy of a type; a type nobody registered gets the default (no secret, no cache).
+    pub fn policy(&self, id: &str) -> KeyPolicy {
+        self.get(id).map(|t| t.policy.clone()).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -108,7 +129,7 @@ mod tests {
     #[test]
     fn registering_twice_is_refused() {
         let mut r = KeyTypeRegistry::with_core_types();
-        assert!(r.register(KeyType::new(super::super::WEB_SESSION, "x", "y")).is_err());
+        assert!(r.register(KeyType::new(super::super::types::web_session::ID, "x", "y")).is_err());
         r.register(KeyType::new("plugin_key", "Plugin", "A plugin's key").hidden()).unwrap();
         assert!(!r.get("plugin_key").unwrap().visible);
         assert!(r.visible().all(|t| t.id != "plugin_key"));

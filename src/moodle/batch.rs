@@ -4,8 +4,8 @@
 
 use super::error::MoodleError;
 use super::functions::{self, Call};
+use super::output::{self, Shape};
 use super::params::Params;
-use crate::domain::time::now;
 use serde_json::{json, Value};
 
 pub const NAME: &str = "tool_mobile_call_external_functions";
@@ -35,11 +35,12 @@ pub async fn call_external_functions(call: Call<'_>) -> Result<Value, MoodleErro
     let mut responses = Vec::with_capacity(parsed.len());
     for (function, params) in parsed {
         let result = run_one(&call, &function, params).await;
-        call.state.usage.record(call.token.key_id, &call.client.user_agent, call.client.ip, now());
+        call.state.core.record_use(call.token.key_id, call.client);
         match result {
             Ok(reply) => responses.push(json!({"error": false, "data": reply.into_json()})),
             Err(e) => {
-                responses.push(json!({"error": true, "exception": exception_json(&e, call.state.config.debug)}));
+                let exception = output::exception(&e, Shape::Batch, call.state.core.config().debug).to_string();
+                responses.push(json!({"error": true, "exception": exception}));
                 break;
             }
         }
@@ -53,19 +54,4 @@ async fn run_one(call: &Call<'_>, name: &str, params: Params) -> Result<function
         .ok_or_else(|| MoodleError::function_not_allowed(name))?;
     let inner = Call { state: call.state, token: call.token, params, client: call.client, wstoken: call.wstoken };
     functions::dispatch(function, inner).await
-}
-
-/// The error of one inner call, as Moodle encodes it: a JSON string of the exception's fields.
-fn exception_json(e: &MoodleError, debug: bool) -> String {
-    let mut object = json!({
-        "exception": e.exception,
-        "errorcode": e.errorcode,
-        "message": e.message,
-        "link": "",
-        "moreinfourl": "",
-    });
-    if let Some(d) = e.debuginfo.as_deref().filter(|_| debug) {
-        object["debuginfo"] = Value::String(d.to_owned());
-    }
-    object.to_string()
 }

@@ -1,6 +1,7 @@
 //! Moodle's errors: one type, rendered as the REST server's exception (JSON or XML) or as
 //! login/token.php's error object. Both answer HTTP 200, as Moodle does; clients read `errorcode`.
 
+use crate::core::{CoreError, Refusal};
 use crate::db::DbError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +152,46 @@ impl MoodleError {
 impl From<DbError> for MoodleError {
     fn from(e: DbError) -> Self {
         MoodleError::database(&e)
+    }
+}
+
+/// The core's errors in Moodle's words. A refused key is worded as Moodle's
+/// `validate_user_key` words a private key; a refused token goes through `for_token`.
+impl From<CoreError> for MoodleError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::Refused(Refusal::Expired) => MoodleError::expired_key(),
+            CoreError::Refused(Refusal::AddressNotAllowed(_)) => MoodleError::ip_mismatch(),
+            CoreError::Refused(_) => MoodleError::invalid_key(),
+            CoreError::SignIn(_) => MoodleError::invalid_login(),
+            CoreError::NotFound => MoodleError::invalid_parameter("No such record of yours."),
+            CoreError::Invalid(m) => MoodleError::invalid_parameter(m),
+            CoreError::NotAllowed(m) => MoodleError::access(m),
+            CoreError::ServiceUnavailable => MoodleError::service_not_available(),
+            CoreError::TokensDisabled(service) => MoodleError::cannot_create_token(&service),
+            CoreError::HttpsRequired => MoodleError::https_required(),
+            CoreError::NotForSiteAdmins => MoodleError::autologin_not_allowed_to_admins(),
+            CoreError::TooSoon(minutes) => MoodleError::autologin_lockout(minutes),
+            CoreError::PrivateTokenMismatch => MoodleError::invalid_private_token(),
+            CoreError::Db(e) => MoodleError::database(&e),
+        }
+    }
+}
+
+impl MoodleError {
+    /// A refused web-service token, as Moodle's web-service server words it. An expired token
+    /// is told "expired" once (the core says when), so the app asks the person to sign in.
+    pub fn for_token(e: CoreError) -> Self {
+        match e {
+            CoreError::Refused(Refusal::Unknown) => MoodleError::invalid_token(),
+            CoreError::Refused(Refusal::Expired) => MoodleError::token_expired(),
+            CoreError::Refused(Refusal::AddressNotAllowed(ip)) => MoodleError::ip_not_allowed(&ip.to_string()),
+            CoreError::Refused(Refusal::TypeDisabled) => {
+                MoodleError::access("Web-service tokens are disabled on this site.")
+            }
+            CoreError::Refused(Refusal::OwnerSuspended(username)) => MoodleError::user_suspended(&username),
+            other => other.into(),
+        }
     }
 }
 

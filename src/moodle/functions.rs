@@ -4,9 +4,9 @@
 use super::auth::AuthenticatedToken;
 use super::error::MoodleError;
 use super::params::Params;
+use super::State;
 use super::{batch, devices, mobile, my_keys, qrlogin, site_info};
-use crate::app::State;
-use crate::web::client::ClientInfo;
+use crate::core::Client;
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +16,7 @@ pub struct Call<'a> {
     pub state: &'a State,
     pub token: &'a AuthenticatedToken,
     pub params: Params,
-    pub client: &'a ClientInfo,
+    pub client: &'a Client,
     /// The token as the client sent it (some answers are derived from it).
     pub wstoken: &'a str,
 }
@@ -25,7 +25,7 @@ pub struct Call<'a> {
 pub struct OpenCall<'a> {
     pub state: &'a State,
     pub params: Params,
-    pub client: &'a ClientInfo,
+    pub client: &'a Client,
 }
 
 /// A function's result: a JSON value, or JSON already written (for the hottest function).
@@ -73,7 +73,7 @@ pub const FUNCTIONS: &[WsFunction] = &[
     },
     WsFunction {
         name: "tool_mobile_get_public_config",
-        handler: Handler::Open(|call| Box::pin(async move { Ok(mobile::public_config(&call.state.config)) })),
+        handler: Handler::Open(|call| Box::pin(async move { Ok(mobile::public_config(call.state.core.config())) })),
     },
     WsFunction { name: "tool_mobile_get_config", handler: Handler::WithToken(|call| value(mobile::config(call))) },
     WsFunction {

@@ -4,20 +4,12 @@
 use super::error::MoodleError;
 use super::functions::Call;
 use crate::config::Config;
-use crate::db::keys::Selection;
-use crate::domain::time::now;
-use crate::keys::ops::{self, Actor, KeyRequest, Scope, SecretKind};
-use crate::keys::AUTOLOGIN;
-use chrono::Duration;
+use crate::core::AUTOLOGIN_MIN_MINUTES_BETWEEN;
 use serde_json::{json, Value};
 
 /// The Moodle version this site reports (4.5); clients gate features on it.
 pub const MOODLE_VERSION: &str = "2024100700";
 pub const MOODLE_RELEASE: &str = "4.5 (Build: 20241007) userkeys";
-
-/// An auto-login key lives 60 seconds (Moodle's LOGIN_KEY_TTL) and can be asked for every 6 minutes.
-pub const AUTOLOGIN_KEY_SECONDS: i64 = 60;
-pub const AUTOLOGIN_MIN_MINUTES_BETWEEN: i64 = 6;
 
 /// Features of the app that need functions this server does not have, switched off so the app
 /// does not offer them (Moodle's `tool_mobile_disabledfeatures`).
@@ -77,7 +69,7 @@ pub fn public_config(config: &Config) -> Value {
 /// `section` narrows it to one of Moodle's sections.
 pub async fn config(call: Call<'_>) -> Result<Value, MoodleError> {
     let section = call.params.text("section")?.unwrap_or("").trim().to_owned();
-    let config = &call.state.config;
+    let config = call.state.core.config();
     let sections: [(&str, Vec<(&str, Value)>); 4] = [
         (
             "frontpagesettings",
@@ -137,80 +129,19 @@ pub fn is_moodle_app(user_agent: &str) -> bool {
     user_agent.to_ascii_lowercase().contains("moodlemobile")
 }
 
-/// Moodle's `check_autologin_prerequisites`.
-pub fn check_autologin_prerequisites(config: &Config, is_site_admin: bool) -> Result<(), MoodleError> {
-    if !config.served_over_https() {
-        return Err(MoodleError::https_required());
-    }
-    if is_site_admin {
-        return Err(MoodleError::autologin_not_allowed_to_admins());
-    }
-    Ok(())
-}
-
-/// tool_mobile_get_autologin_key: a 60-second key, bound to the caller's address, that
+/// tool_mobile_get_autologin_key: a one-minute key, bound to the caller's address, that
 /// autologin.php trades for a browser session. Asked for with the private token, in the body.
 pub async fn autologin_key(call: Call<'_>) -> Result<Value, MoodleError> {
-    let (state, token) = (call.state, call.token);
     if !is_moodle_app(&call.client.user_agent) {
         return Err(MoodleError::app_required());
     }
-    check_autologin_prerequisites(&state.config, token.user.is_site_admin)?;
-    let private = call.params.text("privatetoken")?.unwrap_or("");
-    if private.is_empty() || call.params.came_in_query("privatetoken") {
-        return Err(MoodleError::invalid_private_token());
-    }
-    let user_id = token.user.id;
-    let now = now();
-    let since = now - Duration::minutes(AUTOLOGIN_MIN_MINUTES_BETWEEN);
-    // The lockout is counted from the last key issued, kept in the database so every instance agrees.
-    let recent = state
-        .db
-        .read(move |conn| crate::db::keys::latest_created(conn, user_id, AUTOLOGIN))
-        .await?
-        .is_some_and(|at| at > since);
-    if recent {
-        return Err(MoodleError::autologin_lockout(AUTOLOGIN_MIN_MINUTES_BETWEEN));
-    }
-    let matches = token
-        .private_hash
-        .as_deref()
-        .is_some_and(|h| crate::domain::secret::SecretHash::from_stored(h.to_owned()).matches(private));
-    if !matches {
-        return Err(MoodleError::invalid_private_token());
-    }
-    let ip = call.client.ip;
-    let actor = Actor { user_id: Some(user_id), ip: Some(ip.to_string()) };
-    let registry = state.registry.clone();
-    let issued = state
-        .db
-        .write(move |conn| {
-            ops::revoke(
-                conn,
-                &registry,
-                user_id,
-                &Selection::OfType(AUTOLOGIN.into()),
-                Scope::Everything,
-                &actor,
-                "replaced by a new auto-login key",
-                now,
-            )?;
-            let request = KeyRequest {
-                user_id,
-                key_type: AUTOLOGIN.into(),
-                name: "Mobile app auto-login".into(),
-                ip_restriction: crate::domain::ip_restriction::IpRestriction::parse(&ip.to_string()).ok().flatten(),
-                valid_until: Some(now + Duration::seconds(AUTOLOGIN_KEY_SECONDS)),
-                secret: SecretKind::Token,
-                ..Default::default()
-            };
-            ops::issue(conn, request, &actor, now)
-        })
-        .await?;
-    let key = issued.secret.map(|s| s.expose().to_owned()).unwrap_or_default();
+    // The private token must come in the body, never in a URL that logs keep.
+    let private =
+        call.params.text("privatetoken")?.filter(|p| !p.is_empty() && !call.params.came_in_query("privatetoken"));
+    let key = call.state.core.autologin_key(&call.token.key, private, call.client).await?;
     Ok(json!({
         "key": key,
-        "autologinurl": format!("{}/admin/tool/mobile/autologin.php", state.config.site_root()),
+        "autologinurl": format!("{}/admin/tool/mobile/autologin.php", call.state.core.config().site_root()),
         "warnings": [],
     }))
 }

@@ -1,36 +1,48 @@
-//! Moodle's protocol: login/token.php, the REST web-service server and its functions, the
-//! no-login AJAX service, auto-login, and the feeds opened by private keys.
+//! Moodle's protocol as its clients speak it: login/token.php, the REST web-service server and
+//! its functions, the no-login AJAX service, and the feeds opened by private keys. Each handler
+//! parses Moodle's parameters, calls the core, and answers in Moodle's format.
 
 pub mod auth;
-mod autologin;
 mod batch;
 mod devices;
 pub mod error;
 mod feeds;
 pub mod functions;
-mod launch;
 pub mod mobile;
 mod my_keys;
 mod nologin;
 pub mod output;
 pub mod params;
-mod private_keys;
 mod qrlogin;
 pub mod server;
 pub mod site_info;
 pub mod token;
-pub mod token_cache;
 
+use crate::core::Core;
 use actix_web::web;
+use std::sync::Arc;
+
+/// What the protocol needs: the core, and the site's part of the site-info answer.
+pub struct MoodleState {
+    pub core: Arc<Core>,
+    pub site_info: site_info::SitePieces,
+}
+
+impl MoodleState {
+    pub fn new(core: Arc<Core>) -> Self {
+        let site_info = site_info::SitePieces::new(core.config());
+        MoodleState { core, site_info }
+    }
+}
+
+pub type State = web::Data<MoodleState>;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/login/token.php", web::route().to(token::token))
         .route("/webservice/rest/server.php", web::route().to(server::rest))
         .route("/lib/ajax/service.php", web::post().to(nologin::service))
         .route("/lib/ajax/service-nologin.php", web::route().to(nologin::service))
-        .route("/admin/tool/mobile/launch.php", web::get().to(launch::launch))
         .route("/theme/image.php/{path:.*}", web::get().to(user_picture))
-        .route("/admin/tool/mobile/autologin.php", web::route().to(autologin::autologin))
         .route("/rss/file.php/{path:.*}", web::get().to(feeds::rss))
         .route("/calendar/export_execute.php", web::get().to(feeds::calendar))
         // The benchmark's ceiling: the same server doing no work.

@@ -1,11 +1,9 @@
-//! The app's own view of a person's keys: list them (so it can show "your devices") and
-//! revoke one.
+//! local_userkeys_get_my_keys and local_userkeys_revoke_my_key: the app shows a person their
+//! keys ("your devices") and revokes one, as the keys page does.
 
 use super::error::MoodleError;
 use super::functions::Call;
-use crate::db::keys::Selection;
-use crate::domain::time::{now, to_unix};
-use crate::keys::ops::{self, Actor, Scope};
+use crate::core::{CoreError, OwnRevocation};
 use serde_json::{json, Value};
 
 #[derive(serde::Serialize)]
@@ -25,43 +23,37 @@ struct MyKey {
     agents: Vec<Value>,
 }
 
+fn to_unix(t: chrono::NaiveDateTime) -> i64 {
+    t.and_utc().timestamp()
+}
+
+/// Every key of the app's own service and every other visible key of the caller.
+const ALL_OF_EACH_TYPE: i64 = 10_000;
+
 /// The caller's own keys (visible types), so the app can show "your devices".
 pub async fn list(call: Call<'_>) -> Result<Value, MoodleError> {
-    let (state, user_id, current) = (call.state, call.token.user.id, call.token.key_id);
-    state.usage.settle(&state.db).await?;
-    let now = now();
-    let (keys, usage) = state
-        .db
-        .read(move |conn| {
-            let keys = crate::db::keys::active_for_user(conn, user_id, now)?;
-            let ids: Vec<i64> = keys.iter().map(|k| k.id).collect();
-            Ok((keys, crate::db::usage::summary_for_keys(conn, &ids)?))
-        })
-        .await?;
-    let mut usage = crate::usage::summarise(&usage);
-    let list: Vec<MyKey> = keys
+    let own = call.state.core.own_keys(call.token.user.id, ALL_OF_EACH_TYPE, None).await?;
+    let this_service = &call.token.service.service;
+    let list: Vec<MyKey> = own
+        .entries
         .into_iter()
-        .filter_map(|k| {
-            let t = state.registry.get(&k.key_type).filter(|t| t.visible)?;
-            Some(MyKey {
-                id: k.id,
-                typename: t.label.clone(),
-                service: if k.service_id == Some(call.token.service.service.id) { call.token.service.service.shortname.clone() } else { String::new() },
-                timecreated: to_unix(k.created_at),
-                validuntil: k.valid_until.map_or(0, to_unix),
-                lastaccess: k.last_used_at.map_or(0, to_unix),
-                lastip: k.last_used_ip.clone().unwrap_or_default(),
-                iprestriction: k.ip_restriction.clone().unwrap_or_default(),
-                current: k.id == current,
-                agents: usage
-                    .remove(&k.id)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|a| json!({"agent": a.agent, "lastseen": to_unix(a.last_seen), "ip": a.last_ip, "hits": a.hits}))
-                    .collect(),
-                key_type: k.key_type,
-                name: k.name,
-            })
+        .map(|k| MyKey {
+            id: k.id,
+            typename: k.type_label,
+            service: if k.service_id == Some(this_service.id) { this_service.shortname.clone() } else { String::new() },
+            timecreated: to_unix(k.created_at),
+            validuntil: k.valid_until.map_or(0, to_unix),
+            lastaccess: k.last_used_at.map_or(0, to_unix),
+            lastip: k.last_used_ip.unwrap_or_default(),
+            iprestriction: k.ip_restriction.unwrap_or_default(),
+            current: k.id == call.token.key_id,
+            agents: k
+                .agents
+                .into_iter()
+                .map(|a| json!({"agent": a.agent, "lastseen": to_unix(a.last_seen), "ip": a.last_ip, "hits": a.hits}))
+                .collect(),
+            key_type: k.key_type,
+            name: k.name,
         })
         .collect();
     Ok(json!({"keys": list, "warnings": []}))
@@ -69,32 +61,14 @@ pub async fn list(call: Call<'_>) -> Result<Value, MoodleError> {
 
 pub async fn revoke(call: Call<'_>) -> Result<Value, MoodleError> {
     let key_id = call.params.required_int("keyid")?;
-    let (state, user_id) = (call.state, call.token.user.id);
-    let registry = state.registry.clone();
-    let actor = Actor { user_id: Some(user_id), ip: Some(call.client.ip_string()) };
-    let revocable = |t: &str| registry.get(t).is_some_and(|t| t.visible && t.revocable);
-    let row = state.db.read(move |conn| crate::db::keys::find(conn, key_id)).await?;
-    // Another person's key is reported exactly like a missing one.
-    let Some(row) = row.filter(|r| r.user_id == user_id && r.revoked_at.is_none() && revocable(&r.key_type)) else {
-        return Ok(
-            json!({"revoked": false, "warnings": [{"item": "key", "itemid": key_id, "warningcode": "keynotfound", "message": "No such key of yours can be revoked."}]}),
-        );
-    };
-    let registry = state.registry.clone();
-    let count = state
-        .db
-        .write(move |conn| {
-            ops::revoke(
-                conn,
-                &registry,
-                user_id,
-                &Selection::One(row.id),
-                Scope::RevocableOnly,
-                &actor,
-                "revoked by its owner from the app",
-                now(),
-            )
-        })
-        .await?;
-    Ok(json!({"revoked": count > 0, "warnings": []}))
+    let request = OwnRevocation::One(key_id);
+    match call.state.core.revoke_own(call.token.user.id, None, &request, true, call.client).await {
+        Ok(count) => Ok(json!({"revoked": count > 0, "warnings": []})),
+        // Another person's key is reported exactly like a missing one.
+        Err(CoreError::NotFound | CoreError::NotAllowed(_)) => Ok(json!({"revoked": false, "warnings": [{
+            "item": "key", "itemid": key_id, "warningcode": "keynotfound",
+            "message": "No such key of yours can be revoked.",
+        }]})),
+        Err(e) => Err(e.into()),
+    }
 }

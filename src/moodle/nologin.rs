@@ -4,10 +4,12 @@
 
 use super::error::MoodleError;
 use super::functions::{self, Handler, OpenCall};
+use super::output::{self, Shape};
 use super::params::Params;
 use super::server::read_body;
-use crate::app::State;
-use crate::web::client::ClientInfo;
+use super::State;
+use crate::core::Client;
+use crate::http::client_of;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
@@ -22,7 +24,7 @@ struct Request {
 }
 
 pub async fn service(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let client = ClientInfo::of(&req);
+    let client = client_of(&req);
     let json = match read_body(payload).await {
         Some(body) if !body.is_empty() => body,
         // A GET (or an empty POST) carries the calls in `args`, as the app's cacheable requests do.
@@ -53,7 +55,7 @@ pub async fn service(state: State, req: HttpRequest, payload: web::Payload) -> H
     answer(results)
 }
 
-async fn call(state: &State, request: Request, client: &ClientInfo) -> Result<Value, MoodleError> {
+async fn call(state: &State, request: Request, client: &Client) -> Result<Value, MoodleError> {
     let function = functions::find(&request.methodname).ok_or_else(MoodleError::service_not_available)?;
     let Handler::Open(handler) = &function.handler else {
         return Err(MoodleError::service_requires_login(function.name));
@@ -64,7 +66,7 @@ async fn call(state: &State, request: Request, client: &ClientInfo) -> Result<Va
 }
 
 fn failure(e: &MoodleError) -> Value {
-    json!({"error": true, "exception": {"message": e.message, "errorcode": e.errorcode, "link": "", "moreinfourl": ""}})
+    json!({"error": true, "exception": output::exception(e, Shape::Ajax, false)})
 }
 
 fn answer(results: Vec<Value>) -> HttpResponse {

@@ -1,4 +1,5 @@
-//! The REST server's answers in Moodle's two formats: JSON and Moodle's own XML.
+//! Every answer of Moodle's protocol is written here: the REST server's in Moodle's two
+//! formats (JSON and Moodle's own XML), and Moodle's errors in each endpoint's shape.
 
 use super::error::MoodleError;
 use actix_web::http::header::{self, HeaderValue};
@@ -66,20 +67,51 @@ pub fn success(format: Format, reply: super::functions::Reply) -> HttpResponse {
     response(format, body)
 }
 
-pub fn error(format: Format, error: &MoodleError, debug: bool) -> HttpResponse {
+/// Where an error is answered: each of Moodle's endpoints gives the exception its own shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// The REST server's exception (JSON; XML is written by `error`).
+    Rest,
+    /// login/token.php's error object.
+    TokenPhp,
+    /// One failed call of the AJAX services.
+    Ajax,
+    /// One failed call inside tool_mobile_call_external_functions (sent as a JSON string).
+    Batch,
+}
+
+/// The one place Moodle's errors are written: the exception's fields in the endpoint's shape;
+/// `debuginfo` only in debug mode, as Moodle does.
+pub fn exception(error: &MoodleError, shape: Shape, debug: bool) -> Value {
     let debuginfo = error.debuginfo.as_deref().filter(|_| debug);
-    let body = match format {
-        Format::Json => {
-            let mut object = serde_json::json!({
-                "exception": error.exception,
-                "errorcode": error.errorcode,
-                "message": error.message,
-            });
-            if let Some(d) = debuginfo {
-                object["debuginfo"] = Value::String(d.to_owned());
-            }
-            object.to_string()
+    let mut object = match shape {
+        Shape::Rest => serde_json::json!({
+            "exception": error.exception, "errorcode": error.errorcode, "message": error.message,
+        }),
+        Shape::TokenPhp => {
+            return serde_json::json!({
+                "error": error.message, "errorcode": error.errorcode, "stacktrace": null,
+                "debuginfo": debuginfo, "reproductionlink": null,
+            })
         }
+        Shape::Ajax => serde_json::json!({
+            "message": error.message, "errorcode": error.errorcode, "link": "", "moreinfourl": "",
+        }),
+        Shape::Batch => serde_json::json!({
+            "exception": error.exception, "errorcode": error.errorcode, "message": error.message,
+            "link": "", "moreinfourl": "",
+        }),
+    };
+    if let Some(d) = debuginfo {
+        object["debuginfo"] = Value::String(d.to_owned());
+    }
+    object
+}
+
+/// The REST server's error answer, in the format the call asked for.
+pub fn error(format: Format, error: &MoodleError, debug: bool) -> HttpResponse {
+    let body = match format {
+        Format::Json => exception(error, Shape::Rest, debug).to_string(),
         Format::Xml => {
             let mut out = format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<EXCEPTION class=\"{}\">\n<ERRORCODE>{}</ERRORCODE>\n<MESSAGE>{}</MESSAGE>\n",
@@ -87,7 +119,7 @@ pub fn error(format: Format, error: &MoodleError, debug: bool) -> HttpResponse {
                 escape(error.errorcode),
                 escape(&error.message)
             );
-            if let Some(d) = debuginfo {
+            if let Some(d) = error.debuginfo.as_deref().filter(|_| debug) {
                 out.push_str(&format!("<DEBUGINFO>{}</DEBUGINFO>\n", escape(d)));
             }
             out.push_str("</EXCEPTION>\n");

@@ -3,11 +3,8 @@
 
 use super::error::MoodleError;
 use super::functions::OpenCall;
-use super::mobile::{check_autologin_prerequisites, is_moodle_app};
-use super::private_keys::{validate, Consume};
-use super::token::{device_from, grant_device_token};
-use crate::keys::QR_LOGIN;
-use crate::setup::MOBILE_SERVICE;
+use super::mobile::is_moodle_app;
+use super::token::device_from;
 use serde_json::{json, Value};
 
 pub async fn tokens_for_qr_login(call: OpenCall<'_>) -> Result<Value, MoodleError> {
@@ -17,15 +14,7 @@ pub async fn tokens_for_qr_login(call: OpenCall<'_>) -> Result<Value, MoodleErro
     if !is_moodle_app(&client.user_agent) {
         return Err(MoodleError::app_required());
     }
-    let (_, user) = validate(state, &qrloginkey, QR_LOGIN, Some(userid), client, Consume::Once).await?;
-    check_autologin_prerequisites(&state.config, user.is_site_admin)?;
-    let service = state
-        .db
-        .read(|conn| crate::db::services::find_by_shortname(conn, MOBILE_SERVICE))
-        .await?
-        .filter(|s| s.enabled)
-        .ok_or_else(MoodleError::service_not_available)?;
     let device = device_from(params, client)?;
-    let (token, private) = grant_device_token(state, &user, service.id, &device, client).await?;
-    Ok(json!({"token": token, "privatetoken": private.unwrap_or_default(), "warnings": []}))
+    let granted = state.core.qr_login(&qrloginkey, userid, &device, client).await?;
+    Ok(json!({"token": granted.token, "privatetoken": granted.private_token.unwrap_or_default(), "warnings": []}))
 }

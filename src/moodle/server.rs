@@ -5,9 +5,9 @@ use super::error::MoodleError;
 use super::functions::{self, Call};
 use super::output::{self, Format};
 use super::params::Params;
-use crate::app::State;
-use crate::domain::time::now;
-use crate::web::client::ClientInfo;
+use super::State;
+use crate::core::Client;
+use crate::http::client_of;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
@@ -34,7 +34,7 @@ pub async fn read_params(req: &HttpRequest, payload: web::Payload) -> Result<Par
 }
 
 pub async fn rest(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let client = ClientInfo::of(&req);
+    let client = client_of(&req);
     let params = read_params(&req, payload).await;
     let format = match &params {
         Ok(p) => Format::from_param(p.text("moodlewsrestformat").ok().flatten()),
@@ -49,11 +49,11 @@ pub async fn rest(state: State, req: HttpRequest, payload: web::Payload) -> Http
     };
     match result {
         Ok(reply) => output::success(format, reply),
-        Err(e) => output::error(format, &e, state.config.debug),
+        Err(e) => output::error(format, &e, state.core.config().debug),
     }
 }
 
-async fn call(state: &State, mut params: Params, client: &ClientInfo) -> Result<functions::Reply, MoodleError> {
+async fn call(state: &State, mut params: Params, client: &Client) -> Result<functions::Reply, MoodleError> {
     let wstoken = params.take_text("wstoken")?;
     let function = params.take_text("wsfunction")?;
     params.remove("moodlewsrestformat");
@@ -63,7 +63,7 @@ async fn call(state: &State, mut params: Params, client: &ClientInfo) -> Result<
     }
 
     let wstoken = wstoken.unwrap_or_default();
-    let token = authenticate(state, &wstoken, client.ip).await?;
+    let token = authenticate(state, &wstoken, client).await?;
     let function =
         function.filter(|f| !f.is_empty()).ok_or_else(|| MoodleError::invalid_parameter("Missing function name"))?;
     // A function this server does not have is answered as one the service does not offer.
@@ -75,7 +75,7 @@ async fn call(state: &State, mut params: Params, client: &ClientInfo) -> Result<
     let result = functions::dispatch(function, call).await?;
     // A batch counts each of its calls itself.
     if function.name != super::batch::NAME {
-        state.usage.record(key_id, &client.user_agent, client.ip, now());
+        state.core.record_use(key_id, client);
     }
     Ok(result)
 }

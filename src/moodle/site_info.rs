@@ -2,10 +2,11 @@
 //! order, assembled from pieces serialised once — per site, per service and per user — since
 //! only the user and the service differ from one token to the next.
 
-use super::auth::{AuthenticatedToken, ServiceAccess, TokenOwner};
+use super::auth::AuthenticatedToken;
 use super::mobile::{MOODLE_RELEASE, MOODLE_VERSION};
-use crate::app::State;
+use super::State;
 use crate::config::Config;
+use crate::core::{KeyOwner as TokenOwner, ServiceAccess};
 use crate::domain::secret::{derive, ClearSecret};
 use serde::Serialize;
 
@@ -252,7 +253,6 @@ mod tests {
                 created_at: chrono::NaiveDateTime::default(),
             },
             functions: vec!["core_webservice_get_site_info".into(), "tool_mobile_get_autologin_key".into()],
-            type_enabled: true,
             site_info: Default::default(),
         };
         for admin in [false, true] {

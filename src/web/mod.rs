@@ -1,17 +1,29 @@
-//! The HTML side: sign-in, the self-service keys page, static files, the health check.
+//! The HTML side: sign-in, the self-service keys page, the admin pages, the two pages the
+//! Moodle app opens in a browser (auto-login and launch), static files, the health check.
+//! Each handler parses the request, makes one call to the core and renders a page.
 
 mod admin;
-pub mod client;
-pub mod login;
+mod autologin;
+pub mod error;
+mod launch;
+mod login;
 mod managetoken;
 mod newkey;
 pub mod session;
-pub mod switches;
 pub mod templates;
 
-use crate::app::State;
+use crate::core::Core;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
+use std::sync::Arc;
+
+/// What the pages need: the core, and the templates they are drawn with.
+pub struct WebState {
+    pub core: Arc<Core>,
+    pub templates: tera::Tera,
+}
+
+pub type State = web::Data<WebState>;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(home))
@@ -23,22 +35,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/login/logout.php", web::post().to(login::logout))
         .route("/user/managetoken.php", web::get().to(managetoken::page))
         .route("/user/managetoken.php", web::post().to(managetoken::act))
+        .route("/admin/tool/mobile/launch.php", web::get().to(launch::launch))
+        .route("/admin/tool/mobile/autologin.php", web::route().to(autologin::autologin))
         .configure(admin::routes);
 }
 
 async fn home(session: Option<session::CurrentSession>) -> HttpResponse {
     let to = if session.is_some() { "/user/managetoken.php" } else { "/login/index.php" };
-    HttpResponse::SeeOther().insert_header((header::LOCATION, to)).finish()
+    redirect(to)
 }
 
 /// 200 "ok" when the database answers, 503 otherwise: for load balancers.
 async fn health(state: State) -> HttpResponse {
-    match state.db.read(crate::db::ping).await {
-        Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ok"),
-        Err(e) => {
-            tracing::error!(error = %e, "health check failed");
-            HttpResponse::ServiceUnavailable().content_type("text/plain").body("database unavailable")
-        }
+    if state.core.healthy().await {
+        HttpResponse::Ok().content_type("text/plain").body("ok")
+    } else {
+        HttpResponse::ServiceUnavailable().content_type("text/plain").body("database unavailable")
     }
 }
 
@@ -47,4 +59,8 @@ async fn stylesheet() -> HttpResponse {
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(include_str!("../../static/style.css"))
+}
+
+pub fn redirect(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, to.to_owned())).finish()
 }

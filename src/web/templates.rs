@@ -1,6 +1,6 @@
 //! Templates are compiled into the binary, so it runs from any directory.
 
-use crate::error::AppError;
+use super::error::AppError;
 use actix_web::HttpResponse;
 
 pub fn load() -> anyhow::Result<tera::Tera> {

@@ -2,12 +2,11 @@
 //! ever appends to it.
 
 use super::{page_number, AdminSession};
-use crate::app::State;
-use crate::db::audit::AuditFilter;
-use crate::domain::capability::Capability;
+use crate::core::{AuditFilter, Capability};
 use crate::domain::time::exact;
-use crate::error::AppError;
+use crate::web::error::AppError;
 use crate::web::templates::render;
+use crate::web::State;
 use actix_web::{web, HttpResponse};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -54,23 +53,16 @@ pub async fn page(state: State, admin: AdminSession, query: web::Query<AuditQuer
         until: date(&q.to, "To")?.map(|d| d + chrono::Duration::days(1)),
     };
     let page = page_number(q.page.as_deref());
-    let entries =
-        state.db.read(move |conn| crate::db::audit::list(conn, &filter, (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)).await?;
-    let more = entries.len() as i64 > PAGE_SIZE;
-    let mut ids: Vec<i64> = entries.iter().flat_map(|e| [e.actor_id, e.target_user_id]).flatten().collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let names = state.db.read(move |conn| crate::db::users::names(conn, &ids)).await?;
-    let name =
-        |id: Option<i64>| id.map(|i| names.get(&i).cloned().unwrap_or_else(|| format!("#{i}"))).unwrap_or_default();
-    let rows: Vec<serde_json::Value> = entries
+    let found = state.core.audit(filter, page, PAGE_SIZE).await?;
+    let rows: Vec<serde_json::Value> = found
+        .entries
         .iter()
-        .take(PAGE_SIZE as usize)
-        .map(|e| serde_json::json!({
-            "at": exact(e.at), "action": e.action, "actor": name(e.actor_id), "target": name(e.target_user_id),
+        .map(|(e, actor, target)| serde_json::json!({
+            "at": exact(e.at), "action": e.action, "actor": actor, "target": target,
             "target_id": e.target_user_id, "key_id": e.key_id, "key_type": e.key_type, "ip": e.ip, "reason": e.reason,
         }))
         .collect();
+    let more = found.more;
     let link = |p: i64| {
         let mut next = q.clone();
         next.page = Some(p.to_string());

@@ -2,17 +2,12 @@
 //! revoking the selected keys.
 
 use super::{field, form_pairs, page_number, AdminSession};
-use crate::app::State;
-use crate::db::key_search::{self, KeyFilter, KeySort, KeyState, ListedKey};
-use crate::db::keys::Selection;
-use crate::domain::capability::Capability;
+use crate::core::{Capability, Client, KeyEntry, KeyFilter, KeySort, KeyState};
 use crate::domain::ip_restriction::network_hex_range;
 use crate::domain::time::{exact, now, relative};
-use crate::error::AppError;
-use crate::keys::ops::{self, Actor, Scope};
-use crate::web::client::ClientInfo;
-use crate::web::switches::SiteSwitches;
+use crate::web::error::AppError;
 use crate::web::templates::render;
+use crate::web::State;
 use actix_web::{web, HttpResponse};
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
@@ -49,7 +44,7 @@ impl KeyQuery {
         let mut filter =
             KeyFilter { user: Some(self.user.clone()).filter(|u| !u.trim().is_empty()), ..Default::default() };
         if !self.key_type.is_empty() {
-            if state.registry.get(&self.key_type).is_none() {
+            if state.core.registry().get(&self.key_type).is_none() {
                 return Err(format!("There is no key type “{}”.", self.key_type));
             }
             filter.key_type = Some(self.key_type.clone());
@@ -120,41 +115,29 @@ struct Row {
     last_ip: String,
 }
 
-pub fn key_state(k: &crate::db::models::KeyRow, now: NaiveDateTime) -> &'static str {
-    if k.revoked_at.is_some() {
-        "revoked"
-    } else if k.valid_until.is_some_and(|v| v <= now) {
-        "expired"
-    } else {
-        "active"
-    }
-}
-
-/// The site's switches, read in one trip.
-pub async fn load_switches(state: &State) -> Result<SiteSwitches, AppError> {
-    Ok(state.db.read(SiteSwitches::read).await?)
-}
-
-fn rows(state: &State, keys: Vec<ListedKey>, switches: &SiteSwitches, now: NaiveDateTime) -> Vec<Row> {
+fn rows(keys: Vec<KeyEntry>, now: NaiveDateTime) -> Vec<Row> {
     keys.into_iter()
-        .map(|ListedKey { key: k, username, fullname }| Row {
-            id: k.id,
-            user_id: k.user_id,
-            username,
-            fullname,
-            type_label: state.registry.get(&k.key_type).map_or(k.key_type.clone(), |t| t.label.clone()),
-            disabled: switches.key_disabled(&state.registry, &k),
-            key_type: k.key_type.clone(),
-            name: k.name.clone(),
-            service: switches.service_name(&k).unwrap_or_default().to_owned(),
-            state: key_state(&k, now),
-            created: relative(k.created_at, now),
-            created_exact: exact(k.created_at),
-            expires: k.valid_until.map_or("Never".into(), |v| relative(v, now)),
-            ip_restriction: k.ip_restriction.clone().unwrap_or_default(),
-            last_used: k.last_used_at.map_or("Never".into(), |v| relative(v, now)),
-            last_used_exact: k.last_used_at.map(exact).unwrap_or_default(),
-            last_ip: k.last_used_ip.clone().unwrap_or_default(),
+        .map(|k| {
+            let (username, fullname) = k.owner.clone().unwrap_or_default();
+            Row {
+                id: k.id,
+                user_id: k.user_id,
+                username,
+                fullname,
+                type_label: k.type_label.clone(),
+                disabled: k.disabled,
+                key_type: k.key_type.clone(),
+                name: k.name.clone(),
+                service: k.service.clone().unwrap_or_default(),
+                state: k.state.as_str(),
+                created: relative(k.created_at, now),
+                created_exact: exact(k.created_at),
+                expires: k.valid_until.map_or("Never".into(), |v| relative(v, now)),
+                ip_restriction: k.ip_restriction.clone().unwrap_or_default(),
+                last_used: k.last_used_at.map_or("Never".into(), |v| relative(v, now)),
+                last_used_exact: k.last_used_at.map(exact).unwrap_or_default(),
+                last_ip: k.last_used_ip.clone().unwrap_or_default(),
+            }
         })
         .collect()
 }
@@ -164,15 +147,10 @@ pub async fn index(state: State, admin: AdminSession, query: web::Query<KeyQuery
     let query = query.into_inner();
     let (filter, sort) = query.filter(&state).map_err(AppError::BadRequest)?;
     let page = page_number(query.page.as_deref());
-    let now = now();
-    let found = state
-        .db
-        .read(move |conn| key_search::search(conn, &filter, sort, now, (page - 1) * PAGE_SIZE, PAGE_SIZE + 1))
-        .await?;
-    let more = found.len() as i64 > PAGE_SIZE;
-    let switches = load_switches(&state).await?;
+    let found = state.core.search_keys(filter, sort, page, PAGE_SIZE).await?;
+    let more = found.more;
     let mut ctx = admin.context(&state);
-    let listed = rows(&state, found.into_iter().take(PAGE_SIZE as usize).collect(), &switches, now);
+    let listed = rows(found.entries, now());
     ctx.insert("rows", &listed);
     ctx.insert("q", &query);
     ctx.insert("page", &page);
@@ -185,11 +163,9 @@ pub async fn index(state: State, admin: AdminSession, query: web::Query<KeyQuery
             serde_urlencoded::to_string(KeyQuery { page: None, ..query.clone() }).unwrap_or_default()
         ),
     );
-    let types: Vec<(String, String)> = state.registry.all().map(|t| (t.id.clone(), t.label.clone())).collect();
+    let types: Vec<(String, String)> = state.core.registry().all().map(|t| (t.id.clone(), t.label.clone())).collect();
     ctx.insert("types", &types);
-    let mut services: Vec<(i64, String)> = switches.services.iter().map(|(id, (n, _))| (*id, n.clone())).collect();
-    services.sort();
-    ctx.insert("services", &services);
+    ctx.insert("services", &found.services);
     ctx.insert("can_revoke", &admin.can(Capability::RevokeAnyKey));
     ctx.insert("revoked", &query.revoked);
     render(&state.templates, "admin_keys.html", &ctx)
@@ -205,15 +181,14 @@ fn csv_field(s: &str) -> String {
 pub async fn export(state: State, admin: AdminSession, query: web::Query<KeyQuery>) -> Result<HttpResponse, AppError> {
     admin.require(Capability::ViewAllKeys)?;
     let (filter, _) = query.filter(&state).map_err(AppError::BadRequest)?;
-    let switches = std::sync::Arc::new(load_switches(&state).await?);
     let header =
         "id,username,fullname,type,name,service,state,disabled,created,valid_until,ip_restriction,last_used,last_ip\n";
     let stream = futures_util::stream::unfold(Some(0i64), move |cursor| {
-        let (state, filter, switches) = (state.clone(), filter.clone(), switches.clone());
+        let (state, filter) = (state.clone(), filter.clone());
         async move {
             let after = cursor?;
             let now = now();
-            let chunk = state.db.read(move |conn| key_search::search_after(conn, &filter, now, after, 1000)).await;
+            let chunk = state.core.keys_after(filter, after, 1000).await;
             let keys = match chunk {
                 Ok(keys) => keys,
                 Err(e) => return Some((Err(actix_web::error::ErrorInternalServerError(e)), None)),
@@ -221,10 +196,10 @@ pub async fn export(state: State, admin: AdminSession, query: web::Query<KeyQuer
             if keys.is_empty() {
                 return None;
             }
-            let last = keys.last().map(|k| k.key.id);
+            let last = keys.last().map(|k| k.id);
             let mut out = String::new();
             for k in keys {
-                let row = &rows(&state, vec![k.clone()], &switches, now)[0];
+                let row = &rows(vec![k.clone()], now)[0];
                 let fields = [
                     row.id.to_string(),
                     row.username.clone(),
@@ -234,10 +209,10 @@ pub async fn export(state: State, admin: AdminSession, query: web::Query<KeyQuer
                     row.service.clone(),
                     row.state.to_owned(),
                     row.disabled.to_string(),
-                    k.key.created_at.and_utc().to_rfc3339(),
-                    k.key.valid_until.map(|v| v.and_utc().to_rfc3339()).unwrap_or_default(),
+                    k.created_at.and_utc().to_rfc3339(),
+                    k.valid_until.map(|v| v.and_utc().to_rfc3339()).unwrap_or_default(),
                     row.ip_restriction.clone(),
-                    k.key.last_used_at.map(|v| v.and_utc().to_rfc3339()).unwrap_or_default(),
+                    k.last_used_at.map(|v| v.and_utc().to_rfc3339()).unwrap_or_default(),
                     row.last_ip.clone(),
                 ];
                 out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
@@ -264,7 +239,7 @@ use futures_util::StreamExt;
 pub async fn revoke_selected(
     state: State,
     admin: AdminSession,
-    client: ClientInfo,
+    client: Client,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     admin.require(Capability::RevokeAnyKey)?;
@@ -302,29 +277,6 @@ pub async fn revoke_selected(
         ctx.insert("confirm_label", "Revoke");
         return render(&state.templates, "confirm.html", &ctx);
     }
-    let registry = state.registry.clone();
-    let actor = Actor { user_id: Some(admin.session.user.id), ip: Some(client.ip_string()) };
-    let reason = if reason.is_empty() { "revoked by an administrator".to_owned() } else { reason };
-    let count = state
-        .db
-        .write(move |conn| {
-            let mut count = 0;
-            for id in ids {
-                if let Some(key) = crate::db::keys::find(conn, id)? {
-                    count += ops::revoke(
-                        conn,
-                        &registry,
-                        key.user_id,
-                        &Selection::One(id),
-                        Scope::Everything,
-                        &actor,
-                        &reason,
-                        now(),
-                    )?;
-                }
-            }
-            Ok(count)
-        })
-        .await?;
-    Ok(crate::web::login::redirect(&format!("/admin/userkeys/index.php?revoked={count}")))
+    let count = state.core.revoke_keys(admin.session.user.id, ids, reason, &client).await?;
+    Ok(crate::web::redirect(&format!("/admin/userkeys/index.php?revoked={count}")))
 }

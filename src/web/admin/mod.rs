@@ -7,10 +7,10 @@ mod keys;
 mod services;
 mod user;
 
+use super::error::AppError;
 use super::session::CurrentSession;
-use crate::app::{AppState, State};
-use crate::domain::capability::Capability;
-use crate::error::AppError;
+use super::{State, WebState};
+use crate::core::Capability;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use std::collections::HashSet;
 use std::future::Future;
@@ -54,21 +54,12 @@ impl AdminSession {
         self.capabilities.contains(&capability)
     }
 
-    pub fn context(&self, state: &AppState) -> tera::Context {
+    pub fn context(&self, state: &WebState) -> tera::Context {
         let mut ctx = super::managetoken::base_context(state, &self.session, true);
         let caps: Vec<&str> = self.capabilities.iter().map(|c| c.name()).collect();
         ctx.insert("caps", &caps);
         ctx
     }
-}
-
-pub async fn capabilities(state: &State, user: &crate::db::models::User) -> Result<HashSet<Capability>, AppError> {
-    if user.is_site_admin {
-        return Ok(Capability::ALL.into_iter().collect());
-    }
-    let id = user.id;
-    let names = state.db.read(move |conn| crate::db::roles::capabilities_of(conn, id)).await?;
-    Ok(names.iter().filter_map(|n| Capability::from_name(n)).collect())
 }
 
 impl FromRequest for AdminSession {
@@ -77,11 +68,11 @@ impl FromRequest for AdminSession {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let session = CurrentSession::from_request(req, payload);
-        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let state = req.app_data::<State>().cloned();
         Box::pin(async move {
             let session = session.await?;
             let state = state.ok_or_else(|| AppError::Internal("application state missing".into()))?;
-            let capabilities = capabilities(&state, &session.user).await?;
+            let capabilities = state.core.capabilities_of(session.user.id).await?;
             if capabilities.is_empty() {
                 return Err(AppError::Forbidden("This page is for site administrators.".into()));
             }

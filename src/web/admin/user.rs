@@ -1,14 +1,11 @@
 //! One person's whole key set (hidden types too) with their usage, and force logout.
 
-use super::keys::{key_state, load_switches};
 use super::{field, form_pairs, AdminSession};
-use crate::app::State;
-use crate::domain::capability::Capability;
+use crate::core::{Capability, Client};
 use crate::domain::time::{exact, now, relative};
-use crate::error::AppError;
-use crate::keys::ops::{self, Actor};
-use crate::web::client::ClientInfo;
+use crate::web::error::AppError;
 use crate::web::templates::render;
+use crate::web::{redirect, State};
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +20,7 @@ fn user_id(raw: Option<&str>) -> Result<i64, AppError> {
 }
 
 async fn load_user(state: &State, id: i64) -> Result<crate::db::models::User, AppError> {
-    state.db.read(move |conn| crate::db::users::find(conn, id)).await?.ok_or(AppError::NotFound)
+    Ok(state.core.person_keys(id).await?.user)
 }
 
 #[derive(Serialize)]
@@ -57,61 +54,38 @@ struct AgentLine {
 pub async fn page(state: State, admin: AdminSession, query: web::Query<UserQuery>) -> Result<HttpResponse, AppError> {
     admin.require(Capability::ViewAllKeys)?;
     let id = user_id(query.id.as_deref())?;
-    let user = load_user(&state, id).await?;
-    state.usage.settle(&state.db).await?;
+    let person = state.core.person_keys(id).await?;
+    let user = person.user;
     let now = now();
-    let (keys, usage) = state
-        .db
-        .read(move |conn| {
-            // Every key of the person, newest first; revoked ones stay visible for the record.
-            let filter = crate::db::key_search::KeyFilter { user_id: Some(id), ..Default::default() };
-            let keys = crate::db::key_search::search(
-                conn,
-                &filter,
-                crate::db::key_search::KeySort::CreatedDesc,
-                now,
-                0,
-                1000,
-            )?;
-            let ids: Vec<i64> = keys.iter().map(|k| k.key.id).collect();
-            Ok((keys, crate::db::usage::summary_for_keys(conn, &ids)?))
-        })
-        .await?;
-    let switches = load_switches(&state).await?;
-    let mut usage = crate::usage::summarise(&usage);
-    let lines: Vec<KeyLine> = keys
+    let lines: Vec<KeyLine> = person
+        .entries
         .into_iter()
-        .map(|listed| {
-            let k = listed.key;
-            let key_type = state.registry.get(&k.key_type);
-            KeyLine {
-                id: k.id,
-                type_label: key_type.map_or(k.key_type.clone(), |t| t.label.clone()),
-                hidden: key_type.is_some_and(|t| !t.visible),
-                name: k.name.clone(),
-                service: switches.service_name(&k).unwrap_or_default().to_owned(),
-                state: key_state(&k, now),
-                disabled: switches.key_disabled(&state.registry, &k),
-                created: relative(k.created_at, now),
-                created_exact: exact(k.created_at),
-                expires: k.valid_until.map_or("Never".into(), |v| relative(v, now)),
-                ip_restriction: k.ip_restriction.clone().unwrap_or_default(),
-                last_used: k.last_used_at.map_or("Never".into(), |v| relative(v, now)),
-                last_ip: k.last_used_ip.clone().unwrap_or_default(),
-                revoked_reason: k.revoked_reason.clone().unwrap_or_default(),
-                agents: usage
-                    .remove(&k.id)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|a| AgentLine {
-                        when: relative(a.last_seen, now),
-                        when_exact: exact(a.last_seen),
-                        agent: a.agent,
-                        ip: a.last_ip,
-                        hits: a.hits,
-                    })
-                    .collect(),
-            }
+        .map(|k| KeyLine {
+            id: k.id,
+            type_label: k.type_label,
+            hidden: !k.type_visible,
+            name: k.name,
+            service: k.service.unwrap_or_default(),
+            state: k.state.as_str(),
+            disabled: k.disabled,
+            created: relative(k.created_at, now),
+            created_exact: exact(k.created_at),
+            expires: k.valid_until.map_or("Never".into(), |v| relative(v, now)),
+            ip_restriction: k.ip_restriction.unwrap_or_default(),
+            last_used: k.last_used_at.map_or("Never".into(), |v| relative(v, now)),
+            last_ip: k.last_used_ip.unwrap_or_default(),
+            revoked_reason: k.revoked_reason.unwrap_or_default(),
+            agents: k
+                .agents
+                .into_iter()
+                .map(|a| AgentLine {
+                    when: relative(a.last_seen, now),
+                    when_exact: exact(a.last_seen),
+                    agent: a.agent,
+                    ip: a.last_ip,
+                    hits: a.hits,
+                })
+                .collect(),
         })
         .collect();
     let mut ctx = admin.context(&state);
@@ -140,7 +114,7 @@ pub async fn confirm_force_logout(
 pub async fn force_logout(
     state: State,
     admin: AdminSession,
-    client: ClientInfo,
+    client: Client,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     admin.require(Capability::EndSessions)?;
@@ -157,10 +131,7 @@ pub async fn force_logout(
         return Ok(response);
     }
     let suspend = field(&pairs, "suspend") == Some("1");
-    let registry = state.registry.clone();
-    let actor = Actor { user_id: Some(admin.session.user.id), ip: Some(client.ip_string()) };
     let target = user.id;
-    let count =
-        state.db.write(move |conn| ops::force_logout(conn, &registry, target, suspend, &actor, &reason, now())).await?;
-    Ok(crate::web::login::redirect(&format!("/admin/userkeys/user.php?id={target}&done=logout-{count}")))
+    let count = state.core.force_logout(admin.session.user.id, target, suspend, reason, &client).await?;
+    Ok(redirect(&format!("/admin/userkeys/user.php?id={target}&done=logout-{count}")))
 }

@@ -1,4 +1,4 @@
-//! Validated tokens kept in memory, so the hot path does not touch the database.
+//! Validated keys of the types whose policy says `cached` (web-service tokens) kept in memory, so the hot path does not touch the database.
 //!
 //! Correctness over speed: every write of this process that can make a key invalid (a
 //! revocation, a suspension, a service switched off…) drops what it affected from the cache
@@ -8,7 +8,7 @@
 //! it is used only while that link holds. Writes by other processes on one SQLite file are not
 //! seen: there, several instances must turn the cache off.
 
-use super::auth::{load_service, AuthenticatedToken, ServiceAccess, TokenOwner};
+use super::validate::{load_service, KeyOwner, ServiceAccess, ValidKey};
 use crate::db::peers::Peers;
 use crate::db::{Db, Invalidation};
 use crate::keys::KeyTypeRegistry;
@@ -28,10 +28,10 @@ pub struct TokenCache {
 #[derive(Default)]
 struct Inner {
     /// Keyed by the raw SHA-256 of the token.
-    entries: HashMap<[u8; 32], Arc<AuthenticatedToken>, DigestHash>,
+    entries: HashMap<[u8; 32], Arc<ValidKey>, DigestHash>,
     by_key: HashMap<i64, [u8; 32]>,
     /// One copy of each owner and service, shared by all their tokens.
-    owners: HashMap<i64, Arc<TokenOwner>>,
+    owners: HashMap<i64, Arc<KeyOwner>>,
     services: HashMap<i64, Arc<ServiceAccess>>,
 }
 
@@ -43,12 +43,14 @@ impl Inner {
         self.services.clear();
     }
 
-    fn add(&mut self, hash: [u8; 32], mut token: AuthenticatedToken) -> Arc<AuthenticatedToken> {
+    fn add(&mut self, hash: [u8; 32], mut token: ValidKey) -> Arc<ValidKey> {
         if self.entries.len() >= MAX_ENTRIES {
             self.clear();
         }
         token.user = self.owners.entry(token.user.id).or_insert_with(|| token.user.clone()).clone();
-        token.service = self.services.entry(token.service.service.id).or_insert_with(|| token.service.clone()).clone();
+        if let Some(service) = token.service.take() {
+            token.service = Some(self.services.entry(service.service.id).or_insert(service).clone());
+        }
         let token = Arc::new(token);
         self.by_key.insert(token.key_id, hash);
         self.entries.insert(hash, token.clone());
@@ -103,7 +105,7 @@ impl TokenCache {
     }
 
     /// The cached token whose secret has this SHA-256.
-    pub fn get(&self, digest: &[u8; 32]) -> Option<Arc<AuthenticatedToken>> {
+    pub fn get(&self, digest: &[u8; 32]) -> Option<Arc<ValidKey>> {
         if !self.usable() {
             return None;
         }
@@ -124,13 +126,7 @@ impl TokenCache {
     /// The generation is compared under the lock: a writer moves it on before it takes the lock
     /// to drop entries, so either this insert sees the new generation and gives up, or the
     /// writer's drop comes after it.
-    pub fn insert(
-        &self,
-        digest: [u8; 32],
-        token: AuthenticatedToken,
-        read_at: u64,
-        db: &Db,
-    ) -> Arc<AuthenticatedToken> {
+    pub fn insert(&self, digest: [u8; 32], token: ValidKey, read_at: u64, db: &Db) -> Arc<ValidKey> {
         if !self.usable() {
             return Arc::new(token);
         }
@@ -171,35 +167,46 @@ impl TokenCache {
         }
     }
 
-    /// Loads every active web-service token, in chunks, so the first request of each is a hit
-    /// too. A chunk read while some write commits is dropped (the next request reads it anew).
+    /// Loads every active key of every cached type, in chunks, so the first request of each is
+    /// a hit too. A chunk read while some write commits is dropped (the next request reads it
+    /// anew).
     pub fn preload(
         &self,
         db: &Db,
         registry: &KeyTypeRegistry,
         usage: &crate::usage::UsageRecorder,
     ) -> crate::db::DbResult<usize> {
+        let mut loaded = 0;
+        for key_type in registry.all().filter(|t| t.policy.cached) {
+            loaded += self.preload_type(db, registry, &key_type.id, usage)?;
+        }
+        Ok(loaded)
+    }
+
+    fn preload_type(
+        &self,
+        db: &Db,
+        registry: &KeyTypeRegistry,
+        key_type: &str,
+        usage: &crate::usage::UsageRecorder,
+    ) -> crate::db::DbResult<usize> {
         let mut after = 0;
         let mut loaded = 0;
         loop {
             let read_at = db.generation();
-            let (rows, services) = db.read_blocking(|conn| {
-                let rows = crate::db::keys::active_tokens_after(
-                    conn,
-                    crate::keys::WEBSERVICE_TOKEN,
-                    after,
-                    5_000,
-                    crate::domain::time::now(),
-                )?;
+            let (rows, services, type_enabled) = db.read_blocking(|conn| {
+                let now = crate::domain::time::now();
+                let rows = crate::db::keys::active_of_type_after(conn, key_type, after, 5_000, now)?;
                 let mut services = HashMap::new();
                 for (key, _) in &rows {
                     if let Some(id) = key.service_id.filter(|id| !services.contains_key(id)) {
-                        if let Some(s) = load_service(conn, registry, id)? {
+                        if let Some(s) = load_service(conn, id)? {
                             services.insert(id, Arc::new(s));
                         }
                     }
                 }
-                Ok((rows, services))
+                let enabled = crate::db::key_types::enabled(conn, key_type, registry.on_by_default(key_type))?;
+                Ok((rows, services, enabled))
             })?;
             let Some(last) = rows.last().map(|(k, _)| k.id) else { return Ok(loaded) };
             after = last;
@@ -212,12 +219,10 @@ impl TokenCache {
                 return Ok(loaded);
             }
             for (key, user) in rows {
-                let (Some(hash), Some(service)) =
-                    (key.secret_hash.as_deref().and_then(raw), key.service_id.and_then(|id| services.get(&id)))
-                else {
-                    continue;
-                };
-                if let Some(token) = AuthenticatedToken::from_rows(key, &user, service.clone()) {
+                let Some(hash) = key.secret_hash.as_deref().and_then(raw) else { continue };
+                let service = key.service_id.and_then(|id| services.get(&id)).cloned();
+                let owner = inner.owners.get(&user.id).cloned().unwrap_or_else(|| Arc::new(KeyOwner::of(&user)));
+                if let Some(token) = ValidKey::from_rows(key, owner, service, type_enabled, registry) {
                     inner.add(hash, token);
                     loaded += 1;
                 }

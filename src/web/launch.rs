@@ -3,11 +3,11 @@
 //! they have not, and the browser is sent back to the app with a token of its own:
 //! `moodlemobile://token=<base64 of md5(wwwroot + passport):::token[:::privatetoken]>`.
 
-use super::token::{device_from, token_for_service};
-use crate::app::State;
-use crate::error::AppError;
-use crate::web::client::ClientInfo;
-use crate::web::session::CurrentSession;
+use super::error::AppError;
+use super::session::CurrentSession;
+use super::State;
+use crate::core::Device;
+use crate::http::client_of;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
@@ -29,7 +29,7 @@ pub async fn launch(
     session: Option<CurrentSession>,
     query: web::Query<LaunchQuery>,
 ) -> Result<HttpResponse, AppError> {
-    if state.config.type_of_login() == 1 {
+    if state.core.config().type_of_login() == 1 {
         return Err(AppError::Forbidden("This site signs the app in with its own form, not through a browser.".into()));
     }
     let service = query.service.as_deref().map(str::trim).filter(|s| !s.is_empty());
@@ -47,16 +47,14 @@ pub async fn launch(
         let login = format!("/login/index.php?wantsurl={}", url_encode(&here));
         return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, login)).finish());
     };
-    let client = ClientInfo::of(&req);
-    let device =
-        device_from(&super::params::Params::default(), &client).map_err(|e| AppError::BadRequest(e.message))?;
-    let (token, private) = token_for_service(&state, &session.user, service, &device, &client)
-        .await
-        .map_err(|e| AppError::Forbidden(format!("The app cannot be signed in: {}", e.message)))?;
-    // As Moodle: the private token only over HTTPS and never for site admins.
-    let private = private.filter(|_| state.config.served_over_https() && !session.user.is_site_admin);
-    let mut handed = format!("{}:::{token}", site_id(&state.config.site_root(), passport));
-    if let Some(private) = private {
+    let client = client_of(&req);
+    let device = Device { user_agent: client.user_agent.chars().take(512).collect(), ..Default::default() };
+    let granted = state.core.grant_token(&session.user, service, &device, &client).await.map_err(|e| match e {
+        crate::core::CoreError::Db(e) => AppError::Db(e),
+        other => AppError::Forbidden(format!("The app cannot be signed in: {}", AppError::from(other))),
+    })?;
+    let mut handed = format!("{}:::{}", site_id(&state.core.config().site_root(), passport), granted.token);
+    if let Some(private) = granted.private_token {
         handed.push_str(&format!(":::{private}"));
     }
     let location = format!("{scheme}://token={}", base64::engine::general_purpose::STANDARD.encode(handed));

@@ -1,6 +1,7 @@
 //! Errors of the web pages, mapped to HTML in one place. Moodle's protocol has its own error
 //! type (`moodle::error`), which answers in Moodle's JSON.
 
+use crate::core::{CoreError, Refusal, SignInRefusal};
 use crate::db::DbError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
@@ -21,6 +22,39 @@ pub enum AppError {
     Db(#[from] DbError),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<CoreError> for AppError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::Refused(Refusal::Expired) => AppError::Forbidden("This key has expired.".into()),
+            CoreError::Refused(Refusal::AddressNotAllowed(_)) => {
+                AppError::Forbidden("This key cannot be used from your address.".into())
+            }
+            CoreError::Refused(_) => AppError::Forbidden("This key is not valid.".into()),
+            CoreError::SignIn(SignInRefusal::Throttled { minutes }) => {
+                AppError::Forbidden(format!("Too many failed sign-ins. Wait {minutes} minutes and try again."))
+            }
+            CoreError::SignIn(SignInRefusal::Suspended) => {
+                AppError::Forbidden("Your account has been suspended.".into())
+            }
+            CoreError::SignIn(SignInRefusal::Invalid) => AppError::Forbidden("Invalid login, please try again".into()),
+            CoreError::NotFound => AppError::NotFound,
+            CoreError::Invalid(m) => AppError::BadRequest(m),
+            CoreError::NotAllowed(m) => AppError::Forbidden(m),
+            CoreError::ServiceUnavailable => AppError::Forbidden("That service is not available on this site.".into()),
+            CoreError::TokensDisabled(s) => {
+                AppError::Forbidden(format!("Tokens for {s} cannot be issued: web-service tokens are switched off."))
+            }
+            CoreError::HttpsRequired => AppError::Forbidden("This needs the site to be served over HTTPS.".into()),
+            CoreError::NotForSiteAdmins => AppError::Forbidden("This is not available to site administrators.".into()),
+            CoreError::TooSoon(minutes) => {
+                AppError::BadRequest(format!("Asked too soon: wait {minutes} minutes between requests."))
+            }
+            CoreError::PrivateTokenMismatch => AppError::Forbidden("The private token does not match.".into()),
+            CoreError::Db(e) => AppError::Db(e),
+        }
+    }
 }
 
 impl ResponseError for AppError {

@@ -1,0 +1,153 @@
+//! The core: everything a request asks of the site — sign in, validate a key, issue, revoke,
+//! force logout, device tokens, the lists a page shows — with no HTTP in it. A transport
+//! (`web`, `moodle`) parses a request, makes one call here and renders the answer; every
+//! transaction begins and ends in here.
+//!
+//! Layers, each using only those after it: transports → core → keys, usage, accounts → db →
+//! domain.
+
+mod admin;
+mod client;
+mod devices;
+mod error;
+mod listings;
+mod own_keys;
+mod sessions;
+mod sign_in;
+mod token_cache;
+mod validate;
+
+pub use admin::{IssueToken, Switch, SwitchTarget, Switches};
+pub use client::Client;
+pub use devices::{DeviceRegistration, GrantedToken, AUTOLOGIN_MIN_MINUTES_BETWEEN, MOBILE_SERVICE};
+pub use error::{CoreError, Refusal, SignInRefusal};
+pub use listings::{AuditPage, KeyEntry, KeyPage, KeyState, OwnKeys, PersonKeys};
+pub use own_keys::{CheckedRevocation, CreatedKey, OwnRevocation};
+pub use sessions::Session;
+pub use sign_in::Channel;
+pub use validate::{Expected, KeyOwner, ServiceAccess, ValidKey};
+
+// The vocabulary of searches, as the pages speak it.
+pub use crate::db::audit::AuditFilter;
+pub use crate::db::key_search::{KeyFilter, KeySort};
+pub use crate::domain::capability::Capability;
+pub use crate::keys::device_tokens::Device;
+
+use crate::accounts::PasswordCheck;
+use crate::config::Config;
+use crate::db::Db;
+use crate::keys::policy::SiteLifetimes;
+use crate::keys::KeyTypeRegistry;
+use crate::usage::{UsageRecorder, UsageWriter};
+use std::sync::Arc;
+use token_cache::TokenCache;
+
+pub type CoreResult<T> = Result<T, CoreError>;
+
+/// The site: its database, key types, settings, usage recorder, password checker and the
+/// in-memory cache of validated keys.
+pub struct Core {
+    db: Db,
+    registry: Arc<KeyTypeRegistry>,
+    config: Arc<Config>,
+    usage: Arc<UsageRecorder>,
+    passwords: PasswordCheck,
+    cache: Option<Arc<TokenCache>>,
+}
+
+impl Core {
+    pub fn new(db: Db, registry: KeyTypeRegistry, config: Config) -> anyhow::Result<Self> {
+        let cache = config.token_cache_enabled().then(|| Arc::new(TokenCache::new(db.peers().cloned())));
+        if let (Some(_), Some(peers)) = (&cache, db.peers()) {
+            peers.clone().spawn_listener(db.clone())?;
+        }
+        if let Some(cache) = &cache {
+            let cache = cache.clone();
+            db.on_invalidation(Arc::new(move |what| cache.invalidate(what)));
+        }
+        Ok(Core {
+            db,
+            registry: Arc::new(registry),
+            config: Arc::new(config),
+            usage: Arc::new(UsageRecorder::default()),
+            // Half the cores at most: validation keeps the other half during a sign-in burst.
+            passwords: PasswordCheck::new(std::thread::available_parallelism().map(|n| n.get() / 2).unwrap_or(1)),
+            cache,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn registry(&self) -> &KeyTypeRegistry {
+        &self.registry
+    }
+
+    fn lifetimes(&self) -> SiteLifetimes {
+        SiteLifetimes {
+            session: chrono::Duration::minutes(self.config.session_timeout_minutes),
+            token: chrono::Duration::days(self.config.token_days),
+        }
+    }
+
+    /// Whether the database answers (for load balancers).
+    pub async fn healthy(&self) -> bool {
+        match self.db.read(crate::db::ping).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "health check failed");
+                false
+            }
+        }
+    }
+
+    /// Counts one use of a key whose uses are counted per call.
+    pub fn record_use(&self, key_id: i64, client: &Client) {
+        self.usage.record(key_id, &client.user_agent, client.ip, crate::domain::time::now());
+    }
+
+    /// Starts the background work: the usage writer, SQLite's upkeep, and warming the cache.
+    pub fn start_background(self: &Arc<Self>) -> anyhow::Result<Background> {
+        let writer = UsageWriter::spawn(self.usage.clone(), self.db.clone())?;
+        self.db.spawn_checkpointer()?;
+        if let Some(cache) = self.cache.clone() {
+            let core = self.clone();
+            std::thread::Builder::new().name("cache-warm-up".into()).spawn(move || {
+                // On PostgreSQL, once other instances' writes are heard: what is loaded before is dropped.
+                if let Some(peers) = core.db.peers() {
+                    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                    while !peers.cache_usable() && std::time::Instant::now() < give_up {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                }
+                match cache.preload(&core.db, &core.registry, &core.usage) {
+                    Ok(n) => tracing::info!(keys = n, "token cache warmed"),
+                    Err(e) => tracing::warn!(error = %e, "warming the token cache failed"),
+                }
+            })?;
+        }
+        Ok(Background { writer: Some(writer), core: self.clone() })
+    }
+}
+
+/// The background work of a running site; `finish` writes what usage is still pending.
+pub struct Background {
+    writer: Option<UsageWriter>,
+    core: Arc<Core>,
+}
+
+impl Background {
+    pub async fn finish(mut self) -> anyhow::Result<()> {
+        let writer = self.writer.take();
+        let core = self.core.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Some(writer) = writer {
+                writer.stop();
+            }
+            core.usage.finish_blocking(&core.db)
+        })
+        .await??;
+        Ok(())
+    }
+}

@@ -1,0 +1,178 @@
+//! What a person does with their own keys, on their page or from the app: revoke one (with
+//! the phone's push registration, when it is a phone's token), revoke a type, sign out
+//! everywhere else, create a key for a feed reader, a calendar or the app's QR sign-in.
+
+use super::{Client, Core, CoreError, CoreResult};
+use crate::db::keys::Selection;
+use crate::domain::ip_restriction::IpRestriction;
+use crate::domain::time::now;
+use crate::keys::device_tokens::app_device_uuid;
+use crate::keys::ops::{self, KeyRequest, Revocation, Scope};
+use crate::keys::PUSH_DEVICE;
+use chrono::NaiveDateTime;
+
+/// A revocation a person asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnRevocation {
+    One(i64),
+    OfType(String),
+    /// Everything but the session asking.
+    EverythingElse,
+}
+
+/// A revocation checked against the person's keys, described for its confirmation.
+#[derive(Clone, Debug)]
+pub enum CheckedRevocation {
+    One { key_id: i64, name: String, is_current: bool },
+    OfType { id: String, label: String },
+    EverythingElse,
+}
+
+/// A key a person has just created: its secret appears only here, in `value`.
+#[derive(Debug)]
+pub struct CreatedKey {
+    pub type_label: String,
+    pub shown_as: &'static str,
+    pub value: String,
+    pub qr_code: bool,
+    pub valid_until: Option<NaiveDateTime>,
+}
+
+impl Core {
+    /// Checks that the person may make this revocation, without making it.
+    pub async fn check_own_revocation(
+        &self,
+        user_id: i64,
+        current_session: Option<i64>,
+        request: &OwnRevocation,
+    ) -> CoreResult<CheckedRevocation> {
+        match request {
+            OwnRevocation::One(id) => {
+                let id = *id;
+                let row = self.db.read(move |conn| crate::db::keys::find(conn, id)).await?;
+                let key_type = row.as_ref().and_then(|k| self.registry.get(&k.key_type));
+                // Someone else's key, or one already gone, is "not found": its existence is not told.
+                let row = row
+                    .filter(|k| k.user_id == user_id && k.revoked_at.is_none() && key_type.is_some_and(|t| t.visible))
+                    .ok_or(CoreError::NotFound)?;
+                if key_type.is_some_and(|t| !t.revocable) {
+                    return Err(CoreError::NotAllowed("This kind of key cannot be revoked here.".into()));
+                }
+                Ok(CheckedRevocation::One {
+                    key_id: row.id,
+                    is_current: current_session == Some(row.id),
+                    name: row.name,
+                })
+            }
+            OwnRevocation::OfType(id) => {
+                let t = self
+                    .registry
+                    .get(id)
+                    .filter(|t| t.visible)
+                    .ok_or_else(|| CoreError::Invalid("There is no such kind of key.".into()))?;
+                if !t.revocable {
+                    return Err(CoreError::NotAllowed(format!("{} cannot be revoked here.", t.label)));
+                }
+                Ok(CheckedRevocation::OfType { id: t.id.clone(), label: t.label.clone() })
+            }
+            OwnRevocation::EverythingElse => Ok(CheckedRevocation::EverythingElse),
+        }
+    }
+
+    /// Makes a person's revocation; how many keys it revoked.
+    pub async fn revoke_own(
+        &self,
+        user_id: i64,
+        current_session: Option<i64>,
+        request: &OwnRevocation,
+        from_app: bool,
+        client: &Client,
+    ) -> CoreResult<usize> {
+        let checked = self.check_own_revocation(user_id, current_session, request).await?;
+        let reason = if from_app { "revoked by its owner from the app" } else { "revoked by its owner" };
+        let (selection, reason) = match &checked {
+            CheckedRevocation::One { key_id, .. } => (Selection::One(*key_id), reason),
+            CheckedRevocation::OfType { id, .. } => (Selection::OfType(id.clone()), reason),
+            // "Everything else" includes hidden types: nothing but this browser stays signed in.
+            CheckedRevocation::EverythingElse => {
+                (Selection::AllExcept(current_session), "owner signed out everywhere else")
+            }
+        };
+        let revocation = Revocation {
+            user_id,
+            selection,
+            scope: Scope::RevocableOnly,
+            actor: client.actor(Some(user_id)),
+            reason: reason.into(),
+        };
+        let one = match checked {
+            CheckedRevocation::One { key_id, .. } => Some(key_id),
+            _ => None,
+        };
+        let registry = self.registry.clone();
+        let count = self
+            .db
+            .write(move |write| {
+                // One entry per device: revoking a phone's token revokes its push registration too.
+                let device = match one {
+                    Some(id) => crate::db::keys::find(write, id)?
+                        .and_then(|k| k.device_id)
+                        .and_then(|d| app_device_uuid(&d).map(str::to_owned)),
+                    None => None,
+                };
+                let mut count = ops::revoke(write, &registry, &revocation, now())?;
+                if let (Some(uuid), true) = (device, count > 0) {
+                    let push = Revocation {
+                        selection: Selection::Device {
+                            device_id: uuid,
+                            key_type: PUSH_DEVICE.into(),
+                            service_id: None,
+                        },
+                        ..revocation.clone()
+                    };
+                    count += ops::revoke(write, &registry, &push, now())?;
+                }
+                Ok(count)
+            })
+            .await?;
+        if one.is_some() && count == 0 {
+            return Err(CoreError::NotFound);
+        }
+        Ok(count)
+    }
+
+    /// Creates a key of a type people create for themselves; the secret is in the answer only.
+    pub async fn create_own_key(&self, user_id: i64, key_type: &str, client: &Client) -> CoreResult<CreatedKey> {
+        let t = self
+            .registry
+            .get(key_type)
+            .filter(|t| t.self_service.is_some())
+            .ok_or_else(|| CoreError::Invalid("That kind of key cannot be created here.".into()))?;
+        let Some(self_service) = t.self_service.clone() else { return Err(CoreError::NotFound) };
+        let now = now();
+        let valid_until = t.policy.lifetime.valid_until(now, self.lifetimes());
+        let request = KeyRequest {
+            user_id,
+            key_type: t.id.clone(),
+            name: self_service.key_name.to_owned(),
+            valid_until,
+            ip_restriction: if t.policy.bound_to_address {
+                IpRestriction::parse(&client.ip_string()).ok().flatten()
+            } else {
+                None
+            },
+            ..Default::default()
+        };
+        let (registry, actor) = (self.registry.clone(), client.actor(Some(user_id)));
+        let issued = self.db.write(move |write| ops::issue(write, &registry, request, &actor, now)).await?;
+        let secret =
+            issued.secret.ok_or_else(|| CoreError::Invalid("This kind of key has no secret to show.".into()))?;
+        Ok(CreatedKey {
+            type_label: t.label.clone(),
+            shown_as: self_service.shown_as,
+            value: self_service.address.fill(&self.config.site_root(), user_id, secret.expose()),
+            qr_code: self_service.qr_code,
+            valid_until,
+        })
+    }
+}
