@@ -1,0 +1,145 @@
+//! Keys' "last used" marks: moved at most once a minute per key, for uses folded for good, and
+//! written a bounded number per transaction, first due first.
+
+use super::recorder::{lock, FastMap, UsageRecorder};
+use crate::db::usage::KeyUse;
+use crate::db::{Db, DbResult};
+use chrono::NaiveDateTime;
+use std::net::IpAddr;
+
+/// A key's "last used" is written at most this often, as Moodle writes a token's lastaccess;
+/// the usage log itself stays exact.
+const LAST_USED_GRANULARITY_SECONDS: i64 = 60;
+
+/// Keys whose "last used" one transaction moves at most, four times a second: after a start
+/// under load every key is due at once, and moving them all in one go would hold the writer for
+/// seconds. On PostgreSQL each move writes a new version of the key's row of key_last_use and
+/// of its three index entries (about 60 µs of the server's CPU), so it takes a thousand a
+/// second, which leaves the database to the requests; with more than 60,000 keys in constant
+/// use, their "last used" moves a little less often than once a minute.
+fn marks_per_write(db: &Db) -> usize {
+    match db.backend() {
+        crate::db::Backend::Sqlite => 1_000,
+        crate::db::Backend::Postgres => 250,
+    }
+}
+
+impl UsageRecorder {
+    /// Tells the recorder when keys were last marked used in the database (read at start), so
+    /// a restart does not rewrite every key's "last used" at once.
+    pub fn known_last_used(&self, known: impl IntoIterator<Item = (i64, NaiveDateTime)>) {
+        let mut written = lock(&self.last_used_written);
+        for (id, at) in known {
+            written.entry(id).or_insert(at);
+        }
+    }
+
+    /// Notes the keys whose "last used" is due to be written: never written by this instance,
+    /// or last written a minute or more before their latest use. Kept apart from folding, which
+    /// counts uses exactly and must stay short; a crash loses only these moves.
+    pub(super) fn note_last_used(&self, uses: &[KeyUse]) {
+        let mut written = lock(&self.last_used_written);
+        if written.len() > 1_000_000 {
+            written.clear();
+        }
+        let mut due = lock(&self.last_used_due);
+        for (id, (at, ip)) in latest_use_per_key(uses) {
+            if written.get(&id).is_none_or(|w| (at - *w).num_seconds() >= LAST_USED_GRANULARITY_SECONDS) {
+                written.insert(id, at);
+                due.note(id, at, ip);
+            }
+        }
+    }
+
+    /// Writes up to `marks_per_write` due "last used" moves in one transaction; returns how
+    /// many are still due.
+    pub fn write_last_used_blocking(&self, db: &Db) -> DbResult<usize> {
+        let marks = lock(&self.last_used_due).take_oldest(marks_per_write(db));
+        if marks.is_empty() {
+            return Ok(0);
+        }
+        if let Err(e) = db.write_quietly(|conn| crate::db::usage::mark_last_used(conn, &marks)) {
+            let mut due = lock(&self.last_used_due);
+            for (id, at, ip) in marks {
+                due.note(id, at, ip);
+            }
+            return Err(e);
+        }
+        Ok(lock(&self.last_used_due).len())
+    }
+}
+
+/// "Last used" moves waiting to be written, first due first written, so that under sustained
+/// load no key waits behind others that keep falling due.
+#[derive(Default)]
+pub(super) struct DueMarks {
+    latest: FastMap<i64, (NaiveDateTime, IpAddr)>,
+    order: std::collections::VecDeque<i64>,
+}
+
+impl DueMarks {
+    /// A key's latest use is due; a key already waiting keeps its place and takes the later use.
+    fn note(&mut self, id: i64, at: NaiveDateTime, ip: IpAddr) {
+        match self.latest.entry(id) {
+            std::collections::hash_map::Entry::Occupied(mut waiting) => {
+                if at >= waiting.get().0 {
+                    waiting.insert((at, ip));
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(new) => {
+                new.insert((at, ip));
+                self.order.push_back(id);
+            }
+        }
+    }
+
+    /// The `n` longest due, in key order (neighbouring rows share pages).
+    fn take_oldest(&mut self, n: usize) -> Vec<(i64, NaiveDateTime, IpAddr)> {
+        let mut marks: Vec<(i64, NaiveDateTime, IpAddr)> = Vec::with_capacity(n.min(self.order.len()));
+        while marks.len() < n {
+            let Some(id) = self.order.pop_front() else { break };
+            if let Some((at, ip)) = self.latest.remove(&id) {
+                marks.push((id, at, ip));
+            }
+        }
+        marks.sort_unstable_by_key(|(id, _, _)| *id);
+        marks
+    }
+
+    fn len(&self) -> usize {
+        self.latest.len()
+    }
+}
+
+fn latest_use_per_key(uses: &[KeyUse]) -> FastMap<i64, (NaiveDateTime, IpAddr)> {
+    let mut latest: FastMap<i64, (NaiveDateTime, IpAddr)> = FastMap::default();
+    for u in uses {
+        let entry = latest.entry(u.key_id).or_insert((u.last_seen, u.ip));
+        if u.last_seen > entry.0 {
+            *entry = (u.last_seen, u.ip);
+        }
+    }
+    latest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_marks_are_written_first_due_first_with_each_keys_latest_use() {
+        let at = |s: i64| chrono::DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap().naive_utc();
+        let (home, work): (IpAddr, IpAddr) = ("198.51.100.1".parse().unwrap(), "203.0.113.9".parse().unwrap());
+        let mut due = DueMarks::default();
+        due.note(30, at(1), home);
+        due.note(10, at(2), home);
+        due.note(20, at(3), home);
+        due.note(30, at(4), work);
+        due.note(30, at(0), home);
+        assert_eq!(due.take_oldest(2), vec![(10, at(2), home), (30, at(4), work)]);
+        due.note(5, at(5), home);
+        assert_eq!(due.len(), 2);
+        assert_eq!(due.take_oldest(10), vec![(5, at(5), home), (20, at(3), home)]);
+        assert!(due.take_oldest(10).is_empty());
+    }
+}
