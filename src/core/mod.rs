@@ -29,6 +29,8 @@ pub use validate::{Expected, KeyOwner, ServiceAccess, ValidKey};
 
 // The vocabulary of searches, as the pages speak it.
 pub use crate::db::audit::AuditFilter;
+pub use crate::db::models::User;
+pub use crate::db::DbError;
 pub use crate::db::key_search::{KeyFilter, KeySort};
 pub use crate::domain::capability::Capability;
 pub use crate::keys::device_tokens::Device;
@@ -89,6 +91,11 @@ impl Core {
             session: chrono::Duration::minutes(self.config.session_timeout_minutes),
             token: chrono::Duration::days(self.config.token_days),
         }
+    }
+
+    /// A person, by id.
+    pub async fn user(&self, id: i64) -> CoreResult<User> {
+        self.db.read(move |conn| crate::db::users::find(conn, id)).await?.ok_or(CoreError::NotFound)
     }
 
     /// Whether the database answers (for load balancers).

@@ -2,7 +2,7 @@
 //! login/token.php's error object. Both answer HTTP 200, as Moodle does; clients read `errorcode`.
 
 use crate::core::{CoreError, Refusal};
-use crate::db::DbError;
+use crate::core::DbError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MoodleError {

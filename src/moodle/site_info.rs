@@ -224,7 +224,7 @@ pub fn file_access_key(wstoken: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::models::Service;
+    use crate::db::models::Service; // building a service by hand, as only a test does
 
     fn reference(sitename: &str, root: &str, user: &TokenOwner, service: &ServiceAccess) -> String {
         serde_json::to_string(&SiteInfo {

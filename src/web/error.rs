@@ -2,7 +2,7 @@
 //! type (`moodle::error`), which answers in Moodle's JSON.
 
 use crate::core::{CoreError, Refusal, SignInRefusal};
-use crate::db::DbError;
+use crate::core::DbError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 

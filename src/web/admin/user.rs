@@ -19,8 +19,8 @@ fn user_id(raw: Option<&str>) -> Result<i64, AppError> {
     raw.and_then(|r| r.trim().parse().ok()).ok_or_else(|| AppError::BadRequest("Choose a user.".into()))
 }
 
-async fn load_user(state: &State, id: i64) -> Result<crate::db::models::User, AppError> {
-    Ok(state.core.person_keys(id).await?.user)
+async fn load_user(state: &State, id: i64) -> Result<crate::core::User, AppError> {
+    Ok(state.core.user(id).await?)
 }
 
 #[derive(Serialize)]
