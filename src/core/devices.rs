@@ -2,7 +2,8 @@
 //! auto-login key that opens the browser signed in, and QR-code sign-in.
 
 use super::error::CoreError;
-use super::validate::{Expected, KeyOwner, ValidKey};
+use super::valid_key::{KeyOwner, ValidKey};
+use super::validate::Expected;
 use super::{Client, Core, CoreResult};
 use crate::db::keys::Selection;
 use crate::db::models::KeyRow;

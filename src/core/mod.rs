@@ -15,6 +15,7 @@ mod own_keys;
 mod sessions;
 mod sign_in;
 mod token_cache;
+mod valid_key;
 mod validate;
 
 pub use admin::{IssueToken, Switch, SwitchTarget, Switches};
@@ -25,13 +26,14 @@ pub use listings::{AuditPage, KeyEntry, KeyPage, KeyState, OwnKeys, PersonKeys};
 pub use own_keys::{CheckedRevocation, CreatedKey, OwnRevocation};
 pub use sessions::Session;
 pub use sign_in::Channel;
-pub use validate::{Expected, KeyOwner, ServiceAccess, ValidKey};
+pub use valid_key::{KeyOwner, ServiceAccess, ValidKey};
+pub use validate::Expected;
 
 // The vocabulary of searches, as the pages speak it.
 pub use crate::db::audit::AuditFilter;
+pub use crate::db::key_search::{KeyFilter, KeySort};
 pub use crate::db::models::User;
 pub use crate::db::DbError;
-pub use crate::db::key_search::{KeyFilter, KeySort};
 pub use crate::domain::capability::Capability;
 pub use crate::keys::device_tokens::Device;
 

@@ -1,7 +1,8 @@
 //! Web sessions: a key of type `web_session` whose secret is the browser's cookie. Nothing
 //! about a session lives in the instance, so any instance serves any request.
 
-use super::validate::{Expected, KeyOwner};
+use super::valid_key::KeyOwner;
+use super::validate::Expected;
 use super::{Client, Core, CoreResult};
 use crate::db::keys::Selection;
 use crate::domain::secret::{constant_time_eq, derive, ClearSecret};

@@ -8,7 +8,7 @@
 //! it is used only while that link holds. Writes by other processes on one SQLite file are not
 //! seen: there, several instances must turn the cache off.
 
-use super::validate::{load_service, KeyOwner, ServiceAccess, ValidKey};
+use super::valid_key::{load_service, KeyOwner, ServiceAccess, ValidKey};
 use crate::db::peers::Peers;
 use crate::db::{Db, Invalidation};
 use crate::keys::KeyTypeRegistry;

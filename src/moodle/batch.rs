@@ -2,8 +2,8 @@
 //! inner call is authorised as if it came alone (its function must be in the token's service)
 //! and counted as one use of the token; the first failure ends the batch, as in Moodle.
 
+use super::call::{self, find_in, Call, Reply};
 use super::error::MoodleError;
-use super::functions::{self, Call};
 use super::output::{self, Shape};
 use super::params::Params;
 use serde_json::{json, Value};
@@ -48,10 +48,10 @@ pub async fn call_external_functions(call: Call<'_>) -> Result<Value, MoodleErro
     Ok(json!({"responses": responses}))
 }
 
-async fn run_one(call: &Call<'_>, name: &str, params: Params) -> Result<functions::Reply, MoodleError> {
-    let function = functions::find(name)
+async fn run_one(call: &Call<'_>, name: &str, params: Params) -> Result<Reply, MoodleError> {
+    let function = find_in(call.functions, name)
         .filter(|f| f.name != NAME && call.token.service.allows(f.name))
         .ok_or_else(|| MoodleError::function_not_allowed(name))?;
-    let inner = Call { state: call.state, token: call.token, params, client: call.client, wstoken: call.wstoken };
-    functions::dispatch(function, inner).await
+    let inner = Call { params, ..*call };
+    call::dispatch(function, inner).await
 }

@@ -1,8 +1,8 @@
 //! The app's device registrations (Moodle's user_devices): a phone registers for push
 //! notifications with its uuid, and from then on its token knows which device it is on.
 
+use super::call::Call;
 use super::error::MoodleError;
-use super::functions::Call;
 use super::params::Params;
 use crate::core::DeviceRegistration;
 use serde_json::{json, Value};

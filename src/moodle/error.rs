@@ -1,8 +1,8 @@
 //! Moodle's errors: one type, rendered as the REST server's exception (JSON or XML) or as
 //! login/token.php's error object. Both answer HTTP 200, as Moodle does; clients read `errorcode`.
 
-use crate::core::{CoreError, Refusal};
 use crate::core::DbError;
+use crate::core::{CoreError, Refusal};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MoodleError {

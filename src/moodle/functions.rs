@@ -1,67 +1,11 @@
 //! The web-service functions served: one table, from which the mobile service's function list,
 //! the REST dispatcher and the AJAX services all read. A function is one entry here.
 
-use super::auth::AuthenticatedToken;
+use super::call::{Answer, Handler, Reply, WsFunction};
 use super::error::MoodleError;
-use super::params::Params;
-use super::State;
 use super::{batch, devices, mobile, my_keys, qrlogin, site_info};
-use crate::core::Client;
 use serde_json::Value;
 use std::future::Future;
-use std::pin::Pin;
-
-/// A call made with a valid token.
-pub struct Call<'a> {
-    pub state: &'a State,
-    pub token: &'a AuthenticatedToken,
-    pub params: Params,
-    pub client: &'a Client,
-    /// The token as the client sent it (some answers are derived from it).
-    pub wstoken: &'a str,
-}
-
-/// A call made without a token, through the no-login AJAX service (or with one, via REST).
-pub struct OpenCall<'a> {
-    pub state: &'a State,
-    pub params: Params,
-    pub client: &'a Client,
-}
-
-/// A function's result: a JSON value, or JSON already written (for the hottest function).
-pub enum Reply {
-    Value(Value),
-    Json(String),
-}
-
-impl Reply {
-    pub fn into_json(self) -> String {
-        match self {
-            Reply::Value(v) => v.to_string(),
-            Reply::Json(j) => j,
-        }
-    }
-}
-
-type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T, MoodleError>> + 'a>>;
-
-pub enum Handler {
-    /// Needs no token: also callable before sign-in through lib/ajax/service-nologin.php.
-    Open(for<'a> fn(OpenCall<'a>) -> Answer<'a, Value>),
-    WithToken(for<'a> fn(Call<'a>) -> Answer<'a, Reply>),
-}
-
-pub struct WsFunction {
-    pub name: &'static str,
-    pub handler: Handler,
-}
-
-impl WsFunction {
-    /// Whether a caller needs a token (Moodle's `loginrequired`).
-    pub fn login_required(&self) -> bool {
-        matches!(self.handler, Handler::WithToken(_))
-    }
-}
 
 /// Every function this server implements; all of them are in the mobile app's service.
 pub const FUNCTIONS: &[WsFunction] = &[
@@ -117,15 +61,5 @@ pub fn mobile_app_functions() -> Vec<&'static str> {
 }
 
 pub fn find(name: &str) -> Option<&'static WsFunction> {
-    FUNCTIONS.iter().find(|f| f.name == name)
-}
-
-/// Calls a function the token's service allows (the caller has checked that).
-pub async fn dispatch(function: &WsFunction, call: Call<'_>) -> Result<Reply, MoodleError> {
-    match &function.handler {
-        Handler::WithToken(handler) => handler(call).await,
-        Handler::Open(handler) => {
-            handler(OpenCall { state: call.state, params: call.params, client: call.client }).await.map(Reply::Value)
-        }
-    }
+    super::call::find_in(FUNCTIONS, name)
 }

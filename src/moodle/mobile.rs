@@ -1,8 +1,8 @@
 //! Moodle's tool_mobile: the site's public and signed-in configuration as the app reads it,
 //! and the auto-login key that opens the browser signed in.
 
+use super::call::Call;
 use super::error::MoodleError;
-use super::functions::Call;
 use crate::config::Config;
 use crate::core::AUTOLOGIN_MIN_MINUTES_BETWEEN;
 use serde_json::{json, Value};

@@ -4,6 +4,7 @@
 
 pub mod auth;
 mod batch;
+pub mod call;
 mod devices;
 pub mod error;
 mod feeds;
@@ -67,7 +68,7 @@ const MAX_SHAPED_ANSWER: usize = 64 * 1024;
 /// told apart from what validating a token costs.
 async fn shaped_ping(req: actix_web::HttpRequest, payload: web::Payload) -> actix_web::HttpResponse {
     // read_params merges the query string with the body, as for a web-service call.
-    let (bytes, format) = match server::read_params(&req, payload).await {
+    let (bytes, format) = match params::read_params(&req, payload).await {
         Ok(params) => (
             params.text("bytes").ok().flatten().and_then(|b| b.parse::<usize>().ok()),
             output::Format::from_param(params.text("moodlewsrestformat").ok().flatten()),
@@ -75,5 +76,5 @@ async fn shaped_ping(req: actix_web::HttpRequest, payload: web::Payload) -> acti
         Err(_) => (None, output::Format::Json),
     };
     let bytes = bytes.unwrap_or(4).clamp(2, MAX_SHAPED_ANSWER);
-    output::success(format, functions::Reply::Json(format!("\"{}\"", "x".repeat(bytes - 2))))
+    output::success(format, call::Reply::Json(format!("\"{}\"", "x".repeat(bytes - 2))))
 }

@@ -1,8 +1,8 @@
 //! local_userkeys_get_my_keys and local_userkeys_revoke_my_key: the app shows a person their
 //! keys ("your devices") and revokes one, as the keys page does.
 
+use super::call::Call;
 use super::error::MoodleError;
-use super::functions::Call;
 use crate::core::{CoreError, OwnRevocation};
 use serde_json::{json, Value};
 

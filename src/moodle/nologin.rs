@@ -2,11 +2,12 @@
 //! service-nologin.php, a JSON list of calls in the body (or, for a cacheable GET, in `args`),
 //! answered with a list of results. Only functions that need no token are served here.
 
+use super::call::{Handler, OpenCall};
 use super::error::MoodleError;
-use super::functions::{self, Handler, OpenCall};
+use super::functions;
 use super::output::{self, Shape};
+use super::params::read_body;
 use super::params::Params;
-use super::server::read_body;
 use super::State;
 use crate::core::Client;
 use crate::http::client_of;

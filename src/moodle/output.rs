@@ -46,8 +46,8 @@ fn response(format: Format, body: String) -> HttpResponse {
     }
 }
 
-pub fn success(format: Format, reply: super::functions::Reply) -> HttpResponse {
-    use super::functions::Reply;
+pub fn success(format: Format, reply: super::call::Reply) -> HttpResponse {
+    use super::call::Reply;
     let body = match (format, reply) {
         (Format::Json, Reply::Json(json)) => json,
         (Format::Json, Reply::Value(value)) => value.to_string(),

@@ -212,3 +212,29 @@ impl Params {
         })
     }
 }
+
+/// Largest request body read; a web-service call carries small forms.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Reads the body up to `MAX_BODY`; `None` when it is larger or breaks off.
+pub async fn read_body(mut payload: actix_web::web::Payload) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    use futures_util::StreamExt;
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.ok()?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(body)
+}
+
+/// Reads the query string and body into PHP-style parameters, or Moodle's error.
+pub async fn read_params(
+    req: &actix_web::HttpRequest,
+    payload: actix_web::web::Payload,
+) -> Result<Params, MoodleError> {
+    let body = read_body(payload).await.ok_or_else(MoodleError::request_too_large)?;
+    Params::parse(req.query_string().as_bytes(), &body)
+}

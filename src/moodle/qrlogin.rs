@@ -1,8 +1,8 @@
 //! tool_mobile_get_tokens_for_qr_login: the app scans a QR code from the keys page and trades
 //! its single-use key for a token of its own.
 
+use super::call::OpenCall;
 use super::error::MoodleError;
-use super::functions::OpenCall;
 use super::mobile::is_moodle_app;
 use super::token::device_from;
 use serde_json::{json, Value};

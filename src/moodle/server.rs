@@ -1,37 +1,15 @@
 //! /webservice/rest/server.php: Moodle's REST server.
 
 use super::auth::authenticate;
+use super::call::{self, Call, Reply};
 use super::error::MoodleError;
-use super::functions::{self, Call};
+use super::functions;
 use super::output::{self, Format};
-use super::params::Params;
+use super::params::{read_params, Params};
 use super::State;
 use crate::core::Client;
 use crate::http::client_of;
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
-
-/// Largest request body read; a web-service call carries small forms.
-pub const MAX_BODY: usize = 1024 * 1024;
-
-/// Reads the body up to `MAX_BODY`; `None` when it is larger or breaks off.
-pub async fn read_body(mut payload: web::Payload) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.ok()?;
-        if body.len() + chunk.len() > MAX_BODY {
-            return None;
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Some(body)
-}
-
-/// Reads the query string and body into PHP-style parameters, or Moodle's error.
-pub async fn read_params(req: &HttpRequest, payload: web::Payload) -> Result<Params, MoodleError> {
-    let body = read_body(payload).await.ok_or_else(MoodleError::request_too_large)?;
-    Params::parse(req.query_string().as_bytes(), &body)
-}
 
 pub async fn rest(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let client = client_of(&req);
@@ -53,7 +31,7 @@ pub async fn rest(state: State, req: HttpRequest, payload: web::Payload) -> Http
     }
 }
 
-async fn call(state: &State, mut params: Params, client: &Client) -> Result<functions::Reply, MoodleError> {
+async fn call(state: &State, mut params: Params, client: &Client) -> Result<Reply, MoodleError> {
     let wstoken = params.take_text("wstoken")?;
     let function = params.take_text("wsfunction")?;
     params.remove("moodlewsrestformat");
@@ -71,8 +49,8 @@ async fn call(state: &State, mut params: Params, client: &Client) -> Result<func
         .filter(|f| token.service.allows(f.name))
         .ok_or_else(|| MoodleError::function_not_allowed(&function))?;
     let key_id = token.key_id;
-    let call = Call { state, token: &token, params, client, wstoken: &wstoken };
-    let result = functions::dispatch(function, call).await?;
+    let call = Call { state, token: &token, params, client, wstoken: &wstoken, functions: functions::FUNCTIONS };
+    let result = call::dispatch(function, call).await?;
     // A batch counts each of its calls itself.
     if function.name != super::batch::NAME {
         state.core.record_use(key_id, client);

@@ -3,8 +3,7 @@
 
 use super::error::MoodleError;
 use super::output::{self, Shape};
-use super::params::Params;
-use super::server::read_params;
+use super::params::{read_params, Params};
 use super::State;
 use crate::core::{Channel, Client, Device, KeyOwner};
 use crate::http::client_of;

@@ -1,6 +1,6 @@
 //! The flush: what is pending in memory appended to the database's pending log, as one row.
 
-use super::recorder::{lock, UsageRecorder};
+use super::{lock, UsageRecorder};
 use crate::db::usage::KeyUse;
 use crate::db::{Db, DbResult};
 use std::collections::HashMap;

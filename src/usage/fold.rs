@@ -1,7 +1,7 @@
 //! The fold: the pending log merged into the usage table, in sorted batches, large merges
 //! written back as pieces and folded one transaction each.
 
-use super::recorder::{lock, FastMap, Pending, UsageRecorder};
+use super::{lock, FastMap, Pending, UsageRecorder};
 use crate::db::usage::KeyUse;
 use crate::db::{Db, DbResult};
 use std::net::IpAddr;

@@ -1,7 +1,7 @@
 //! Keys' "last used" marks: moved at most once a minute per key, for uses folded for good, and
 //! written a bounded number per transaction, first due first.
 
-use super::recorder::{lock, FastMap, UsageRecorder};
+use super::{lock, FastMap, UsageRecorder};
 use crate::db::usage::KeyUse;
 use crate::db::{Db, DbResult};
 use chrono::NaiveDateTime;

@@ -11,6 +11,53 @@ mod summary;
 mod writer;
 
 pub use fold::Fold;
-pub use recorder::UsageRecorder;
 pub use summary::{summarise, AgentUse};
 pub use writer::{UsageWriter, FLUSH_EVERY};
+
+use chrono::NaiveDateTime;
+use fold::FoldState;
+use last_used::DueMarks;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+/// Maps on the path of every use: foldhash is several times quicker than SipHash on agents'
+/// long strings, and seeded per process, so clients cannot aim collisions at it.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+const SHARDS: usize = 16;
+
+/// Uses recorded and not yet written, with the state of the jobs that write them: each job
+/// (`flush`, `fold`, `last_used`) adds its methods in its own file.
+#[derive(Default)]
+pub struct UsageRecorder {
+    /// Keyed by (key, address) so that recording a use allocates nothing once the agent is known;
+    /// split by key into shards, so that request threads seldom wait for each other.
+    pending: [Mutex<FastMap<(i64, IpAddr), Vec<(String, Pending)>>>; SHARDS],
+    /// When this instance last wrote each key's "last used".
+    last_used_written: Mutex<FastMap<i64, NaiveDateTime>>,
+    /// "Last used" moves due, for keys whose uses are folded, written a thousand at a time.
+    last_used_due: Mutex<DueMarks>,
+    /// User agents' numbers in `user_agents`.
+    agent_ids: Mutex<FastMap<String, i64>>,
+    folding: Mutex<FoldState>,
+}
+
+#[derive(Clone, Copy)]
+struct Pending {
+    first_seen: NaiveDateTime,
+    last_seen: NaiveDateTime,
+    hits: i64,
+}
+
+impl Pending {
+    fn merge(&mut self, other: Pending) {
+        self.hits += other.hits;
+        self.first_seen = self.first_seen.min(other.first_seen);
+        self.last_seen = self.last_seen.max(other.last_seen);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

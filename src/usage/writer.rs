@@ -2,7 +2,7 @@
 //! reads usage, and at shutdown.
 
 use super::fold::Fold;
-use super::recorder::UsageRecorder;
+use super::UsageRecorder;
 use crate::db::{Db, DbResult};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

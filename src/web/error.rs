@@ -1,8 +1,8 @@
 //! Errors of the web pages, mapped to HTML in one place. Moodle's protocol has its own error
 //! type (`moodle::error`), which answers in Moodle's JSON.
 
-use crate::core::{CoreError, Refusal, SignInRefusal};
 use crate::core::DbError;
+use crate::core::{CoreError, Refusal, SignInRefusal};
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 

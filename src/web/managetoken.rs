@@ -3,8 +3,8 @@
 
 use super::error::AppError;
 use super::session::CurrentSession;
-use super::templates::render;
-use super::{redirect, State, WebState};
+use super::templates::{base_context, render};
+use super::{redirect, State};
 use crate::core::{CheckedRevocation, Client, KeyEntry, OwnRevocation};
 use crate::domain::time::{exact, now, relative};
 use crate::keys::{KeyTypeRegistry, PUSH_DEVICE, WEBSERVICE_TOKEN};
@@ -113,15 +113,6 @@ fn confirm_page(
     ctx.insert("fields", &fields);
     ctx.insert("confirm_label", label);
     render(&state.templates, "confirm.html", &ctx)
-}
-
-pub(super) fn base_context(state: &WebState, session: &CurrentSession, admin_link: bool) -> tera::Context {
-    let mut ctx = tera::Context::new();
-    ctx.insert("admin_link", &admin_link);
-    ctx.insert("site_name", &state.core.config().site_name);
-    ctx.insert("user", &session.user.fullname);
-    ctx.insert("sesskey", &session.sesskey);
-    ctx
 }
 
 #[derive(Serialize)]

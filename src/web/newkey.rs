@@ -2,9 +2,8 @@
 //! `SelfService`): shown once, with a QR code where the type asks for one.
 
 use super::error::AppError;
-use super::managetoken::base_context;
 use super::session::CurrentSession;
-use super::templates::render;
+use super::templates::{base_context, render};
 use super::State;
 use crate::core::Client;
 use crate::domain::time::exact;

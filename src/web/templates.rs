@@ -1,6 +1,8 @@
 //! Templates are compiled into the binary, so it runs from any directory.
 
 use super::error::AppError;
+use super::session::CurrentSession;
+use super::WebState;
 use actix_web::HttpResponse;
 
 pub fn load() -> anyhow::Result<tera::Tera> {
@@ -28,4 +30,14 @@ pub fn render(tera: &tera::Tera, name: &str, context: &tera::Context) -> Result<
         .content_type("text/html; charset=utf-8")
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .body(body))
+}
+
+/// What every signed-in page shows: the site, the person, the form key, the admin link.
+pub fn base_context(state: &WebState, session: &CurrentSession, admin_link: bool) -> tera::Context {
+    let mut ctx = tera::Context::new();
+    ctx.insert("admin_link", &admin_link);
+    ctx.insert("site_name", &state.core.config().site_name);
+    ctx.insert("user", &session.user.fullname);
+    ctx.insert("sesskey", &session.sesskey);
+    ctx
 }

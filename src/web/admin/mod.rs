@@ -55,7 +55,7 @@ impl AdminSession {
     }
 
     pub fn context(&self, state: &WebState) -> tera::Context {
-        let mut ctx = super::managetoken::base_context(state, &self.session, true);
+        let mut ctx = super::templates::base_context(state, &self.session, true);
         let caps: Vec<&str> = self.capabilities.iter().map(|c| c.name()).collect();
         ctx.insert("caps", &caps);
         ctx
