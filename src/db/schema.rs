@@ -97,6 +97,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    sign_in_failures (id) {
+        id -> BigInt,
+        login -> Text,
+        ip -> Text,
+        at -> Timestamp,
+    }
+}
+
+diesel::table! {
     roles (id) {
         id -> BigInt,
         shortname -> Text,
@@ -154,6 +163,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     key_usage_pending,
     user_agents,
     audit_log,
+    sign_in_failures,
     roles,
     role_capabilities,
     user_roles,
