@@ -68,7 +68,18 @@ impl Application {
 
     /// Serves until the server is stopped (SIGINT/SIGTERM), then writes pending usage.
     pub async fn run(self) -> anyhow::Result<()> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// As `run`, and also stops gracefully once `stop` completes (to embed the application, as
+    /// the tests do): what is being answered is answered, then pending usage is written.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()> + 'static) -> anyhow::Result<()> {
         let (server, state) = self.start()?;
+        let handle = server.handle();
+        actix_web::rt::spawn(async move {
+            stop.await;
+            handle.stop(true).await;
+        });
         let writer = crate::usage::UsageWriter::spawn(state.usage.clone(), state.db.clone())?;
         state.db.spawn_checkpointer()?;
         if state.token_cache.is_some() {

@@ -293,3 +293,27 @@ async fn an_instance_cut_off_from_the_others_stops_trusting_its_cache() {
     }
     assert_eq!(answer["errorcode"], "invalidtoken", "the cache was dropped once the link was cut: {answer}");
 }
+
+/// An instance that stops (a rolling restart) writes the uses it was holding before it is gone,
+/// and no longer listens; the other instance goes on.
+#[tokio::test]
+async fn a_stopped_instance_has_written_its_usage_and_no_longer_listens() {
+    let a = first_instance();
+    let b = second_instance(&a);
+    a.create_user("alice", false);
+    let token = a.ws_client(MOODLE_APP_UA).token("alice", &[]).await;
+    let key = a.key_of(&token).id;
+    let on_b = b.ws_client(MOODLE_APP_UA);
+    for _ in 0..5 {
+        assert_eq!(on_b.call(&token, "core_webservice_get_site_info", &[]).await["username"], "alice");
+    }
+    let port = b.port;
+    drop(on_b);
+    drop(b);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the stopped instance does not listen");
+    assert_eq!(a.with_db(|conn| userkeys::db::usage::total_hits(conn, key)), 5, "its uses were written as it stopped");
+    assert_eq!(
+        a.ws_client(MOODLE_APP_UA).call(&token, "core_webservice_get_site_info", &[]).await["username"],
+        "alice"
+    );
+}
