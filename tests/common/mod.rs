@@ -1,8 +1,11 @@
 //! Test kit: starts the real application on a random port with a fresh database (SQLite in a
 //! temporary folder, or a fresh PostgreSQL database when USERKEYS_TEST_POSTGRES is set), and
 //! drives it over HTTP as a browser or a Moodle client would. Dropping a `TestApp` stops its
-//! server gracefully, as a stopped instance stops.
+//! server gracefully, as a stopped instance stops. Keys a test needs before what it tests are
+//! made by the builders (`app.key_for(user).of_type("rss").create()`, in `builders`).
 #![allow(dead_code)]
+
+pub mod builders;
 
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
