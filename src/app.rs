@@ -53,9 +53,25 @@ impl Application {
         &self.db
     }
 
+    /// The key types registered so far.
+    pub fn registry(&self) -> &KeyTypeRegistry {
+        &self.registry
+    }
+
     /// Serves until the server is stopped (SIGINT/SIGTERM), then writes pending usage.
     pub async fn run(self) -> anyhow::Result<()> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// As `run`, and also stops gracefully once `stop` completes (to embed the application, as
+    /// the tests do): what is being answered is answered, then pending usage is written.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()> + 'static) -> anyhow::Result<()> {
         let (server, core) = self.start()?;
+        let handle = server.handle();
+        actix_web::rt::spawn(async move {
+            stop.await;
+            handle.stop(true).await;
+        });
         let background = core.start_background()?;
         server.await?;
         background.finish().await

@@ -24,7 +24,7 @@ async fn an_ordinary_user_is_refused_everywhere_and_nothing_changes() {
     let app = spawn_app();
     let victim = app.create_user("victim", false);
     app.create_user("eve", false);
-    let token = app.ws_client(MOODLE_APP_UA).token("victim", &[]).await;
+    let (key, token) = app.key_for(victim).create();
     let eve = app.signed_in("eve", CHROME_UA).await;
     for page in ADMIN_PAGES {
         let answer = eve.get(page).await;
@@ -33,7 +33,7 @@ async fn an_ordinary_user_is_refused_everywhere_and_nothing_changes() {
     }
     let sesskey = eve.keys_page().await.hidden("sesskey").unwrap();
     let id = victim.to_string();
-    let key = app.key_of(&token).id.to_string();
+    let key = key.to_string();
     for (path, form) in [
         ("/admin/userkeys/forcelogout.php", vec![("sesskey", sesskey.as_str()), ("id", id.as_str()), ("reason", "x")]),
         ("/admin/userkeys/revoke.php", vec![("sesskey", sesskey.as_str()), ("key", key.as_str()), ("confirm", "1")]),
@@ -52,7 +52,7 @@ async fn a_role_missing_a_capability_is_refused_that_action_only() {
     let victim = app.create_user("victim", false);
     let auditor = app.create_user("audrey", false);
     app.assign_role(auditor, "auditor");
-    let token = app.ws_client(MOODLE_APP_UA).token("victim", &[]).await;
+    let (key, token) = app.key_for(victim).create();
     let browser = app.signed_in("audrey", CHROME_UA).await;
     assert!(browser.keys_page().await.contains("Site administration"));
     assert_eq!(browser.get("/admin/userkeys/index.php").await.status, 200);
@@ -68,7 +68,7 @@ async fn a_role_missing_a_capability_is_refused_that_action_only() {
         assert!(unescape(&answer.body).contains("capability tool/userkeys:"), "{answer}");
     }
     let sesskey = browser.keys_page().await.hidden("sesskey").unwrap();
-    let key = app.key_of(&token).id.to_string();
+    let key = key.to_string();
     let refused =
         browser.post("/admin/userkeys/revoke.php", &[("sesskey", &sesskey), ("key", &key), ("confirm", "1")]).await;
     assert_eq!(refused.status, 403);
@@ -83,15 +83,13 @@ async fn a_role_missing_a_capability_is_refused_that_action_only() {
 async fn the_key_table_filters_sorts_and_pages() {
     let app = spawn_app();
     app.create_user("root", true);
-    app.create_user("alice", false);
-    app.create_user("bob", false);
-    let alice_ws = app.ws_client(MOODLE_APP_UA);
+    let alice = app.create_user("alice", false);
+    let bob = app.create_user("bob", false);
     for i in 0..55 {
-        alice_ws.token("alice", &[("deviceid", &i.to_string())]).await;
+        app.key_for(alice).device(&i.to_string()).create();
     }
-    let bob_token = app.ws_client("curl/8.5.0").token("bob", &[]).await;
+    let (bob_key, bob_token) = app.key_for(bob).create();
     site_info(&app, &bob_token).await;
-    let bob_key = app.key_of(&bob_token).id;
     app.usage_hits(bob_key, 1).await;
     let admin = app.signed_in("root", CHROME_UA).await;
 
@@ -134,14 +132,13 @@ async fn the_key_table_filters_sorts_and_pages() {
 async fn revoke_selected_revokes_exactly_those_with_an_audit_entry_each() {
     let app = spawn_app();
     app.create_user("root", true);
-    app.create_user("alice", false);
-    let ws = app.ws_client(MOODLE_APP_UA);
-    let t1 = ws.token("alice", &[("deviceid", "1")]).await;
-    let t2 = ws.token("alice", &[("deviceid", "2")]).await;
-    let t3 = ws.token("alice", &[("deviceid", "3")]).await;
+    let alice = app.create_user("alice", false);
+    let (k1, t1) = app.key_for(alice).device("1").create();
+    let (k2, t2) = app.key_for(alice).device("2").create();
+    let (_, t3) = app.key_for(alice).device("3").create();
     let admin = app.signed_in("root", CHROME_UA).await;
     let sesskey = admin.keys_page().await.hidden("sesskey").unwrap();
-    let (k1, k2) = (app.key_of(&t1).id.to_string(), app.key_of(&t2).id.to_string());
+    let (k1, k2) = (k1.to_string(), k2.to_string());
     let confirm = admin.post("/admin/userkeys/revoke.php", &[("sesskey", &sesskey), ("key", &k1), ("key", &k2)]).await;
     assert!(confirm.contains("Revoke 2 selected keys?"), "{confirm}");
     assert_eq!(site_info(&app, &t1).await["username"], "alice", "nothing happens before confirming");
@@ -171,8 +168,8 @@ async fn force_logout_ends_every_session_token_and_device_at_once() {
     let victim = app.create_user("victim", false);
     let victim_browser = app.signed_in("victim", FIREFOX_UA).await;
     let ws = app.ws_client(MOODLE_APP_UA);
-    let phone = ws.token("victim", &[("deviceid", "phone")]).await;
-    let tablet = ws.token("victim", &[("deviceid", "tablet")]).await;
+    let (_, phone) = app.key_for(victim).device("phone").create();
+    let (_, tablet) = app.key_for(victim).device("tablet").create();
     ws.call(
         &phone,
         "core_user_add_user_device",
@@ -188,7 +185,7 @@ async fn force_logout_ends_every_session_token_and_device_at_once() {
     )
     .await;
     let bystander = app.create_user("bystander", false);
-    let other = ws.token("bystander", &[]).await;
+    let (other_key, other) = app.key_for(bystander).create();
     let bystander_keys = || {
         app.with_db(|conn| userkeys::db::keys::active_for_user(conn, bystander, userkeys::domain::time::now()))
             .iter()
@@ -196,7 +193,7 @@ async fn force_logout_ends_every_session_token_and_device_at_once() {
             .collect::<Vec<_>>()
     };
     let bystander_before = bystander_keys();
-    assert_eq!(bystander_before, vec![app.key_of(&other).id]);
+    assert_eq!(bystander_before, vec![other_key]);
 
     let desk = app.signed_in("helen", CHROME_UA).await;
     let page = desk.get(&format!("/admin/userkeys/user.php?id={victim}")).await;
@@ -319,8 +316,8 @@ async fn issuing_a_token_validates_input_and_shows_the_token_once() {
 async fn disabling_a_service_or_key_type_refuses_its_keys_until_enabled_again() {
     let app = spawn_app();
     app.create_user("root", true);
-    app.create_user("alice", false);
-    let token = app.ws_client(MOODLE_APP_UA).token("alice", &[]).await;
+    let alice = app.create_user("alice", false);
+    let (_, token) = app.key_for(alice).create();
     let admin = app.signed_in("root", CHROME_UA).await;
     let page = admin.get("/admin/userkeys/services.php").await;
     let sesskey = page.hidden("sesskey").unwrap();

@@ -131,7 +131,7 @@ async fn an_admin_forces_a_logout_and_the_victims_session_and_token_are_refused(
     app.create_user("root", true);
     let victim = app.create_user("victim", false);
     let victim_browser = app.signed_in("victim", FIREFOX_UA).await;
-    let victim_token = app.ws_client(MOODLE_APP_UA).token("victim", &[]).await;
+    let (_, victim_token) = app.key_for(victim).create();
 
     browser.goto(&app.url("/login/index.php")).await.unwrap();
     fill(browser, "username", "root").await;

@@ -4,7 +4,6 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use userkeys::domain::time::now;
 
 fn https_site() -> Options {
     Options { configure: Box::new(|c| c.wwwroot = Some("https://moodle.example.org".into())), ..Default::default() }
@@ -152,9 +151,7 @@ async fn each_refusal_is_moodles_error() {
         "invalidtoken"
     );
 
-    let expired = ws.token("alice", &[("deviceid", "a")]).await;
-    let expired_id = app.key_of(&expired).id;
-    app.with_db(|conn| userkeys::db::keys::set_valid_until(conn, expired_id, now() - chrono::Duration::seconds(5)));
+    let (_, expired) = app.key_for(alice).expired().create();
     let e = site_info(&ws, &expired).await;
     assert_eq!((errorcode(&e), e["exception"].as_str().unwrap()), ("accessexception", "webservice_access_exception"));
     assert_eq!(e["message"], "Access control exception");
@@ -165,12 +162,11 @@ async fn each_refusal_is_moodles_error() {
     let row = app.key_of(&expired);
     assert!(row.revoked_at.is_none() && row.expiry_reported_at.is_some(), "kept as expired, not revoked: {row:?}");
 
-    let restricted = ws.token("alice", &[("deviceid", "b")]).await;
-    set_ip_restriction(&app, app.key_of(&restricted).id, "10.0.0.0/8");
+    let (restricted_key, restricted) = app.key_for(alice).ip_restricted("10.0.0.0/8").create();
     let e = site_info(&ws, &restricted).await;
     assert_eq!(errorcode(&e), "accessexception");
     assert!(e["debuginfo"].as_str().unwrap().contains("IP:127.0.0.1 is not supported"), "{e}");
-    set_ip_restriction(&app, app.key_of(&restricted).id, "127.0.0.0/8, 10.0.0.0/8");
+    set_ip_restriction(&app, restricted_key, "127.0.0.0/8, 10.0.0.0/8");
     assert_eq!(site_info(&ws, &restricted).await["username"], "alice", "inside its range it works");
 
     // A function this server lacks is refused as one the service does not offer, never as a
@@ -210,9 +206,9 @@ fn set_ip_restriction(app: &TestApp, key_id: i64, restriction: &str) {
 #[tokio::test]
 async fn a_disabled_service_refuses_its_tokens_and_new_logins() {
     let app = spawn_app();
-    app.create_user("alice", false);
+    let alice = app.create_user("alice", false);
     let ws = app.ws_client(MOODLE_APP_UA);
-    let token = ws.token("alice", &[]).await;
+    let (_, token) = app.key_for(alice).create();
     let service = app.key_of(&token).service_id.unwrap();
     app.with_db(|conn| userkeys::db::services::set_enabled(conn, service, false));
     let e = ws.call(&token, "core_webservice_get_site_info", &[]).await;
@@ -230,9 +226,9 @@ async fn a_disabled_service_refuses_its_tokens_and_new_logins() {
 #[tokio::test]
 async fn huge_binary_and_malformed_requests_get_moodle_errors() {
     let app = spawn_app();
-    app.create_user("alice", false);
+    let alice = app.create_user("alice", false);
     let ws = app.ws_client(MOODLE_APP_UA);
-    let token = ws.token("alice", &[]).await;
+    let (_, token) = app.key_for(alice).create();
     let url = format!("{}/webservice/rest/server.php?moodlewsrestformat=json", ws.base);
     let huge = vec![b'a'; 3 * 1024 * 1024];
     let response = ws
@@ -267,9 +263,9 @@ async fn huge_binary_and_malformed_requests_get_moodle_errors() {
 #[tokio::test]
 async fn xml_is_moodles_default_format() {
     let app = spawn_app();
-    app.create_user("alice", false);
+    let alice = app.create_user("alice", false);
     let ws = app.ws_client(MOODLE_APP_UA);
-    let token = ws.token("alice", &[]).await;
+    let (_, token) = app.key_for(alice).create();
     let ok = ws
         .client
         .post(format!("{}/webservice/rest/server.php", ws.base))
@@ -299,7 +295,7 @@ async fn site_info_has_moodles_fields_and_types() {
     let app = spawn_app();
     let alice = app.create_user("alice", false);
     let ws = app.ws_client(MOODLE_APP_UA);
-    let token = ws.token("alice", &[]).await;
+    let (_, token) = app.key_for(alice).create();
     let info = ws.call(&token, "core_webservice_get_site_info", &[]).await;
     for field in [
         "sitename",
@@ -332,10 +328,9 @@ async fn site_info_has_moodles_fields_and_types() {
 #[tokio::test]
 async fn usage_counts_equal_the_calls_made_per_agent_and_ip() {
     let app = spawn_app();
-    app.create_user("alice", false);
+    let alice = app.create_user("alice", false);
     let ws = app.ws_client(MOODLE_APP_UA);
-    let token = ws.token("alice", &[]).await;
-    let key = app.key_of(&token).id;
+    let (key, token) = app.key_for(alice).create();
     for _ in 0..7 {
         assert_eq!(ws.call(&token, "core_webservice_get_site_info", &[]).await["username"], "alice");
     }
@@ -363,10 +358,9 @@ async fn the_page_shows_each_agents_latest_address_and_all_its_uses() {
     // Behind a trusted proxy the client's address comes from X-Forwarded-For, so one agent can
     // be seen from several addresses.
     let app = spawn_app_with(Options { configure: Box::new(|c| c.trust_proxy = true), ..Default::default() });
-    app.create_user("alice", false);
+    let alice = app.create_user("alice", false);
     let ws = app.ws_client(MOODLE_APP_UA);
-    let token = ws.token("alice", &[]).await;
-    let key = app.key_of(&token).id;
+    let (key, token) = app.key_for(alice).create();
     let call_from = |ip: &'static str| {
         let form = [
             ("wstoken", token.clone()),
@@ -398,9 +392,9 @@ async fn the_page_shows_each_agents_latest_address_and_all_its_uses() {
 #[tokio::test]
 async fn a_registered_device_names_its_token_and_can_be_removed() {
     let app = spawn_app();
-    app.create_user("alice", false);
+    let alice = app.create_user("alice", false);
     let ws = app.ws_client(MOODLE_APP_UA);
-    let token = ws.token("alice", &[]).await;
+    let (_, token) = app.key_for(alice).create();
     let device = [
         ("appid", "com.moodle.moodlemobile"),
         ("name", "Google"),
@@ -581,23 +575,23 @@ async fn rss_and_calendar_feeds_answer_only_with_a_valid_key() {
 #[tokio::test]
 async fn the_app_lists_and_revokes_only_its_owners_keys() {
     let app = spawn_app();
-    app.create_user("alice", false);
-    app.create_user("bob", false);
+    let alice_id = app.create_user("alice", false);
+    let bob_id = app.create_user("bob", false);
     let ws = app.ws_client(MOODLE_APP_UA);
-    let alice = ws.token("alice", &[("deviceid", "1")]).await;
-    let alice_other = ws.token("alice", &[("deviceid", "2")]).await;
-    let bob = ws.token("bob", &[]).await;
+    let (_, alice) = app.key_for(alice_id).device("1").create();
+    let (other_key, alice_other) = app.key_for(alice_id).device("2").create();
+    let (bob_key, bob) = app.key_for(bob_id).create();
     let listed = ws.call(&alice, "local_userkeys_get_my_keys", &[]).await;
     let keys = listed["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 2, "{listed}");
     assert!(keys.iter().any(|k| k["current"] == true));
 
-    let bob_key = app.key_of(&bob).id.to_string();
+    let bob_key = bob_key.to_string();
     let refused = ws.call(&alice, "local_userkeys_revoke_my_key", &[("keyid", &bob_key)]).await;
     assert_eq!(refused["revoked"], false);
     assert_eq!(ws.call(&bob, "core_webservice_get_site_info", &[]).await["username"], "bob");
 
-    let other_key = app.key_of(&alice_other).id.to_string();
+    let other_key = other_key.to_string();
     assert_eq!(ws.call(&alice, "local_userkeys_revoke_my_key", &[("keyid", &other_key)]).await["revoked"], true);
     assert_eq!(errorcode(&ws.call(&alice_other, "core_webservice_get_site_info", &[]).await), "invalidtoken");
 }

@@ -48,11 +48,10 @@ async fn a_session_started_on_one_instance_works_on_another() {
 async fn a_token_revoked_on_one_instance_is_refused_by_the_other_at_once() {
     let a = first_instance();
     let b = second_instance(&a);
-    a.create_user("alice", false);
-    let token = a.ws_client(MOODLE_APP_UA).token("alice", &[]).await;
+    let alice = a.create_user("alice", false);
+    let (key, token) = a.key_for(alice).create();
     let on_b = b.ws_client(MOODLE_APP_UA);
     assert_eq!(on_b.call(&token, "core_webservice_get_site_info", &[]).await["username"], "alice");
-    let key = a.key_of(&token).id;
     let browser = a.signed_in("alice", CHROME_UA).await;
     browser.confirm(&format!("action=revoke&key={key}")).await;
     let refused = on_b.call(&token, "core_webservice_get_site_info", &[]).await;
@@ -63,13 +62,12 @@ async fn a_token_revoked_on_one_instance_is_refused_by_the_other_at_once() {
 async fn usage_from_two_instances_adds_up_exactly() {
     let a = first_instance();
     let b = second_instance(&a);
-    a.create_user("alice", false);
-    let token = a.ws_client(MOODLE_APP_UA).token("alice", &[]).await;
-    let key = a.key_of(&token).id;
+    let alice = a.create_user("alice", false);
+    let (key, token) = a.key_for(alice).create();
     // Set up before the load: a write by the test during another instance's usage write can
     // find SQLite locked.
-    a.create_user("marker", false);
-    let marker = a.ws_client(MOODLE_APP_UA).token("marker", &[]).await;
+    let marker_user = a.create_user("marker", false);
+    let (marker_key, marker) = a.key_for(marker_user).create();
     let mut calls = Vec::new();
     for (app, n) in [(&a, 40), (&b, 60)] {
         for _ in 0..n {
@@ -90,7 +88,7 @@ async fn usage_from_two_instances_adds_up_exactly() {
             "marker"
         );
     }
-    assert!(a.usage_written_through(a.key_of(&marker).id, 2).await, "both instances' writers wrote the marker");
+    assert!(a.usage_written_through(marker_key, 2).await, "both instances' writers wrote the marker");
     assert_eq!(a.with_db(|conn| userkeys::db::usage::total_hits(conn, key)), 100, "nothing doubled");
 }
 
@@ -99,9 +97,8 @@ async fn usage_from_two_instances_adds_up_exactly() {
 #[tokio::test]
 async fn a_fold_too_large_for_one_transaction_counts_every_use_once() {
     let a = first_instance();
-    a.create_user("alice", false);
-    let token = a.ws_client(MOODLE_APP_UA).token("alice", &[]).await;
-    let key = a.key_of(&token).id;
+    let alice = a.create_user("alice", false);
+    let (key, _) = a.key_for(alice).create();
     // A second instance's recorder: 12,000 addresses, one use each, some used twice.
     let recorder = userkeys::usage::UsageRecorder::default();
     let at = userkeys::domain::time::now();
@@ -147,12 +144,11 @@ async fn revoking_while_in_use_ends_revoked_never_resurrected() {
     let a = first_instance();
     let b = second_instance(&a);
     let alice = a.create_user("alice", false);
-    let token = a.ws_client(MOODLE_APP_UA).token("alice", &[]).await;
-    let key = a.key_of(&token).id;
+    let (key, token) = a.key_for(alice).create();
     // Set up before the load: a write by the test during another instance's usage write can
     // find SQLite locked.
-    a.create_user("marker", false);
-    let marker = a.ws_client(MOODLE_APP_UA).token("marker", &[]).await;
+    let marker_user = a.create_user("marker", false);
+    let (marker_key, marker) = a.key_for(marker_user).create();
     // Tasks served before the revocation; tasks refused a call sent after it returned.
     let (served, refused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (revoked, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
@@ -220,7 +216,7 @@ async fn revoking_while_in_use_ends_revoked_never_resurrected() {
             "marker"
         );
     }
-    assert!(a.usage_written_through(a.key_of(&marker).id, 2).await, "both instances' writers wrote the marker");
+    assert!(a.usage_written_through(marker_key, 2).await, "both instances' writers wrote the marker");
     assert!(wait_until(|| a.key_of(&token).last_used_at.is_some()).await, "the revoked key's last use was written");
     assert!(a.with_db(|conn| userkeys::db::usage::total_hits(conn, key)) >= TASKS as i64, "its uses were written");
     let row = a.key_of(&token);
@@ -256,11 +252,10 @@ async fn an_instance_cut_off_from_the_others_stops_trusting_its_cache() {
         return;
     }
     let a = first_instance();
-    a.create_user("alice", false);
+    let alice = a.create_user("alice", false);
     let ws = a.ws_client(MOODLE_APP_UA);
-    let token = ws.token("alice", &[]).await;
+    let (key, token) = a.key_for(alice).create();
     assert_eq!(ws.call(&token, "core_webservice_get_site_info", &[]).await["username"], "alice");
-    let key = a.key_of(&token).id;
 
     // A write behind the application's back, announced to no instance: the cache still answers,
     // which shows that it is in use.
@@ -290,4 +285,27 @@ async fn an_instance_cut_off_from_the_others_stops_trusting_its_cache() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(answer["errorcode"], "invalidtoken", "the cache was dropped once the link was cut: {answer}");
+}
+
+/// An instance that stops (a rolling restart) writes the uses it was holding before it is gone,
+/// and no longer listens; the other instance goes on.
+#[tokio::test]
+async fn a_stopped_instance_has_written_its_usage_and_no_longer_listens() {
+    let a = first_instance();
+    let b = second_instance(&a);
+    let alice = a.create_user("alice", false);
+    let (key, token) = a.key_for(alice).create();
+    let on_b = b.ws_client(MOODLE_APP_UA);
+    for _ in 0..5 {
+        assert_eq!(on_b.call(&token, "core_webservice_get_site_info", &[]).await["username"], "alice");
+    }
+    let port = b.port;
+    drop(on_b);
+    drop(b);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the stopped instance does not listen");
+    assert_eq!(a.with_db(|conn| userkeys::db::usage::total_hits(conn, key)), 5, "its uses were written as it stopped");
+    assert_eq!(
+        a.ws_client(MOODLE_APP_UA).call(&token, "core_webservice_get_site_info", &[]).await["username"],
+        "alice"
+    );
 }

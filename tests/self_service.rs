@@ -4,9 +4,8 @@ mod common;
 
 use common::*;
 use userkeys::domain::time::now;
-use userkeys::keys::ops::{self, Actor, KeyRequest};
 use userkeys::keys::KeyType;
-use userkeys::keys::{KeyPolicy, KeyTypeRegistry, SecretKind};
+use userkeys::keys::{KeyPolicy, SecretKind};
 
 #[tokio::test]
 async fn signing_in_creates_a_listed_web_session_with_its_agent() {
@@ -186,21 +185,12 @@ fn plugin_types() -> Vec<KeyType> {
     ]
 }
 
-fn issue_plugin_key(app: &TestApp, user_id: i64, key_type: &str, name: &str) -> i64 {
-    let request = KeyRequest { user_id, key_type: key_type.into(), name: name.into(), ..Default::default() };
-    let mut registry = KeyTypeRegistry::with_core_types();
-    for key_type in plugin_types() {
-        registry.register(key_type).unwrap();
-    }
-    app.with_db(|conn| ops::issue(conn, &registry, request, &Actor::default(), now())).id
-}
-
 #[tokio::test]
 async fn a_plugin_key_type_is_listed_and_revoked_without_page_changes() {
     let app = spawn_app_with(Options { key_types: plugin_types(), ..Default::default() });
     let alice = app.create_user("alice", false);
-    let visible = issue_plugin_key(&app, alice, "local_sync_key", "Campus sync on laptop");
-    let hidden = issue_plugin_key(&app, alice, "local_hidden_key", "Internal");
+    let visible = app.key_for(alice).of_type("local_sync_key").named("Campus sync on laptop").create().0;
+    let hidden = app.key_for(alice).of_type("local_hidden_key").named("Internal").create().0;
     let browser = app.signed_in("alice", CHROME_UA).await;
     let page = browser.keys_page().await;
     assert!(page.contains("Sync app keys") && page.contains("Campus sync on laptop"), "{page}");
@@ -220,9 +210,9 @@ async fn sign_out_everywhere_else_revokes_every_other_key_including_hidden_ones(
     let app = spawn_app_with(Options { key_types: plugin_types(), ..Default::default() });
     let alice = app.create_user("alice", false);
     let bob = app.create_user("bob", false);
-    let hidden = issue_plugin_key(&app, alice, "local_hidden_key", "Internal");
-    let sync = issue_plugin_key(&app, alice, "local_sync_key", "Sync");
-    let bobs = issue_plugin_key(&app, bob, "local_sync_key", "Bob's sync");
+    let hidden = app.key_for(alice).of_type("local_hidden_key").named("Internal").create().0;
+    let sync = app.key_for(alice).of_type("local_sync_key").named("Sync").create().0;
+    let bobs = app.key_for(bob).of_type("local_sync_key").named("Bob's sync").create().0;
     let laptop = app.signed_in("alice", CHROME_UA).await;
     let phone = app.signed_in("alice", FIREFOX_UA).await;
     let after = laptop.confirm("action=revokeothers").await;
@@ -239,8 +229,8 @@ async fn sign_out_everywhere_else_revokes_every_other_key_including_hidden_ones(
 async fn revoke_all_of_a_type_leaves_other_types() {
     let app = spawn_app_with(Options { key_types: plugin_types(), ..Default::default() });
     let alice = app.create_user("alice", false);
-    let a = issue_plugin_key(&app, alice, "local_sync_key", "One");
-    let b = issue_plugin_key(&app, alice, "local_sync_key", "Two");
+    let a = app.key_for(alice).of_type("local_sync_key").named("One").create().0;
+    let b = app.key_for(alice).of_type("local_sync_key").named("Two").create().0;
     let browser = app.signed_in("alice", CHROME_UA).await;
     let after = browser.confirm("action=revoketype&type=local_sync_key").await;
     assert!(after.contains("2 keys were revoked"), "{after}");
@@ -286,7 +276,7 @@ async fn many_keys_of_a_type_are_listed_25_at_a_time_with_show_all() {
     let app = spawn_app_with(Options { key_types: plugin_types(), ..Default::default() });
     let alice = app.create_user("alice", false);
     let ids: Vec<i64> =
-        (0..30).map(|i| issue_plugin_key(&app, alice, "local_sync_key", &format!("Sync {i}"))).collect();
+        (0..30).map(|i| app.key_for(alice).of_type("local_sync_key").named(&format!("Sync {i}")).create().0).collect();
     let browser = app.signed_in("alice", CHROME_UA).await;
     let page = browser.keys_page().await;
     let listed: Vec<i64> = page.key_ids().into_iter().filter(|id| ids.contains(id)).collect();

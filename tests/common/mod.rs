@@ -1,7 +1,11 @@
 //! Test kit: starts the real application on a random port with a fresh database (SQLite in a
 //! temporary folder, or a fresh PostgreSQL database when USERKEYS_TEST_POSTGRES is set), and
-//! drives it over HTTP as a browser or a Moodle client would.
+//! drives it over HTTP as a browser or a Moodle client would. Dropping a `TestApp` stops its
+//! server gracefully, as a stopped instance stops. Keys a test needs before what it tests are
+//! made by the builders (`app.key_for(user).of_type("rss").create()`, in `builders`).
 #![allow(dead_code)]
+
+pub mod builders;
 
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
@@ -22,7 +26,47 @@ pub struct TestApp {
     pub port: u16,
     pub db: Db,
     pub database_url: String,
-    _dir: tempfile::TempDir,
+    /// The key types the app was started with, as keys made by the test kit are issued.
+    pub registry: userkeys::keys::KeyTypeRegistry,
+    server: Option<RunningServer>,
+    /// Holds the SQLite file: kept until the server has stopped (`Drop`).
+    dir: Option<tempfile::TempDir>,
+}
+
+/// The server's thread, told to stop when the `TestApp` is dropped.
+struct RunningServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    /// What `run_until` returned, once the server has stopped and written its pending usage.
+    stopped: std::sync::mpsc::Receiver<Result<(), String>>,
+}
+
+/// How long dropping a `TestApp` waits for its server to stop gracefully.
+const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Drop for TestApp {
+    /// Stops the server gracefully (answers in progress are finished, pending usage is written)
+    /// and waits for it, up to `STOP_TIMEOUT`, before the temporary folder is removed.
+    fn drop(&mut self) {
+        let Some(server) = self.server.take() else { return };
+        let _ = server.stop.send(());
+        let outcome = server.stopped.recv_timeout(STOP_TIMEOUT);
+        match outcome {
+            Ok(Ok(())) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                // Still running: its database must not be removed under it.
+                if let Some(dir) = self.dir.take() {
+                    let _ = dir.keep();
+                }
+                eprintln!("the server at {} did not stop within {STOP_TIMEOUT:?}", self.base);
+            }
+            // A failure while stopping fails the test, unless the test is failing already.
+            Ok(Err(e)) if !std::thread::panicking() => panic!("the server at {} failed: {e}", self.base),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) if !std::thread::panicking() => {
+                panic!("the server at {} panicked", self.base)
+            }
+            _ => {}
+        }
+    }
 }
 
 pub struct Options {
@@ -75,10 +119,26 @@ pub fn spawn_app_with(options: Options) -> TestApp {
     }
     let port = app.port();
     let db = app.db().clone();
+    let registry = app.registry().clone();
+    let (stop, stop_signal) = tokio::sync::oneshot::channel::<()>();
+    let (stopped_tx, stopped) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move { app.run().await.expect("server runs") })
+        // Stops when told, or when the sender is gone.
+        let stop_signal = async move {
+            let _ = stop_signal.await;
+        };
+        let result = actix_web::rt::System::new().block_on(app.run_until(stop_signal));
+        let _ = stopped_tx.send(result.map_err(|e| format!("{e:#}")));
     });
-    TestApp { base: format!("http://127.0.0.1:{port}"), port, db, database_url, _dir: dir }
+    TestApp {
+        base: format!("http://127.0.0.1:{port}"),
+        port,
+        db,
+        database_url,
+        registry,
+        server: Some(RunningServer { stop, stopped }),
+        dir: Some(dir),
+    }
 }
 
 impl TestApp {
