@@ -57,7 +57,7 @@ $SEED "$DATABASE_URL" hot-path 10000 100000 "$WORK/tokens.txt"
 
 SERVER_PID=
 start_server() {
-  USERKEYS_BIND="127.0.0.1:$PORT" RUST_LOG="${SERVER_LOG:-error}" $BIN >"$WORK/server.log" 2>&1 &
+  USERKEYS_BENCH_ENDPOINTS=true USERKEYS_BIND="127.0.0.1:$PORT" RUST_LOG="${SERVER_LOG:-error}" $BIN >"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 100); do curl -sf "$BASE/ping" >/dev/null && return; sleep 0.1; done
   echo "server did not start"; cat "$WORK/server.log"; exit 1

@@ -136,27 +136,37 @@ pub fn find_by_login_name(conn: &mut DbConn, username: &str) -> DbResult<Option<
     }
 }
 
-/// Failed sign-ins allowed per account, and per address, within `THROTTLE_WINDOW_MINUTES`
-/// before further attempts are refused without checking the password. Counted from the audit
-/// trail, so every instance on a shared database sees the same counts.
-pub const THROTTLE_PER_ACCOUNT: i64 = 10;
-pub const THROTTLE_PER_ADDRESS: i64 = 50;
-pub const THROTTLE_WINDOW_MINUTES: i64 = 15;
-
-pub fn sign_in_throttled(conn: &mut DbConn, user_id: Option<i64>, ip: &str) -> DbResult<bool> {
-    let since = now() - chrono::Duration::minutes(THROTTLE_WINDOW_MINUTES);
-    let (by_user, by_ip) = crate::db::audit::failures_since(conn, user_id, ip, since)?;
-    Ok(by_user >= THROTTLE_PER_ACCOUNT || by_ip >= THROTTLE_PER_ADDRESS)
+/// Reserves a failure for a sign-in attempt before its password is checked, unless the
+/// throttle says to wait (`Err` with how long). In the database and under a lock, so that every
+/// instance shares the counts and concurrent guesses count as they arrive: however many come at
+/// once, no more are checked than the throttle allows. The caller releases the reservation if
+/// the password was right.
+pub async fn reserve_attempt(db: &crate::db::Db, login: String, ip: String) -> DbResult<Result<i64, chrono::Duration>> {
+    use crate::db::sign_in_failures;
+    use crate::domain::throttle::{decide, window, Decision};
+    db.write(move |write| {
+        let conn: &mut DbConn = write;
+        sign_in_failures::serialise(conn)?;
+        let now = now();
+        let failures = sign_in_failures::around(conn, &login, &ip, now - window())?;
+        match decide(&failures, now) {
+            Decision::Wait(wait) => Ok(Err(wait)),
+            Decision::Check => {
+                let id = sign_in_failures::reserve(conn, &login, &ip, now)?;
+                // Now and then, forget what is too old to count.
+                if id % 100 == 0 {
+                    sign_in_failures::forget_before(conn, now - chrono::Duration::days(1))?;
+                }
+                Ok(Ok(id))
+            }
+        }
+    })
+    .await
 }
 
-/// Why a sign-in with this user (if any) failed, as the audit trail records it.
-pub fn sign_in_failure(user: Option<&User>, password_ok: bool, throttled: bool) -> &'static str {
-    match user {
-        _ if throttled => "throttled",
-        Some(u) if password_ok && u.suspended => "suspended",
-        Some(_) => "wrong password",
-        None => "unknown username",
-    }
+/// The password was right: the reserved failure was none.
+pub async fn release_attempt(db: &crate::db::Db, reservation: i64) -> DbResult<()> {
+    db.write(move |write| crate::db::sign_in_failures::release(write, reservation)).await
 }
 
 /// Appends a failed sign-in to the audit trail. `web_service` tells a failed `login/token.php`

@@ -83,6 +83,7 @@ impl Application {
         let core_data = aw::Data::from(core.clone());
         let web_state = aw::Data::new(WebState { core: core.clone(), templates: self.templates });
         let moodle_state = aw::Data::new(MoodleState::new(core.clone()));
+        let bench_endpoints = config.bench_endpoints;
         let request_logging =
             tracing::level_filters::LevelFilter::current() >= tracing::level_filters::LevelFilter::INFO;
         let mut server = HttpServer::new(move || {
@@ -96,7 +97,14 @@ impl Application {
                     middleware::DefaultHeaders::new()
                         .add(("X-Content-Type-Options", "nosniff"))
                         .add(("Referrer-Policy", "same-origin"))
-                        .add(("X-Frame-Options", "DENY")),
+                        .add(("X-Frame-Options", "DENY"))
+                        // Pages load nothing but the site's own stylesheet and images, run no
+                        // script, and post forms only to the site.
+                        .add((
+                            "Content-Security-Policy",
+                            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
+                             frame-ancestors 'none'; base-uri 'none'",
+                        )),
                 )
                 // Never the query string or a key in the path: tokens and passwords travel there.
                 // Left out when request logging is off, so the hot path formats nothing.
@@ -108,6 +116,11 @@ impl Application {
                 ))
                 .configure(web::routes)
                 .configure(moodle::routes)
+                .configure(|cfg| {
+                    if bench_endpoints {
+                        moodle::bench_routes(cfg)
+                    }
+                })
         })
         .shutdown_timeout(10)
         // Blocking work is database calls (bounded by the pool) and little else; a small pool of

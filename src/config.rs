@@ -63,6 +63,15 @@ pub struct Config {
     #[arg(long, env = "USERKEYS_APP_LOGIN", default_value = "app", value_parser = ["app", "browser", "embedded"])]
     pub app_login: String,
 
+    /// After a password is changed or reset, revoke the person's other web sessions and
+    /// web-service tokens (as Moodle does since CVE-2016-7038).
+    #[arg(long, env = "USERKEYS_REVOKE_ON_PASSWORD_CHANGE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub revoke_keys_on_password_change: bool,
+
+    /// Serve the benchmark's no-op endpoints (`/ping`); off in production.
+    #[arg(long, env = "USERKEYS_BENCH_ENDPOINTS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub bench_endpoints: bool,
+
     /// HTTP worker threads (default: one per CPU).
     #[arg(long, env = "USERKEYS_WORKERS")]
     pub workers: Option<usize>,

@@ -60,6 +60,18 @@ enum UserCommand {
         #[arg(long, default_value = "")]
         email: String,
     },
+    /// Set an account's password, read from standard input; its other sessions and tokens are
+    /// revoked (unless USERKEYS_REVOKE_ON_PASSWORD_CHANGE=false).
+    Passwd {
+        username: String,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Suspend an account: it can no longer sign in, and none of its keys opens anything.
+    Suspend { username: String },
+    /// Lift an account's suspension.
+    Unsuspend { username: String },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -92,6 +104,35 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::User { command: UserCommand::Passwd { username, password_stdin: _ } } => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password)?;
+            let password = password.trim_end_matches(['\n', '\r']).to_owned();
+            with_core(
+                cli.config,
+                move |core, user_id| async move {
+                    let revoked = core.set_password(None, user_id, &password, None, None).await?;
+                    Ok(format!("password changed; {revoked} sessions and tokens revoked"))
+                },
+                &username,
+            )
+        }
+        Command::User { command: UserCommand::Suspend { username } } => with_core(
+            cli.config,
+            |core, user_id| async move {
+                core.set_suspended(None, user_id, true, None).await?;
+                Ok("suspended".to_owned())
+            },
+            &username,
+        ),
+        Command::User { command: UserCommand::Unsuspend { username } } => with_core(
+            cli.config,
+            |core, user_id| async move {
+                core.set_suspended(None, user_id, false, None).await?;
+                Ok("suspension lifted".to_owned())
+            },
+            &username,
+        ),
         Command::Role { command: RoleCommand::Assign { username, role } } => {
             let db = Db::connect(&cli.config.database_url, 1)?;
             userkeys::setup::seed_services_and_roles(&db, &userkeys::moodle::functions::mobile_app_functions())?;
@@ -106,6 +147,35 @@ fn main() -> anyhow::Result<()> {
                 anyhow::anyhow!("no such user “{name}” or role “{role}” (roles: keymanager, auditor, helpdesk)")
             })
         }
+    }
+}
+
+/// Runs one of the core's account actions on the user named, as the command line does: no
+/// server, no cache, the audit trail names no actor.
+fn with_core<F, Fut>(mut config: Config, action: F, username: &str) -> anyhow::Result<()>
+where
+    F: FnOnce(std::sync::Arc<userkeys::core::Core>, i64) -> Fut,
+    Fut: std::future::Future<Output = Result<String, userkeys::core::CoreError>>,
+{
+    config.token_cache = "off".into();
+    let name = username.trim().to_lowercase();
+    actix_web::rt::System::new().block_on(async move {
+        let db = Db::connect(&config.database_url, 2)?;
+        let lookup = name.clone();
+        let user = db.read(move |conn| userkeys::db::users::find_by_username(conn, &lookup)).await?;
+        let user = user.ok_or_else(|| anyhow::anyhow!("no such user “{name}”"))?;
+        let registry = userkeys::keys::KeyTypeRegistry::with_core_types();
+        let core = std::sync::Arc::new(userkeys::core::Core::new(db, registry, config)?);
+        let done = action(core, user.id).await.map_err(|e| anyhow::anyhow!("{name}: {}", describe(&e)))?;
+        println!("{name}: {done}");
+        Ok(())
+    })
+}
+
+fn describe(e: &userkeys::core::CoreError) -> String {
+    match e {
+        userkeys::core::CoreError::Invalid(m) | userkeys::core::CoreError::NotAllowed(m) => m.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -108,6 +108,65 @@ async fn user_add_reads_the_password_from_stdin() {
     let _ = server.wait();
 }
 
+fn run_with_stdin(url: &str, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let mut child =
+        userkeys(url).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `user passwd`, `user suspend` and `user unsuspend`, as an administrator with a shell uses
+/// them: the new password works and the old sessions and tokens are gone, a suspension keeps the
+/// person out until it is lifted, and the last active site admin cannot be suspended.
+#[tokio::test]
+async fn passwd_suspend_and_unsuspend_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = common::fresh_database_url(dir.path());
+    assert!(userkeys(&url).arg("migrate").status().unwrap().success());
+    assert!(run_with_stdin(&url, &["user", "add", "dave", "--password-stdin"], b"first-password\n").status.success());
+    let db = userkeys::db::Db::connect(&url, 1).unwrap();
+    let dave = db.read_blocking(|conn| userkeys::db::users::find_by_username(conn, "dave")).unwrap().unwrap();
+    let registry = userkeys::keys::KeyTypeRegistry::with_core_types();
+    let request = userkeys::keys::ops::KeyRequest {
+        user_id: dave.id,
+        key_type: userkeys::keys::WEB_SESSION.into(),
+        name: "Firefox".into(),
+        ..Default::default()
+    };
+    let session = db
+        .write_blocking(|w| {
+            userkeys::keys::ops::issue(w, &registry, request, &Default::default(), userkeys::domain::time::now())
+        })
+        .unwrap();
+
+    let short = run_with_stdin(&url, &["user", "passwd", "dave", "--password-stdin"], b"short\n");
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 8 characters"), "{short:?}");
+    let changed = run_with_stdin(&url, &["user", "passwd", "dave", "--password-stdin"], b"second-password\n");
+    assert!(changed.status.success(), "{changed:?}");
+    assert!(String::from_utf8_lossy(&changed.stdout).contains("1 sessions and tokens revoked"), "{changed:?}");
+    let after = db.read_blocking(|conn| userkeys::db::users::find(conn, dave.id)).unwrap().unwrap();
+    assert!(userkeys::domain::password::verify_password("second-password", &after.password_hash));
+    assert!(!userkeys::domain::password::verify_password("first-password", &after.password_hash));
+    let row = db.read_blocking(|conn| userkeys::db::keys::find(conn, session.id)).unwrap().unwrap();
+    assert!(row.revoked_at.is_some(), "the session a password opened is gone");
+
+    let suspended =
+        |db: &userkeys::db::Db| db.read_blocking(|c| userkeys::db::users::find(c, dave.id)).unwrap().unwrap().suspended;
+    assert!(userkeys(&url).args(["user", "suspend", "dave"]).output().unwrap().status.success());
+    assert!(suspended(&db));
+    assert!(userkeys(&url).args(["user", "unsuspend", "dave"]).output().unwrap().status.success());
+    assert!(!suspended(&db));
+
+    let root = run_with_stdin(&url, &["user", "add", "root", "--admin", "--password-stdin"], b"root-password\n");
+    assert!(root.status.success());
+    let last = userkeys(&url).args(["user", "suspend", "root"]).output().unwrap();
+    assert!(!last.status.success(), "the only admin stays");
+    assert!(String::from_utf8_lossy(&last.stderr).contains("only active administrator"), "{last:?}");
+    let nobody = userkeys(&url).args(["user", "suspend", "nobody"]).output().unwrap();
+    assert!(!nobody.status.success());
+}
+
 /// `kill -9` loses at most the last moments of usage: uses a second old are in the database,
 /// and uses left in the pending log by a crash are folded by the next start.
 #[tokio::test]

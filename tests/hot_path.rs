@@ -99,7 +99,11 @@ async fn a_revocation_in_the_admin_console_is_never_late_under_load() {
 /// and answers as many bytes as it is asked for, with the REST server's headers, at most 64 KiB.
 #[tokio::test]
 async fn the_benchmarks_ceilings_answer_as_asked() {
-    let app = spawn_app();
+    let production = spawn_app();
+    let pong = production.ws_client("curl/8.5").client.get(production.url("/ping")).send().await.unwrap();
+    assert_eq!(pong.status(), 404, "a site not started for a benchmark has no /ping");
+    let app =
+        spawn_app_with(Options { configure: Box::new(|config| config.bench_endpoints = true), ..Default::default() });
     let client = reqwest::Client::new();
     let pong = client.get(app.url("/ping")).send().await.unwrap();
     assert_eq!(pong.text().await.unwrap(), "pong");

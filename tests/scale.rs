@@ -232,7 +232,7 @@ async fn failed_sign_ins_are_throttled_across_instances() {
     let a = first_instance();
     let b = second_instance(&a);
     a.create_user("alice", false);
-    for i in 0..userkeys::accounts::THROTTLE_PER_ACCOUNT {
+    for i in 0..userkeys::domain::throttle::PER_ACCOUNT_AND_ADDRESS {
         let app = if i % 2 == 0 { &a } else { &b };
         assert_eq!(app.ws_client(MOODLE_APP_UA).login("alice", "wrong", &[]).await["errorcode"], "invalidlogin");
     }

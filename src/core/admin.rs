@@ -84,6 +84,7 @@ impl Core {
             })
             .await?;
         let user = user.ok_or_else(|| CoreError::Invalid(format!("There is no user “{}”.", username.trim())))?;
+        self.check_may_act_on(by, user.id).await?;
         if user.suspended {
             return Err(CoreError::Invalid(format!(
                 "{} is suspended; a token for them would not work.",
@@ -112,6 +113,22 @@ impl Core {
 
     /// Revokes any keys, by id, each from its owner; how many were revoked.
     pub async fn revoke_keys(&self, by: i64, ids: Vec<i64>, reason: String, client: &Client) -> CoreResult<usize> {
+        let lookup = ids.clone();
+        let mut owners: Vec<i64> = self
+            .db
+            .read(move |conn| {
+                let mut owners = Vec::new();
+                for id in lookup {
+                    owners.extend(crate::db::keys::find(conn, id)?.map(|k| k.user_id));
+                }
+                Ok(owners)
+            })
+            .await?;
+        owners.sort_unstable();
+        owners.dedup();
+        for owner in owners {
+            self.check_may_act_on(by, owner).await?;
+        }
         let (registry, actor) = (self.registry.clone(), client.actor(Some(by)));
         let reason = if reason.trim().is_empty() { "revoked by an administrator".to_owned() } else { reason };
         Ok(self
@@ -145,9 +162,9 @@ impl Core {
         client: &Client,
     ) -> CoreResult<usize> {
         let (registry, actor) = (self.registry.clone(), client.actor(Some(by)));
-        let exists = self.db.read(move |conn| crate::db::users::find(conn, user_id)).await?.is_some();
-        if !exists {
-            return Err(CoreError::NotFound);
+        self.check_may_act_on(by, user_id).await?;
+        if suspend {
+            self.check_not_last_admin(user_id).await?;
         }
         Ok(self
             .db

@@ -54,8 +54,8 @@ pub enum Refusal {
 /// Why a sign-in failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SignInRefusal {
-    /// Too many failures lately; the password was not checked.
-    Throttled { minutes: i64 },
+    /// Too many failures lately; the password was not checked. Try again after `seconds`.
+    Throttled { seconds: i64 },
     /// Wrong password or unknown username (not told apart).
     Invalid,
     /// The right password for a suspended account.

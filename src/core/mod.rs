@@ -6,6 +6,7 @@
 //! Layers, each using only those after it: transports → core → keys, usage, accounts → db →
 //! domain.
 
+mod accounts;
 mod admin;
 mod client;
 mod devices;
@@ -18,6 +19,7 @@ mod token_cache;
 mod valid_key;
 mod validate;
 
+pub use accounts::MIN_PASSWORD_CHARS;
 pub use admin::{IssueToken, Switch, SwitchTarget, Switches};
 pub use client::Client;
 pub use devices::{DeviceRegistration, GrantedToken, AUTOLOGIN_MIN_MINUTES_BETWEEN, MOBILE_SERVICE};
@@ -102,7 +104,7 @@ impl Core {
 
     /// Whether the database answers (for load balancers).
     pub async fn healthy(&self) -> bool {
-        match self.db.read(crate::db::ping).await {
+        match self.db.ping_within(std::time::Duration::from_millis(1500)).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(error = %e, "health check failed");

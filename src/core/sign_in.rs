@@ -16,37 +16,52 @@ pub enum Channel {
 }
 
 impl Core {
-    /// The user whose username and password these are, if they may sign in now.
+    /// The user whose username and password these are, if they may sign in now. Known and
+    /// unknown usernames are throttled, checked and answered alike.
     pub async fn sign_in(&self, username: &str, password: &str, channel: Channel, client: &Client) -> CoreResult<User> {
-        let login = username.trim().to_lowercase();
-        let ip = client.ip_string();
-        let (user, throttled) = self
-            .db
-            .read(move |conn| {
-                let user = accounts::find_by_login_name(conn, &login)?;
-                let throttled = accounts::sign_in_throttled(conn, user.as_ref().map(|u| u.id), &ip)?;
-                Ok((user, throttled))
-            })
-            .await?;
-        // Throttled attempts fail without checking the password.
-        let password_ok = !throttled && self.passwords.matches(user.as_ref(), password).await;
+        let login: String = username.trim().to_lowercase().chars().take(100).collect();
+        let web_service = channel == Channel::WebService;
+        let reservation = accounts::reserve_attempt(&self.db, login.clone(), client.ip_string()).await?;
+        let lookup = login.clone();
+        let user = self.db.read(move |conn| accounts::find_by_login_name(conn, &lookup)).await?;
+        let reservation = match reservation {
+            Ok(id) => id,
+            Err(wait) => {
+                let user_id = user.map(|u| u.id);
+                accounts::record_sign_in_failure(&self.db, web_service, user_id, client.ip_string(), "throttled")
+                    .await?;
+                return Err(CoreError::SignIn(SignInRefusal::Throttled { seconds: wait.num_seconds().max(1) }));
+            }
+        };
+        // For an unknown user a dummy hash is checked, so the time taken tells nothing.
+        let password_ok = self.passwords.matches(user.as_ref(), password).await;
         match user {
-            Some(u) if password_ok && !u.suspended => Ok(u),
+            Some(u) if password_ok => {
+                accounts::release_attempt(&self.db, reservation).await?;
+                if u.suspended {
+                    accounts::record_sign_in_failure(
+                        &self.db,
+                        web_service,
+                        Some(u.id),
+                        client.ip_string(),
+                        "suspended",
+                    )
+                    .await?;
+                    return Err(CoreError::SignIn(SignInRefusal::Suspended));
+                }
+                Ok(u)
+            }
             other => {
-                let reason = accounts::sign_in_failure(other.as_ref(), password_ok, throttled);
+                let reason = if other.is_some() { "wrong password" } else { "unknown username" };
                 accounts::record_sign_in_failure(
                     &self.db,
-                    channel == Channel::WebService,
+                    web_service,
                     other.map(|u| u.id),
                     client.ip_string(),
                     reason,
                 )
                 .await?;
-                Err(CoreError::SignIn(match reason {
-                    "throttled" => SignInRefusal::Throttled { minutes: accounts::THROTTLE_WINDOW_MINUTES },
-                    "suspended" => SignInRefusal::Suspended,
-                    _ => SignInRefusal::Invalid,
-                }))
+                Err(CoreError::SignIn(SignInRefusal::Invalid))
             }
         }
     }

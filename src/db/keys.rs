@@ -80,6 +80,8 @@ pub fn listed_for_user(
 pub enum Selection {
     One(i64),
     OfType(String),
+    /// A type's keys but one (the session asking).
+    OfTypeExcept(String, i64),
     AllExcept(Option<i64>),
     /// The per-device token(s) a device holds for a service.
     Device {
@@ -111,6 +113,7 @@ pub fn revoke(
     query = match selection {
         Selection::One(id) => query.filter(user_keys::id.eq(*id)),
         Selection::OfType(t) => query.filter(user_keys::key_type.eq(t.clone())),
+        Selection::OfTypeExcept(t, id) => query.filter(user_keys::key_type.eq(t.clone())).filter(user_keys::id.ne(*id)),
         Selection::AllExcept(Some(id)) => query.filter(user_keys::id.ne(*id)),
         Selection::AllExcept(None) => query,
         Selection::Device { device_id, key_type, service_id } => {

@@ -16,6 +16,7 @@ pub mod peers;
 pub mod roles;
 pub mod schema;
 pub mod services;
+pub mod sign_in_failures;
 pub mod usage;
 pub mod users;
 
@@ -163,6 +164,17 @@ impl Db {
 
     pub fn read_blocking<T>(&self, f: impl FnOnce(&mut DbConn) -> DbResult<T>) -> DbResult<T> {
         f(&mut *self.read.get()?)
+    }
+}
+
+impl Db {
+    /// Whether the database answers within `wait` (for a load balancer, which needs a quick
+    /// "no" more than a slow one).
+    pub async fn ping_within(&self, wait: Duration) -> DbResult<()> {
+        let pool = self.read.clone();
+        tokio::task::spawn_blocking(move || ping(&mut *pool.get_timeout(wait)?))
+            .await
+            .map_err(|_| DbError::Cancelled)?
     }
 }
 

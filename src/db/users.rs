@@ -43,3 +43,17 @@ pub fn names_full(conn: &mut DbConn, ids: &[i64]) -> DbResult<std::collections::
         .into_iter()
         .collect())
 }
+
+/// Site admins who are not suspended.
+pub fn count_active_site_admins(conn: &mut DbConn) -> DbResult<i64> {
+    Ok(users::table
+        .filter(users::is_site_admin.eq(true))
+        .filter(users::suspended.eq(false))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Replaces a user's password hash (argon2id, made by the caller).
+pub fn set_password_hash(conn: &mut DbConn, id: i64, hash: &str) -> DbResult<usize> {
+    Ok(diesel::update(users::table.find(id)).set(users::password_hash.eq(hash)).execute(conn)?)
+}

@@ -5,5 +5,6 @@ pub mod ip_restriction;
 pub mod local_url;
 pub mod password;
 pub mod secret;
+pub mod throttle;
 pub mod time;
 pub mod user_agent;

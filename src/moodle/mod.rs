@@ -45,10 +45,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/lib/ajax/service-nologin.php", web::route().to(nologin::service))
         .route("/theme/image.php/{path:.*}", web::get().to(user_picture))
         .route("/rss/file.php/{path:.*}", web::get().to(feeds::rss))
-        .route("/calendar/export_execute.php", web::get().to(feeds::calendar))
-        // The benchmark's ceiling: the same server doing no work.
-        .route("/ping", web::get().to(|| async { "pong" }))
-        .route("/ping", web::post().to(shaped_ping));
+        .route("/calendar/export_execute.php", web::get().to(feeds::calendar));
+}
+
+/// The benchmark's ceilings, served only when the site is started for a benchmark
+/// (`USERKEYS_BENCH_ENDPOINTS`): the same server doing no work.
+pub fn bench_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ping", web::get().to(|| async { "pong" })).route("/ping", web::post().to(shaped_ping));
 }
 
 /// The default user picture, where Moodle's theme serves it (`userpictureurl` in site info).

@@ -25,7 +25,12 @@ pub async fn token(state: State, req: HttpRequest, payload: web::Payload) -> Htt
         Ok(body) => body,
         Err(e) => output::exception(&e, Shape::TokenPhp, state.core.config().debug),
     };
-    HttpResponse::Ok().content_type("application/json").insert_header(ANY_ORIGIN).json(body)
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(ANY_ORIGIN)
+        // A token is in the body: no cache may keep it.
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(body)
 }
 
 /// Optional device details a client may send with its login (the app's own are its user agent).

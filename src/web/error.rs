@@ -24,6 +24,18 @@ pub enum AppError {
     Internal(String),
 }
 
+/// "Too many failed sign-ins. Wait 3 minutes and try again."
+pub fn throttled_words(seconds: i64) -> String {
+    let wait = match seconds {
+        ..=59 => format!("{} second{}", seconds.max(1), if seconds == 1 { "" } else { "s" }),
+        _ => {
+            let minutes = (seconds + 59) / 60;
+            format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" })
+        }
+    };
+    format!("Too many failed sign-ins. Wait {wait} and try again.")
+}
+
 impl From<CoreError> for AppError {
     fn from(e: CoreError) -> Self {
         match e {
@@ -32,9 +44,7 @@ impl From<CoreError> for AppError {
                 AppError::Forbidden("This key cannot be used from your address.".into())
             }
             CoreError::Refused(_) => AppError::Forbidden("This key is not valid.".into()),
-            CoreError::SignIn(SignInRefusal::Throttled { minutes }) => {
-                AppError::Forbidden(format!("Too many failed sign-ins. Wait {minutes} minutes and try again."))
-            }
+            CoreError::SignIn(SignInRefusal::Throttled { seconds }) => AppError::Forbidden(throttled_words(seconds)),
             CoreError::SignIn(SignInRefusal::Suspended) => {
                 AppError::Forbidden("Your account has been suspended.".into())
             }
@@ -64,6 +74,8 @@ impl ResponseError for AppError {
             AppError::LoginRequired => StatusCode::SEE_OTHER,
             AppError::Forbidden(_) | AppError::StaleForm => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
+            // No connection to be had: the database is away, and will be back.
+            AppError::Db(DbError::Pool(_)) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Db(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -74,6 +86,10 @@ impl ResponseError for AppError {
         }
         let status = self.status_code();
         let message = match self {
+            AppError::Db(DbError::Pool(e)) => {
+                tracing::warn!(error = %e, "no database connection for a page");
+                "The site is temporarily unavailable. Nothing was changed; please try again in a minute.".to_owned()
+            }
             // Details of server faults go to the log, not to the visitor.
             AppError::Db(_) | AppError::Internal(_) => {
                 tracing::error!(error = %self, "request failed");
@@ -85,6 +101,7 @@ impl ResponseError for AppError {
             StatusCode::BAD_REQUEST => "That did not work",
             StatusCode::FORBIDDEN => "Not allowed",
             StatusCode::NOT_FOUND => "Not found",
+            StatusCode::SERVICE_UNAVAILABLE => "Temporarily unavailable",
             _ => "Error",
         };
         HttpResponse::build(status)

@@ -80,6 +80,7 @@ pub async fn submit(
     state: State,
     req: HttpRequest,
     client: Client,
+    earlier: Option<CurrentSession>,
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
@@ -97,10 +98,9 @@ pub async fn submit(
         Ok(user) => user,
         Err(CoreError::SignIn(refusal)) => {
             let (message, status) = match refusal {
-                SignInRefusal::Throttled { minutes } => (
-                    format!("Too many failed sign-ins. Wait {minutes} minutes and try again."),
-                    actix_web::http::StatusCode::TOO_MANY_REQUESTS,
-                ),
+                SignInRefusal::Throttled { seconds } => {
+                    (super::error::throttled_words(seconds), actix_web::http::StatusCode::TOO_MANY_REQUESTS)
+                }
                 SignInRefusal::Suspended => {
                     ("Your account has been suspended.".to_owned(), actix_web::http::StatusCode::OK)
                 }
@@ -112,6 +112,10 @@ pub async fn submit(
         }
         Err(e) => return Err(e.into()),
     };
+    // Signing in over a session ends it: a browser holds one session at a time.
+    if let Some(earlier) = earlier {
+        state.core.end_session(&earlier, &client).await?;
+    }
     let secret = state.core.start_session(user.id, &client).await?;
     let mut response = redirect(&destination(&state, &form.wantsurl));
     response

@@ -9,6 +9,7 @@ mod launch;
 mod login;
 mod managetoken;
 mod newkey;
+mod password;
 pub mod session;
 pub mod templates;
 
@@ -28,6 +29,7 @@ pub type State = web::Data<WebState>;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(home))
         .route("/healthz", web::get().to(health))
+        .route("/healthz", web::head().to(health))
         .route("/static/style.css", web::get().to(stylesheet))
         .route("/login/index.php", web::get().to(login::form))
         .route("/login/index.php", web::post().to(login::submit))
@@ -35,6 +37,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/login/logout.php", web::post().to(login::logout))
         .route("/user/managetoken.php", web::get().to(managetoken::page))
         .route("/user/managetoken.php", web::post().to(managetoken::act))
+        .route("/user/password.php", web::get().to(password::form))
+        .route("/user/password.php", web::post().to(password::submit))
         .route("/admin/tool/mobile/launch.php", web::get().to(launch::launch))
         .route("/admin/tool/mobile/autologin.php", web::route().to(autologin::autologin))
         .configure(admin::routes);

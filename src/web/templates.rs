@@ -13,6 +13,7 @@ pub fn load() -> anyhow::Result<tera::Tera> {
         ("managetoken.html", include_str!("../../templates/managetoken.html")),
         ("confirm.html", include_str!("../../templates/confirm.html")),
         ("newkey.html", include_str!("../../templates/newkey.html")),
+        ("password.html", include_str!("../../templates/password.html")),
         ("admin_nav.html", include_str!("../../templates/admin_nav.html")),
         ("admin_keys.html", include_str!("../../templates/admin_keys.html")),
         ("admin_user.html", include_str!("../../templates/admin_user.html")),

@@ -50,7 +50,14 @@ pub async fn page(state: State, admin: AdminSession, query: web::Query<AuditQuer
             Some(q.key.trim().parse().map_err(|_| AppError::BadRequest("Key must be a key id (a number).".into()))?)
         },
         since: date(&q.from, "From")?,
-        until: date(&q.to, "To")?.map(|d| d + chrono::Duration::days(1)),
+        // The day after "to", unless that is past the last day chrono can count.
+        until: match date(&q.to, "To")? {
+            Some(d) => Some(
+                d.checked_add_signed(chrono::Duration::days(1))
+                    .ok_or_else(|| AppError::BadRequest("To must be a date like 2026-11-23.".into()))?,
+            ),
+            None => None,
+        },
     };
     let page = page_number(q.page.as_deref());
     let found = state.core.audit(filter, page, PAGE_SIZE).await?;

@@ -229,6 +229,7 @@ pub async fn export(state: State, admin: AdminSession, query: web::Query<KeyQuer
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
         .insert_header(("Content-Disposition", "attachment; filename=\"userkeys.csv\""))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .streaming(body))
 }
 

@@ -135,3 +135,24 @@ pub async fn force_logout(
     let count = state.core.force_logout(admin.session.user.id, target, suspend, reason, &client).await?;
     Ok(redirect(&format!("/admin/userkeys/user.php?id={target}&done=logout-{count}")))
 }
+
+/// Suspends an account or lifts its suspension (`suspend=0`), audited.
+pub async fn suspend(
+    state: State,
+    admin: AdminSession,
+    client: Client,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    admin.require(Capability::EndSessions)?;
+    let pairs = form_pairs(&body);
+    admin.session.check_sesskey(field(&pairs, "sesskey"))?;
+    let target = user_id(field(&pairs, "id"))?;
+    let suspend = match field(&pairs, "suspend") {
+        Some("1") => true,
+        Some("0") => false,
+        _ => return Err(AppError::BadRequest("Say whether to suspend or to lift the suspension.".into())),
+    };
+    state.core.set_suspended(Some(admin.session.user.id), target, suspend, Some(&client)).await?;
+    let done = if suspend { "suspended" } else { "unsuspended" };
+    Ok(redirect(&format!("/admin/userkeys/user.php?id={target}&done={done}")))
+}
