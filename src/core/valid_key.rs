@@ -85,12 +85,8 @@ impl ValidKey {
         {
             return None;
         }
-        let ip_restriction = match row.ip_restriction.as_deref().map(IpRestriction::parse) {
-            None | Some(Ok(None)) => None,
-            Some(Ok(Some(r))) => Some(r),
-            // An unreadable restriction refuses everything rather than allowing everything.
-            Some(Err(_)) => IpRestriction::parse("0.0.0.0/32").ok().flatten(),
-        };
+        // An unreadable restriction refuses everything rather than allowing anything.
+        let ip_restriction = IpRestriction::from_stored(row.ip_restriction.as_deref());
         Some(ValidKey {
             key_id: row.id,
             key_type: row.key_type.into_boxed_str(),

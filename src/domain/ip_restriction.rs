@@ -28,6 +28,22 @@ impl IpRestriction {
         Ok(if networks.is_empty() { None } else { Some(IpRestriction(networks)) })
     }
 
+    /// A restriction no address passes: what an unreadable stored restriction means, so that a
+    /// corrupted row refuses everything rather than allowing anything.
+    pub fn nothing() -> Self {
+        IpRestriction(Vec::new())
+    }
+
+    /// The stored restriction, read as validation reads it: none, or the list, or (unreadable)
+    /// nothing at all.
+    pub fn from_stored(stored: Option<&str>) -> Option<Self> {
+        match stored.map(IpRestriction::parse) {
+            None | Some(Ok(None)) => None,
+            Some(Ok(Some(r))) => Some(r),
+            Some(Err(_)) => Some(IpRestriction::nothing()),
+        }
+    }
+
     pub fn allows(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.0.iter().any(|net| net.contains(ip))
@@ -46,11 +62,7 @@ impl IpRestriction {
 /// Whether `ip` may use a key whose stored restriction is `stored`. An unreadable stored value
 /// refuses everything rather than allowing everything.
 pub fn stored_allows(stored: Option<&str>, ip: IpAddr) -> bool {
-    match stored.map(IpRestriction::parse) {
-        None | Some(Ok(None)) => true,
-        Some(Ok(Some(r))) => r.allows(ip),
-        Some(Err(_)) => false,
-    }
+    IpRestriction::from_stored(stored).is_none_or(|r| r.allows(ip))
 }
 
 /// IPv4 clients reached over an IPv6 socket appear as ::ffff:a.b.c.d; compare them as IPv4.
@@ -95,6 +107,8 @@ mod tests {
         assert_eq!(err.entry, "999.1.1.1");
         assert!(IpRestriction::parse("10.0.0.0/33").is_err());
         assert!(!stored_allows(Some("nonsense"), "127.0.0.1".parse().unwrap()));
+        // Not even a peer whose address is unknown (0.0.0.0) passes an unreadable restriction.
+        assert!(!stored_allows(Some("nonsense"), "0.0.0.0".parse().unwrap()));
         assert!(stored_allows(None, "127.0.0.1".parse().unwrap()));
     }
 }
