@@ -72,6 +72,16 @@ pub struct Config {
     #[arg(long, env = "USERKEYS_BENCH_ENDPOINTS", default_value_t = false, action = clap::ArgAction::Set)]
     pub bench_endpoints: bool,
 
+    /// The SMTP server mail goes through (password reset links): `smtp://host:25`,
+    /// `smtp://user:pass@host:587?tls=required` or `smtps://host:465`. Without it, no mail is
+    /// sent and the sign-in page offers no reset by email.
+    #[arg(long, env = "USERKEYS_SMTP_URL")]
+    pub smtp_url: Option<String>,
+
+    /// The sender of the site's mail.
+    #[arg(long, env = "USERKEYS_MAIL_FROM", default_value = "userkeys <noreply@localhost>")]
+    pub mail_from: String,
+
     /// HTTP worker threads (default: one per CPU).
     #[arg(long, env = "USERKEYS_WORKERS")]
     pub workers: Option<usize>,

@@ -12,6 +12,7 @@ pub mod db;
 pub mod domain;
 pub mod http;
 pub mod keys;
+pub mod mail;
 pub mod moodle;
 pub mod setup;
 pub mod usage;

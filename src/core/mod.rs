@@ -13,6 +13,7 @@ mod devices;
 mod error;
 mod listings;
 mod own_keys;
+mod password_reset;
 mod sessions;
 mod sign_in;
 mod token_cache;
@@ -59,6 +60,7 @@ pub struct Core {
     usage: Arc<UsageRecorder>,
     passwords: PasswordCheck,
     cache: Option<Arc<TokenCache>>,
+    mailer: Arc<crate::mail::Mailer>,
 }
 
 impl Core {
@@ -71,7 +73,9 @@ impl Core {
             let cache = cache.clone();
             db.on_invalidation(Arc::new(move |what| cache.invalidate(what)));
         }
+        let mailer = Arc::new(crate::mail::Mailer::new(config.smtp_url.as_deref(), &config.mail_from)?);
         Ok(Core {
+            mailer,
             db,
             registry: Arc::new(registry),
             config: Arc::new(config),

@@ -34,6 +34,22 @@ impl Core {
         expected: Expected<'_>,
         client: &Client,
     ) -> CoreResult<Arc<ValidKey>> {
+        self.check_key(presented, expected, client, true).await
+    }
+
+    /// Whether a presented secret is valid, without using it: a single-use key stays unused
+    /// and no use is recorded (a page that asks before it acts).
+    pub async fn peek(&self, presented: &str, expected: Expected<'_>, client: &Client) -> CoreResult<Arc<ValidKey>> {
+        self.check_key(presented, expected, client, false).await
+    }
+
+    async fn check_key(
+        &self,
+        presented: &str,
+        expected: Expected<'_>,
+        client: &Client,
+        using: bool,
+    ) -> CoreResult<Arc<ValidKey>> {
         let refused = |r| CoreError::Refused(r);
         let policy = self.registry.policy(expected.key_type);
         let presented = presented.trim();
@@ -71,6 +87,9 @@ impl Core {
                 return Err(refused(self.tell_expiry(key.key_id).await?))
             }
             Err(refusal) => return Err(refused(refusal)),
+        }
+        if !using {
+            return Ok(key);
         }
         if policy.single_use && !self.consume(&key, client).await? {
             // Two requests racing with one single-use key: only the one that revoked it wins.

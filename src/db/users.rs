@@ -57,3 +57,15 @@ pub fn count_active_site_admins(conn: &mut DbConn) -> DbResult<i64> {
 pub fn set_password_hash(conn: &mut DbConn, id: i64, hash: &str) -> DbResult<usize> {
     Ok(diesel::update(users::table.find(id)).set(users::password_hash.eq(hash)).execute(conn)?)
 }
+
+/// The accounts with this email address (lowercased on both sides).
+pub fn find_by_email(conn: &mut DbConn, email: &str) -> DbResult<Vec<User>> {
+    Ok(users::table
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>("lower(email) = ")
+                .bind::<diesel::sql_types::Text, _>(email.to_lowercase()),
+        )
+        .select(User::as_select())
+        .limit(10)
+        .load(conn)?)
+}

@@ -32,6 +32,9 @@ pub struct LoginForm {
 pub struct FormQuery {
     #[serde(default)]
     wantsurl: String,
+    /// Back from setting a new password with a reset link.
+    #[serde(default)]
+    reset: Option<String>,
 }
 
 /// Where a sign-in leads: the page asked for, if it is on this site, else the keys page.
@@ -47,7 +50,8 @@ pub async fn form(
     if session.is_some() {
         return Ok(redirect(&destination(&state, &query.wantsurl)));
     }
-    login_page(&state, "", &query.wantsurl, None, actix_web::http::StatusCode::OK)
+    let notice = query.reset.is_some().then_some("Your password was changed. Sign in with the new one.");
+    login_page_with(&state, "", &query.wantsurl, None, notice, actix_web::http::StatusCode::OK)
 }
 
 fn login_page(
@@ -57,8 +61,21 @@ fn login_page(
     error: Option<&str>,
     status: actix_web::http::StatusCode,
 ) -> Result<HttpResponse, AppError> {
+    login_page_with(state, username, wantsurl, error, None, status)
+}
+
+fn login_page_with(
+    state: &State,
+    username: &str,
+    wantsurl: &str,
+    error: Option<&str>,
+    notice: Option<&str>,
+    status: actix_web::http::StatusCode,
+) -> Result<HttpResponse, AppError> {
     let token = ClearSecret::token();
     let mut ctx = tera::Context::new();
+    ctx.insert("notice", &notice);
+    ctx.insert("can_reset", &state.core.can_mail());
     ctx.insert("site_name", &state.core.config().site_name);
     ctx.insert("username", username);
     ctx.insert("wantsurl", &local_target(wantsurl, &state.core.config().site_root()).unwrap_or_default());
@@ -66,14 +83,25 @@ fn login_page(
     ctx.insert("error", &error);
     let mut response = render(&state.templates, "login.html", &ctx)?;
     *response.status_mut() = status;
-    let cookie = Cookie::build(LOGIN_TOKEN_COOKIE, token.expose().to_owned())
+    response.add_cookie(&login_token_cookie(state, &token)).map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(response)
+}
+
+/// The cookie half of a sign-in page's form token: a cross-site page can post the form but
+/// cannot read or set the cookie.
+pub(super) fn login_token_cookie(state: &State, token: &ClearSecret) -> Cookie<'static> {
+    Cookie::build(LOGIN_TOKEN_COOKIE, token.expose().to_owned())
         .path("/login/")
         .http_only(true)
         .same_site(SameSite::Strict)
         .secure(state.core.config().secure_cookies)
-        .finish();
-    response.add_cookie(&cookie).map_err(|e| AppError::Internal(e.to_string()))?;
-    Ok(response)
+        .finish()
+}
+
+/// Whether a posted form token is the one in the request's cookie.
+pub(super) fn login_token_matches(req: &HttpRequest, submitted: &str) -> bool {
+    let cookie = req.cookie(LOGIN_TOKEN_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
+    !cookie.is_empty() && constant_time_eq(cookie.as_bytes(), submitted.as_bytes())
 }
 
 pub async fn submit(
@@ -84,8 +112,7 @@ pub async fn submit(
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
-    let cookie = req.cookie(LOGIN_TOKEN_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
-    if cookie.is_empty() || !constant_time_eq(cookie.as_bytes(), form.logintoken.as_bytes()) {
+    if !login_token_matches(&req, &form.logintoken) {
         return login_page(
             &state,
             &form.username,

@@ -10,6 +10,7 @@ mod login;
 mod managetoken;
 mod newkey;
 mod password;
+mod reset;
 pub mod session;
 pub mod templates;
 
@@ -33,6 +34,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/static/style.css", web::get().to(stylesheet))
         .route("/login/index.php", web::get().to(login::form))
         .route("/login/index.php", web::post().to(login::submit))
+        .route("/login/forgot_password.php", web::get().to(reset::forgot_form))
+        .route("/login/forgot_password.php", web::post().to(reset::forgot_submit))
+        .route("/login/reset_password.php", web::get().to(reset::reset_form))
+        .route("/login/reset_password.php", web::post().to(reset::reset_submit))
         .route("/login/logout.php", web::get().to(login::confirm_logout))
         .route("/login/logout.php", web::post().to(login::logout))
         .route("/user/managetoken.php", web::get().to(managetoken::page))

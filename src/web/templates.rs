@@ -14,6 +14,8 @@ pub fn load() -> anyhow::Result<tera::Tera> {
         ("confirm.html", include_str!("../../templates/confirm.html")),
         ("newkey.html", include_str!("../../templates/newkey.html")),
         ("password.html", include_str!("../../templates/password.html")),
+        ("forgot.html", include_str!("../../templates/forgot.html")),
+        ("reset.html", include_str!("../../templates/reset.html")),
         ("admin_nav.html", include_str!("../../templates/admin_nav.html")),
         ("admin_keys.html", include_str!("../../templates/admin_keys.html")),
         ("admin_user.html", include_str!("../../templates/admin_user.html")),

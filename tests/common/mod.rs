@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod builders;
+pub mod smtp;
 
 use diesel::connection::SimpleConnection;
 use diesel::Connection;

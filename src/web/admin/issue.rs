@@ -97,6 +97,7 @@ pub async fn submit(
     };
     let mut ctx = admin.context(&state);
     ctx.insert("label", "web-service token");
+    ctx.insert("heading", &format!("New web-service token for {username}"));
     ctx.insert("what", &format!("Token “{name}” for {username} ({service_name})"));
     ctx.insert("value", &token);
     ctx.insert("qr_svg", &Option::<String>::None);

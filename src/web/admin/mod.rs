@@ -24,6 +24,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/userkeys/forcelogout.php", web::get().to(user::confirm_force_logout))
         .route("/admin/userkeys/forcelogout.php", web::post().to(user::force_logout))
         .route("/admin/userkeys/suspend.php", web::post().to(user::suspend))
+        .route("/admin/userkeys/resetlink.php", web::post().to(user::reset_link))
         .route("/admin/userkeys/issue.php", web::get().to(issue::form))
         .route("/admin/userkeys/issue.php", web::post().to(issue::submit))
         .route("/admin/userkeys/services.php", web::get().to(services::page))

@@ -156,3 +156,28 @@ pub async fn suspend(
     let done = if suspend { "suspended" } else { "unsuspended" };
     Ok(redirect(&format!("/admin/userkeys/user.php?id={target}&done={done}")))
 }
+
+/// A help desk makes a password reset link for someone, shown once (to pass on by phone or in
+/// person); it works once, for half an hour.
+pub async fn reset_link(
+    state: State,
+    admin: AdminSession,
+    client: Client,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    admin.require(Capability::EndSessions)?;
+    let pairs = form_pairs(&body);
+    admin.session.check_sesskey(field(&pairs, "sesskey"))?;
+    let target = load_user(&state, user_id(field(&pairs, "id"))?).await?;
+    let link = state.core.issue_reset_link(admin.session.user.id, target.id, &client).await?;
+    let mut ctx = admin.context(&state);
+    ctx.insert("label", "password reset link");
+    ctx.insert("heading", &format!("Password reset link for {}", target.username));
+    ctx.insert("what", "Give this link to the person; it opens a page where they choose a new password");
+    ctx.insert("value", &link);
+    ctx.insert("qr_svg", &Option::<String>::None);
+    let expires =
+        crate::domain::time::now() + chrono::Duration::minutes(crate::keys::types::password_reset::LIFETIME_MINUTES);
+    ctx.insert("expires", &Some(exact(expires)));
+    render(&state.templates, "newkey.html", &ctx)
+}
