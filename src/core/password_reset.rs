@@ -86,6 +86,12 @@ impl Core {
     pub async fn issue_reset_link(&self, by: i64, user_id: i64, client: &Client) -> CoreResult<String> {
         self.check_may_act_on(by, user_id).await?;
         let user = self.user(user_id).await?;
+        if user.suspended {
+            return Err(CoreError::Invalid(format!(
+                "{} is suspended: a reset link would not open. Lift the suspension first.",
+                user.username
+            )));
+        }
         self.issue_reset_link_for(&user, Some(by), client).await
     }
 
