@@ -137,7 +137,7 @@ async fn an_admin_forces_a_logout_and_the_victims_session_and_token_are_refused(
     fill(browser, "username", "root").await;
     fill(browser, "password", PASSWORD).await;
     click(browser, "#loginbtn").await;
-    browser.wait().for_element(Locator::Id("revokeothers")).await.unwrap();
+    browser.wait().for_element(Locator::Css("a[href='/admin/userkeys/index.php']")).await.unwrap();
     click(browser, "a[href='/admin/userkeys/index.php']").await;
     browser.wait().for_element(Locator::Id("filters")).await.unwrap();
     browser.goto(&app.url(&format!("/admin/userkeys/user.php?id={victim}"))).await.unwrap();

@@ -205,24 +205,47 @@ async fn a_plugin_key_type_is_listed_and_revoked_without_page_changes() {
     assert_eq!(revoked.revoked_by, Some(alice));
 }
 
+/// "Sign out everywhere else" ends every other signed-in client (browsers, app tokens, and a
+/// plugin's hidden keys that sign in), says beforehand which, and leaves feed keys alone.
 #[tokio::test]
-async fn sign_out_everywhere_else_revokes_every_other_key_including_hidden_ones() {
-    let app = spawn_app_with(Options { key_types: plugin_types(), ..Default::default() });
+async fn sign_out_everywhere_else_ends_other_sign_ins_and_leaves_feed_keys() {
+    let mut types = plugin_types();
+    types.push(
+        KeyType::new("local_kiosk_session", "Kiosk sessions", "Signed-in kiosks.").hidden().with_policy(KeyPolicy {
+            secret: SecretKind::Token,
+            signs_in: true,
+            ..Default::default()
+        }),
+    );
+    let app = spawn_app_with(Options { key_types: types, ..Default::default() });
     let alice = app.create_user("alice", false);
     let bob = app.create_user("bob", false);
-    let hidden = app.key_for(alice).of_type("local_hidden_key").named("Internal").create().0;
+    let kiosk = app.key_for(alice).of_type("local_kiosk_session").named("Kiosk").create().0;
     let sync = app.key_for(alice).of_type("local_sync_key").named("Sync").create().0;
-    let bobs = app.key_for(bob).of_type("local_sync_key").named("Bob's sync").create().0;
+    let (rss, _) = app.key_for(alice).of_type("rss").named("Feed reader").create();
+    let bobs = app.key_for(bob).of_type("local_kiosk_session").named("Bob's kiosk").create().0;
     let laptop = app.signed_in("alice", CHROME_UA).await;
     let phone = app.signed_in("alice", FIREFOX_UA).await;
+    let app_token = app.ws_client(MOODLE_APP_UA).token("alice", &[]).await;
+
+    let question = laptop.get("/user/managetoken.php?action=revokeothers").await;
+    let listed = question.body.split("id=\"stopping\"").nth(1).unwrap_or("").split("</ul>").next().unwrap().to_owned();
+    assert!(listed.contains("Firefox") && listed.contains("Moodle app"), "what will stop is named: {question}");
+    assert!(!listed.contains("Feed reader") && !listed.contains("Chrome"), "{listed}");
+    assert!(question.contains("Feed and calendar keys keep working"), "{question}");
+
     let after = laptop.confirm("action=revokeothers").await;
-    assert!(after.contains("3 keys were revoked"), "{after}");
-    assert_eq!(after.key_ids().len(), 1, "only this browser is left");
+    assert!(after.contains("3 keys were revoked"), "the other browser, the app and the kiosk: {after}");
     assert_eq!(phone.keys_page().await.url, "/login/index.php");
-    for id in [hidden, sync] {
-        assert!(app.with_db(|c| userkeys::db::keys::find(c, id)).unwrap().revoked_at.is_some());
+    assert_eq!(
+        app.ws_client(MOODLE_APP_UA).call(&app_token, "core_webservice_get_site_info", &[]).await["errorcode"],
+        "invalidtoken"
+    );
+    assert!(app.with_db(|c| userkeys::db::keys::find(c, kiosk)).unwrap().revoked_at.is_some(), "hidden sign-ins too");
+    for id in [sync, rss, bobs] {
+        assert!(app.with_db(|c| userkeys::db::keys::find(c, id)).unwrap().revoked_at.is_none(), "key {id} untouched");
     }
-    assert!(app.with_db(|c| userkeys::db::keys::find(c, bobs)).unwrap().revoked_at.is_none(), "bob's key untouched");
+    assert!(!after.contains("id=\"revokeothers\""), "nothing else is signed in now, so the button is gone: {after}");
 }
 
 #[tokio::test]

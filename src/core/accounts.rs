@@ -7,7 +7,6 @@ use crate::db::models::NewAuditEntry;
 use crate::domain::password::hash_password;
 use crate::domain::time::now;
 use crate::keys::ops::{self, Revocation, Scope};
-use crate::keys::{WEBSERVICE_TOKEN, WEB_SESSION};
 
 /// The shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -150,21 +149,14 @@ impl Core {
                 }
                 // As Moodle after CVE-2016-7038: a new password ends every other way in that a
                 // password opened.
-                let mut count = 0;
-                for key_type in [WEB_SESSION, WEBSERVICE_TOKEN] {
-                    let request = Revocation {
-                        user_id,
-                        selection: match keep {
-                            Some(id) => Selection::OfTypeExcept(key_type.into(), id),
-                            None => Selection::OfType(key_type.into()),
-                        },
-                        scope: Scope::Everything,
-                        actor: actor.clone(),
-                        reason: "password changed".into(),
-                    };
-                    count += ops::revoke(write, &registry, &request, now)?;
-                }
-                Ok(count)
+                let request = Revocation {
+                    user_id,
+                    selection: Selection::OfTypesExcept(registry.sign_in_types(), keep),
+                    scope: Scope::Everything,
+                    actor: actor.clone(),
+                    reason: "password changed".into(),
+                };
+                ops::revoke(write, &registry, &request, now)
             })
             .await?)
     }

@@ -158,6 +158,8 @@ pub struct OwnKeys {
     pub types_off: HashSet<String>,
     /// Whether the person may open any admin page.
     pub has_admin_pages: bool,
+    /// Signed-in clients (browsers, apps, devices) of the person, the asking session included.
+    pub signed_in: usize,
 }
 
 /// Everything about one person, for an admin.
@@ -200,8 +202,9 @@ impl Core {
                 let entries = visible.into_iter().map(|k| maker.entry(k, None)).collect();
                 let types_off =
                     registry.all().filter(|t| !switches.type_enabled(&registry, &t.id)).map(|t| t.id.clone()).collect();
-                let counts = counts.into_iter().map(|(t, n)| (t, n as usize)).collect();
-                Ok(OwnKeys { entries, counts, types_off, has_admin_pages })
+                let counts: HashMap<String, usize> = counts.into_iter().map(|(t, n)| (t, n as usize)).collect();
+                let signed_in = registry.sign_in_types().iter().filter_map(|t| counts.get(t)).sum();
+                Ok(OwnKeys { entries, counts, types_off, has_admin_pages, signed_in })
             })
             .await
             .map_err(CoreError::from)

@@ -23,9 +23,19 @@ pub enum OwnRevocation {
 /// A revocation checked against the person's keys, described for its confirmation.
 #[derive(Clone, Debug)]
 pub enum CheckedRevocation {
-    One { key_id: i64, name: String, is_current: bool },
-    OfType { id: String, label: String },
-    EverythingElse,
+    One {
+        key_id: i64,
+        name: String,
+        is_current: bool,
+    },
+    OfType {
+        id: String,
+        label: String,
+    },
+    /// What will stop: each other signed-in client, by name and kind.
+    EverythingElse {
+        stopping: Vec<(String, String)>,
+    },
 }
 
 /// A key a person has just created: its secret appears only here, in `value`.
@@ -75,7 +85,17 @@ impl Core {
                 }
                 Ok(CheckedRevocation::OfType { id: t.id.clone(), label: t.label.clone() })
             }
-            OwnRevocation::EverythingElse => Ok(CheckedRevocation::EverythingElse),
+            OwnRevocation::EverythingElse => {
+                let own = self.own_keys(user_id, 1_000, None).await?;
+                let sign_in = self.registry.sign_in_types();
+                let stopping = own
+                    .entries
+                    .into_iter()
+                    .filter(|k| sign_in.contains(&k.key_type) && Some(k.id) != current_session)
+                    .map(|k| (k.name, k.type_label))
+                    .collect();
+                Ok(CheckedRevocation::EverythingElse { stopping })
+            }
         }
     }
 
@@ -93,10 +113,11 @@ impl Core {
         let (selection, reason) = match &checked {
             CheckedRevocation::One { key_id, .. } => (Selection::One(*key_id), reason),
             CheckedRevocation::OfType { id, .. } => (Selection::OfType(id.clone()), reason),
-            // "Everything else" includes hidden types: nothing but this browser stays signed in.
-            CheckedRevocation::EverythingElse => {
-                (Selection::AllExcept(current_session), "owner signed out everywhere else")
-            }
+            // Every other signed-in client (hidden types too); feed keys are revoked on their own.
+            CheckedRevocation::EverythingElse { .. } => (
+                Selection::OfTypesExcept(self.registry.sign_in_types(), current_session),
+                "owner signed out everywhere else",
+            ),
         };
         let revocation = Revocation {
             user_id,

@@ -82,6 +82,8 @@ pub enum Selection {
     OfType(String),
     /// A type's keys but one (the session asking).
     OfTypeExcept(String, i64),
+    /// Keys of any of these types, but one (the session asking).
+    OfTypesExcept(Vec<String>, Option<i64>),
     AllExcept(Option<i64>),
     /// The per-device token(s) a device holds for a service.
     Device {
@@ -114,6 +116,13 @@ pub fn revoke(
         Selection::One(id) => query.filter(user_keys::id.eq(*id)),
         Selection::OfType(t) => query.filter(user_keys::key_type.eq(t.clone())),
         Selection::OfTypeExcept(t, id) => query.filter(user_keys::key_type.eq(t.clone())).filter(user_keys::id.ne(*id)),
+        Selection::OfTypesExcept(types, except) => {
+            let q = query.filter(user_keys::key_type.eq_any(types.clone()));
+            match except {
+                Some(id) => q.filter(user_keys::id.ne(*id)),
+                None => q,
+            }
+        }
         Selection::AllExcept(Some(id)) => query.filter(user_keys::id.ne(*id)),
         Selection::AllExcept(None) => query,
         Selection::Device { device_id, key_type, service_id } => {

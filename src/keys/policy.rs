@@ -66,6 +66,9 @@ pub struct KeyPolicy {
     pub use_counted_per_call: bool,
     /// Issued with a second, private secret (Moodle's private token).
     pub private_secret: bool,
+    /// A signed-in client (a browser, an app on a device, the keys that sign the app in):
+    /// ended by "sign out everywhere else" and by a new password. Feed keys are not.
+    pub signs_in: bool,
 }
 
 /// A key a person creates for themselves on their page, shown once as an address to copy.

@@ -116,6 +116,11 @@ impl KeyTypeRegistry {
         self.all().filter(|t| t.visible)
     }
 
+    /// The types whose keys are signed-in clients (see `KeyPolicy::signs_in`).
+    pub fn sign_in_types(&self) -> Vec<String> {
+        self.all().filter(|t| t.policy.signs_in).map(|t| t.id.clone()).collect()
+    }
+
     /// The policy of a type; a type nobody registered gets the default (no secret, no cache).
     pub fn policy(&self, id: &str) -> KeyPolicy {
         self.get(id).map(|t| t.policy.clone()).unwrap_or_default()

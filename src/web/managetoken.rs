@@ -100,11 +100,25 @@ fn confirm_page(
             vec![("action", "revoketype".into()), ("type", id.clone())],
             "Revoke all",
         ),
-        CheckedRevocation::EverythingElse => (
-            "Sign out everywhere else? Every other browser, app, device and key will stop working; only this browser stays signed in.".into(),
+        CheckedRevocation::EverythingElse { stopping } => (
+            if stopping.is_empty() {
+                "Nothing else is signed in to your account. Sign out everywhere else anyway?".into()
+            } else {
+                format!(
+                    "Sign out everywhere else? These {} stop working at once; this browser stays signed in. \
+                     Feed and calendar keys keep working: revoke them on their own.",
+                    if stopping.len() == 1 { "one".to_owned() } else { stopping.len().to_string() }
+                )
+            },
             vec![("action", "revokeothers".into())],
             "Sign out everywhere else",
         ),
+    };
+    let listed: Vec<String> = match checked {
+        CheckedRevocation::EverythingElse { stopping } => {
+            stopping.iter().map(|(name, kind)| format!("{name} ({})", kind.to_lowercase())).collect()
+        }
+        _ => Vec::new(),
     };
     let mut ctx = base_context(state, session, false);
     ctx.insert("title", "Please confirm");
@@ -112,6 +126,7 @@ fn confirm_page(
     ctx.insert("action_url", "/user/managetoken.php");
     ctx.insert("fields", &fields);
     ctx.insert("confirm_label", label);
+    ctx.insert("listed", &listed);
     render(&state.templates, "confirm.html", &ctx)
 }
 
@@ -187,6 +202,8 @@ async fn list_page(
     ctx.insert("groups", &groups);
     ctx.insert("revoked", &revoked);
     ctx.insert("key_count", &own.counts.values().sum::<usize>());
+    // This browser is one; the button shows when something else is signed in.
+    ctx.insert("others_signed_in", &own.signed_in.saturating_sub(1));
     render(&state.templates, "managetoken.html", &ctx)
 }
 

@@ -17,6 +17,7 @@ pub fn key_type() -> KeyType {
             lifetime: Lifetime::Fixed(Duration::seconds(LIFETIME_SECONDS)),
             bound_to_address: true,
             single_use: true,
+            signs_in: true,
             ..Default::default()
         })
 }

@@ -14,6 +14,7 @@ pub fn key_type() -> KeyType {
             lifetime: Lifetime::Fixed(Duration::minutes(10)),
             bound_to_address: true,
             single_use: true,
+            signs_in: true,
             ..Default::default()
         })
         .created_by_owner(SelfService {

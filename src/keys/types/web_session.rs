@@ -9,6 +9,7 @@ pub fn key_type() -> KeyType {
     KeyType::new(ID, "Web sessions", "Browsers signed in to your account.").with_policy(KeyPolicy {
         secret: SecretKind::Long,
         lifetime: Lifetime::SessionTimeout,
+        signs_in: true,
         ..Default::default()
     })
 }

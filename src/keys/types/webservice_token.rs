@@ -20,6 +20,7 @@ pub fn key_type() -> KeyType {
         expiry_told_once: true,
         use_counted_per_call: true,
         private_secret: true,
+        signs_in: true,
         ..Default::default()
     })
 }
