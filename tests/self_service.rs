@@ -312,3 +312,44 @@ async fn many_keys_of_a_type_are_listed_25_at_a_time_with_show_all() {
     let nonsense = browser.get("/user/managetoken.php?show=%00%ff").await;
     assert_eq!(nonsense.status, 200, "an unknown type to show changes nothing");
 }
+
+/// A new key is named on a short form, created by a POST, and shown once on the page that POST
+/// redirects to: reloading that page shows it no more and creates nothing.
+#[tokio::test]
+async fn a_new_key_is_named_shown_once_and_a_reload_creates_nothing() {
+    let app = spawn_app();
+    app.create_user("alice", false);
+    let browser = app.signed_in("alice", CHROME_UA).await;
+    let page = browser.keys_page().await;
+    assert!(page.contains("href=\"/user/newkey.php?type=calendar%5Fexport\" id=\"create-calendar_export\""), "{page}");
+    let form = browser.get("/user/newkey.php?type=calendar_export").await;
+    assert_eq!(form.status, 200, "{form}");
+    let sesskey = form.hidden("sesskey").unwrap();
+    let shown = browser
+        .post(
+            "/user/managetoken.php",
+            &[
+                ("sesskey", &sesskey),
+                ("action", "create"),
+                ("type", "calendar_export"),
+                ("name", "Thunderbird at home"),
+            ],
+        )
+        .await;
+    assert!(shown.url.starts_with("/user/newkey.php?created="), "a redirect to a page of its own: {}", shown.url);
+    assert!(shown.contains("Your new key: Thunderbird at home"), "{shown}");
+    let address = shown.input("newkey").unwrap();
+    assert!(address.contains("/calendar/export_execute.php?userid="), "the whole address is there: {address}");
+    assert!(shown.contains("data-copy=\"newkey\"") && shown.contains("src=\"/static/copy.js\""));
+
+    let again = browser.get(&shown.url).await;
+    assert!(again.contains("id=\"alreadyshown\""), "{again}");
+    assert!(!again.body.contains(&address), "the secret is not shown twice");
+    let keys = browser.keys_page().await;
+    assert!(keys.contains("Calendar export keys <span class=\"count\">1</span>"), "one key, however often reloaded");
+    assert!(keys.contains("Thunderbird at home"));
+    let script = app.ws_client(CHROME_UA).client.get(app.url("/static/copy.js")).send().await.unwrap();
+    assert_eq!(script.status(), 200);
+    let unknown = browser.get("/user/newkey.php?type=web_session").await;
+    assert_eq!(unknown.status, 400, "a type people do not create: {unknown}");
+}

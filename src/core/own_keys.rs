@@ -41,6 +41,8 @@ pub enum CheckedRevocation {
 /// A key a person has just created: its secret appears only here, in `value`.
 #[derive(Debug)]
 pub struct CreatedKey {
+    pub id: i64,
+    pub name: String,
     pub type_label: String,
     pub shown_as: &'static str,
     pub value: String,
@@ -163,7 +165,13 @@ impl Core {
     }
 
     /// Creates a key of a type people create for themselves; the secret is in the answer only.
-    pub async fn create_own_key(&self, user_id: i64, key_type: &str, client: &Client) -> CoreResult<CreatedKey> {
+    pub async fn create_own_key(
+        &self,
+        user_id: i64,
+        key_type: &str,
+        name: Option<&str>,
+        client: &Client,
+    ) -> CoreResult<CreatedKey> {
         let t = self
             .registry
             .get(key_type)
@@ -175,7 +183,10 @@ impl Core {
         let request = KeyRequest {
             user_id,
             key_type: t.id.clone(),
-            name: self_service.key_name.to_owned(),
+            name: name
+                .map(|n| n.trim().chars().take(100).collect::<String>())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| self_service.key_name.to_owned()),
             valid_until,
             ip_restriction: if t.policy.bound_to_address {
                 IpRestriction::parse(&client.ip_string()).ok().flatten()
@@ -185,10 +196,13 @@ impl Core {
             ..Default::default()
         };
         let (registry, actor) = (self.registry.clone(), client.actor(Some(user_id)));
+        let name = request.name.clone();
         let issued = self.db.write(move |write| ops::issue(write, &registry, request, &actor, now)).await?;
         let secret =
             issued.secret.ok_or_else(|| CoreError::Invalid("This kind of key has no secret to show.".into()))?;
         Ok(CreatedKey {
+            id: issued.id,
+            name,
             type_label: t.label.clone(),
             shown_as: self_service.shown_as,
             value: self_service.address.fill(&self.config.site_root(), user_id, secret.expose()),

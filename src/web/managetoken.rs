@@ -35,6 +35,8 @@ pub struct ActionForm {
     #[serde(rename = "type")]
     key_type: Option<String>,
     sesskey: Option<String>,
+    /// A new key's name, when creating one.
+    name: Option<String>,
 }
 
 pub async fn page(
@@ -60,7 +62,8 @@ pub async fn act(
     let form = form.into_inner();
     session.check_sesskey(form.sesskey.as_deref())?;
     if form.action == "create" {
-        return super::newkey::create(&state, &session, &client, form.key_type.as_deref().unwrap_or("")).await;
+        let key_type = form.key_type.as_deref().unwrap_or("");
+        return super::newkey::create(&state, &session, &client, key_type, form.name.as_deref()).await;
     }
     let request = own_revocation(&form.action, form.key.as_deref(), form.key_type.as_deref())?;
     let count = state.core.revoke_own(session.user.id, Some(session.key_id), &request, false, &client).await?;

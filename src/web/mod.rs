@@ -42,6 +42,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/login/logout.php", web::post().to(login::logout))
         .route("/user/managetoken.php", web::get().to(managetoken::page))
         .route("/user/managetoken.php", web::post().to(managetoken::act))
+        .route("/user/newkey.php", web::get().to(newkey::page))
+        .route("/static/copy.js", web::get().to(copy_script))
         .route("/user/password.php", web::get().to(password::form))
         .route("/user/password.php", web::post().to(password::submit))
         .route("/admin/tool/mobile/launch.php", web::get().to(launch::launch))
@@ -68,6 +70,13 @@ async fn stylesheet() -> HttpResponse {
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(include_str!("../../static/style.css"))
+}
+
+async fn copy_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(include_str!("../../static/copy.js"))
 }
 
 pub fn redirect(to: &str) -> HttpResponse {

@@ -13,6 +13,7 @@ pub fn load() -> anyhow::Result<tera::Tera> {
         ("managetoken.html", include_str!("../../templates/managetoken.html")),
         ("confirm.html", include_str!("../../templates/confirm.html")),
         ("newkey.html", include_str!("../../templates/newkey.html")),
+        ("newkey_form.html", include_str!("../../templates/newkey_form.html")),
         ("password.html", include_str!("../../templates/password.html")),
         ("forgot.html", include_str!("../../templates/forgot.html")),
         ("reset.html", include_str!("../../templates/reset.html")),
@@ -27,11 +28,11 @@ pub fn load() -> anyhow::Result<tera::Tera> {
     Ok(tera)
 }
 
-/// Pages load nothing but the site's own stylesheet and images, run no script, and post forms
-/// only to the site. (Set on pages only: the web-service answers of the hot path need none.)
+/// Pages load nothing but the site's own stylesheet, script and images, run no inline script,
+/// and post forms only to the site. (Set on pages only: the web-service answers of the hot path need none.)
 pub const CONTENT_SECURITY_POLICY: (&str, &str) = (
     "Content-Security-Policy",
-    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 );
 
 pub fn render(tera: &tera::Tera, name: &str, context: &tera::Context) -> Result<HttpResponse, AppError> {

@@ -239,9 +239,15 @@ pub fn unescape(s: &str) -> String {
 
 impl Page {
     /// The value of the input with this id, unescaped.
+    /// The value of the input or text area with this id.
     pub fn input(&self, id: &str) -> Option<String> {
         let start = self.body.find(&format!("id=\"{id}\""))?;
+        let tag_start = self.body[..start].rfind('<')?;
         let rest = &self.body[start..];
+        if self.body[tag_start..].starts_with("<textarea") {
+            let value = rest.split_once('>')?.1.split("</textarea>").next()?;
+            return Some(unescape(value));
+        }
         let value = rest.split("value=\"").nth(1)?.split('"').next()?;
         Some(unescape(value))
     }

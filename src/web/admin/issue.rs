@@ -102,5 +102,7 @@ pub async fn submit(
     ctx.insert("value", &token);
     ctx.insert("qr_svg", &Option::<String>::None);
     ctx.insert("expires", &valid_until.map(exact));
+    ctx.insert("back_url", &format!("/admin/userkeys/index.php?user={}", username));
+    ctx.insert("back_label", &format!("Back to {username}'s keys"));
     render(&state.templates, "newkey.html", &ctx)
 }

@@ -179,5 +179,7 @@ pub async fn reset_link(
     let expires =
         crate::domain::time::now() + chrono::Duration::minutes(crate::keys::types::password_reset::LIFETIME_MINUTES);
     ctx.insert("expires", &Some(exact(expires)));
+    ctx.insert("back_url", &format!("/admin/userkeys/user.php?id={}", target.id));
+    ctx.insert("back_label", &format!("Back to {}'s keys", target.username));
     render(&state.templates, "newkey.html", &ctx)
 }
