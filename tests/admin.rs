@@ -323,17 +323,37 @@ async fn disabling_a_service_or_key_type_refuses_its_keys_until_enabled_again() 
     let sesskey = page.hidden("sesskey").unwrap();
     let service = app.key_of(&token).service_id.unwrap().to_string();
 
-    admin.post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("service", &service), ("enable", "0")]).await;
+    let question = admin
+        .post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("service", &service), ("enable", "0")])
+        .await;
+    assert!(
+        question.contains("Disable Moodle mobile web service? 1 active key stops working at once"),
+        "a count before a switch: {question}"
+    );
+    assert_eq!(site_info(&app, &token).await["username"], "alice", "nothing changed before the confirmation");
+    let done = admin
+        .post(
+            "/admin/userkeys/services.php",
+            &[("sesskey", &sesskey), ("service", &service), ("enable", "0"), ("confirm", "1")],
+        )
+        .await;
+    assert!(done.contains("Moodle mobile web service is disabled: 1 key stopped working."), "{done}");
     assert_eq!(site_info(&app, &token).await["errorcode"], "accessexception");
     let listed = admin.get("/admin/userkeys/index.php?type=webservice_token").await;
     assert!(listed.contains("state disabled"), "shown as disabled: {listed}");
     let own = app.signed_in("alice", CHROME_UA).await.keys_page().await;
     assert!(own.contains("service switched off by the site"), "the owner sees it too: {own}");
-    admin.post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("service", &service), ("enable", "1")]).await;
+    let enabled = admin
+        .post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("service", &service), ("enable", "1")])
+        .await;
+    assert!(enabled.contains("is enabled: 1 key works again."), "{enabled}");
     assert_eq!(site_info(&app, &token).await["username"], "alice", "restored without re-issuing");
 
     admin
-        .post("/admin/userkeys/services.php", &[("sesskey", &sesskey), ("type", "webservice_token"), ("enable", "0")])
+        .post(
+            "/admin/userkeys/services.php",
+            &[("sesskey", &sesskey), ("type", "webservice_token"), ("enable", "0"), ("confirm", "1")],
+        )
         .await;
     assert_eq!(site_info(&app, &token).await["errorcode"], "accessexception");
     assert_eq!(app.ws_client(MOODLE_APP_UA).login("alice", PASSWORD, &[]).await["errorcode"], "cannotcreatetoken");

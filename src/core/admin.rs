@@ -206,6 +206,29 @@ impl Core {
             .await?)
     }
 
+    /// What switching a service or key type off would stop: its name, its active keys and the
+    /// people who hold them.
+    pub async fn switch_impact(&self, target: &SwitchTarget) -> CoreResult<(String, i64, i64)> {
+        let (name, key_type, service_id) = match target {
+            SwitchTarget::Service(id) => {
+                let id = *id;
+                let service = self.db.read(move |conn| crate::db::services::find(conn, id)).await?;
+                (service.ok_or(CoreError::NotFound)?.name, None, Some(id))
+            }
+            SwitchTarget::KeyType(t) => {
+                let t = self.registry.get(t).ok_or_else(|| CoreError::Invalid("There is no such key type.".into()))?;
+                if t.id == WEB_SESSION {
+                    return Err(CoreError::Invalid("Web sessions cannot be disabled: nobody could sign in.".into()));
+                }
+                (t.label.clone(), Some(t.id.clone()), None)
+            }
+        };
+        let now = now();
+        let (keys, people) =
+            self.db.read(move |conn| crate::db::keys::count_active(conn, key_type.as_deref(), service_id, now)).await?;
+        Ok((name, keys, people))
+    }
+
     /// Turns a service or key type on or off, audited. Keys of what is off are refused at
     /// validation and shown as disabled; turning it on again restores them.
     pub async fn set_switch(&self, by: i64, target: SwitchTarget, enable: bool, client: &Client) -> CoreResult<()> {

@@ -250,3 +250,29 @@ pub fn active_of_type_after(
         .select((KeyRow::as_select(), User::as_select()))
         .load(conn)?)
 }
+
+/// Active keys of a type, or of a service, and how many people hold them: what switching the
+/// type or service off stops.
+pub fn count_active(
+    conn: &mut DbConn,
+    key_type: Option<&str>,
+    service_id: Option<i64>,
+    now: NaiveDateTime,
+) -> DbResult<(i64, i64)> {
+    let mut query = user_keys::table
+        .filter(user_keys::revoked_at.is_null())
+        .filter(user_keys::valid_until.is_null().or(user_keys::valid_until.gt(now)))
+        .into_boxed();
+    if let Some(t) = key_type {
+        query = query.filter(user_keys::key_type.eq(t.to_owned()));
+    }
+    if let Some(s) = service_id {
+        query = query.filter(user_keys::service_id.eq(s));
+    }
+    let owners: Vec<i64> = query.select(user_keys::user_id).load(conn)?;
+    let keys = owners.len() as i64;
+    let mut people = owners;
+    people.sort_unstable();
+    people.dedup();
+    Ok((keys, people.len() as i64))
+}

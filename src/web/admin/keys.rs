@@ -271,6 +271,7 @@ pub async fn revoke_selected(
             ),
         );
         ctx.insert("action_url", "/admin/userkeys/revoke.php");
+        ctx.insert("cancel_url", "/admin/userkeys/index.php");
         let mut fields: Vec<(&str, String)> = ids.iter().map(|id| ("key", id.to_string())).collect();
         fields.push(("confirm", "1".into()));
         ctx.insert("fields", &fields);

@@ -8,7 +8,12 @@ use crate::web::templates::render;
 use crate::web::{redirect, State};
 use actix_web::{web, HttpResponse};
 
-pub async fn page(state: State, admin: AdminSession) -> Result<HttpResponse, AppError> {
+#[derive(serde::Deserialize)]
+pub struct DoneQuery {
+    done: Option<String>,
+}
+
+pub async fn page(state: State, admin: AdminSession, query: web::Query<DoneQuery>) -> Result<HttpResponse, AppError> {
     admin.require(Capability::ManageServices)?;
     let switches = state.core.switches().await?;
     let services: Vec<serde_json::Value> = switches
@@ -28,6 +33,7 @@ pub async fn page(state: State, admin: AdminSession) -> Result<HttpResponse, App
     let mut ctx = admin.context(&state);
     ctx.insert("services", &services);
     ctx.insert("types", &types);
+    ctx.insert("done", &query.done.as_deref().map(|d| d.chars().take(300).collect::<String>()));
     render(&state.templates, "admin_services.html", &ctx)
 }
 
@@ -52,6 +58,42 @@ pub async fn toggle(
         (None, Some(key_type)) => SwitchTarget::KeyType(key_type.to_owned()),
         _ => return Err(AppError::BadRequest("Choose a service or a key type.".into())),
     };
+    let (name, keys, people) = state.core.switch_impact(&target).await?;
+    // Switching off stops keys for everyone at once: say how many first, and act on a second post.
+    if !enable && field(&pairs, "confirm") != Some("1") {
+        let mut ctx = admin.context(&state);
+        ctx.insert("title", "Please confirm");
+        ctx.insert(
+            "question",
+            &format!(
+                "Disable {name}? {} stop{} working at once, for everyone who uses {}. Enabling it again restores them.",
+                plural(keys, "active key"),
+                if keys == 1 { "s" } else { "" },
+                if people == 1 { "it (1 person)".to_owned() } else { format!("them ({people} people)") },
+            ),
+        );
+        ctx.insert("action_url", "/admin/userkeys/services.php");
+        let mut fields: Vec<(&str, String)> = pairs
+            .iter()
+            .filter(|(k, _)| ["service", "type", "enable"].contains(&k.as_str()))
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        fields.push(("confirm", "1".into()));
+        ctx.insert("fields", &fields);
+        ctx.insert("confirm_label", &format!("Disable {name}"));
+        ctx.insert("cancel_url", "/admin/userkeys/services.php");
+        return render(&state.templates, "confirm.html", &ctx);
+    }
     state.core.set_switch(admin.session.user.id, target, enable, &client).await?;
-    Ok(redirect("/admin/userkeys/services.php"))
+    let done = if enable {
+        format!("{name} is enabled: {} work{} again.", plural(keys, "key"), if keys == 1 { "s" } else { "" })
+    } else {
+        format!("{name} is disabled: {} stopped working.", plural(keys, "key"))
+    };
+    let query = serde_urlencoded::to_string([("done", done)]).unwrap_or_default();
+    Ok(redirect(&format!("/admin/userkeys/services.php?{query}")))
+}
+
+fn plural(n: i64, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
