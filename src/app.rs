@@ -109,6 +109,7 @@ impl Application {
                 ))
                 .configure(web::routes)
                 .configure(moodle::routes)
+                .default_service(aw::to(web::not_found))
                 .configure(|cfg| {
                     if bench_endpoints {
                         moodle::bench_routes(cfg)

@@ -212,7 +212,9 @@ async fn force_logout_ends_every_session_token_and_device_at_once() {
     assert!(done.contains("was ended"), "{done}");
     assert_eq!(site_info(&app, &phone).await["errorcode"], "invalidtoken");
     assert_eq!(site_info(&app, &tablet).await["errorcode"], "invalidtoken");
-    assert_eq!(victim_browser.keys_page().await.url, "/login/index.php");
+    let signed_out = victim_browser.keys_page().await;
+    assert!(signed_out.url.starts_with("/login/index.php"), "{signed_out}");
+    assert!(signed_out.contains("You were signed out"), "the person is told why: {signed_out}");
     let devices = app.with_db(|conn| userkeys::db::keys::active_for_user(conn, victim, userkeys::domain::time::now()));
     assert!(devices.is_empty(), "no key of any type is left: {devices:?}");
     assert_eq!(site_info(&app, &other).await["username"], "bystander");

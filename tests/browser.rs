@@ -119,7 +119,7 @@ async fn a_person_signs_in_sees_their_keys_revokes_one_and_it_is_gone() {
     click(browser, "#confirm").await;
     browser.wait().for_element(Locator::Css("p.notice")).await.unwrap();
     assert!(browser.source().await.unwrap().contains("1 key was revoked"));
-    assert_eq!(other.keys_page().await.url, "/login/index.php");
+    assert!(other.keys_page().await.url.starts_with("/login/index.php"));
     driver.client.clone().close().await.unwrap();
 }
 
@@ -148,7 +148,7 @@ async fn an_admin_forces_a_logout_and_the_victims_session_and_token_are_refused(
     browser.wait().for_element(Locator::Css("p.notice")).await.unwrap();
     assert!(browser.source().await.unwrap().contains("was ended"));
 
-    assert_eq!(victim_browser.keys_page().await.url, "/login/index.php", "the web session is refused");
+    assert!(victim_browser.keys_page().await.url.starts_with("/login/index.php"), "the web session is refused");
     let refused = app.ws_client(MOODLE_APP_UA).call(&victim_token, "core_webservice_get_site_info", &[]).await;
     assert_eq!(refused["errorcode"], "invalidtoken", "the app's token is refused");
     driver.client.clone().close().await.unwrap();

@@ -10,8 +10,11 @@ use actix_web::{HttpResponse, ResponseError};
 pub enum AppError {
     #[error("{0}")]
     BadRequest(String),
+    /// No valid session: to the sign-in page, and back to `wants` after. `ended` when the
+    /// browser had a session that is no longer valid (signed out elsewhere, expired, ended by an
+    /// administrator), so the sign-in page can say so.
     #[error("Sign in to continue.")]
-    LoginRequired,
+    LoginRequired { wants: Option<String>, ended: bool },
     #[error("{0}")]
     Forbidden(String),
     #[error("That key or page does not exist, or it is not yours.")]
@@ -71,7 +74,7 @@ impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::LoginRequired => StatusCode::SEE_OTHER,
+            AppError::LoginRequired { .. } => StatusCode::SEE_OTHER,
             AppError::Forbidden(_) | AppError::StaleForm => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             // No connection to be had: the database is away, and will be back.
@@ -81,8 +84,19 @@ impl ResponseError for AppError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let AppError::LoginRequired = self {
-            return HttpResponse::SeeOther().insert_header((header::LOCATION, "/login/index.php")).finish();
+        if let AppError::LoginRequired { wants, ended } = self {
+            let mut query = Vec::new();
+            if let Some(wants) = wants.as_deref().filter(|w| *w != "/" && w.starts_with('/')) {
+                query.push(("wantsurl", wants.to_owned()));
+            }
+            if *ended {
+                query.push(("ended", "1".to_owned()));
+            }
+            let location = match serde_urlencoded::to_string(&query) {
+                Ok(q) if !q.is_empty() => format!("/login/index.php?{q}"),
+                _ => "/login/index.php".to_owned(),
+            };
+            return HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish();
         }
         let status = self.status_code();
         let message = match self {
@@ -119,7 +133,8 @@ pub fn error_page(title: &str, message: &str) -> String {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title}</title><link rel=\"stylesheet\" href=\"/static/style.css\"></head>\
-         <body><main class=\"narrow\"><h1>{title}</h1><p class=\"error\" role=\"alert\">{message}</p>\
-         <p><a href=\"/user/managetoken.php\">Back to your keys</a></p></main></body></html>"
+         <body><header class=\"top\"><a class=\"brand\" href=\"/\">userkeys</a></header>\
+         <main class=\"narrow\"><h1>{title}</h1><p class=\"error\" role=\"alert\">{message}</p>\
+         <p><a href=\"/\">Go to the start page</a></p></main></body></html>"
     )
 }

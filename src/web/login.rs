@@ -35,6 +35,9 @@ pub struct FormQuery {
     /// Back from setting a new password with a reset link.
     #[serde(default)]
     reset: Option<String>,
+    /// Sent here because this browser's session had ended.
+    #[serde(default)]
+    ended: Option<String>,
 }
 
 /// Where a sign-in leads: the page asked for, if it is on this site, else the keys page.
@@ -50,7 +53,15 @@ pub async fn form(
     if session.is_some() {
         return Ok(redirect(&destination(&state, &query.wantsurl)));
     }
-    let notice = query.reset.is_some().then_some("Your password was changed. Sign in with the new one.");
+    let notice = if query.reset.is_some() {
+        Some("Your password was changed. Sign in with the new one.")
+    } else if query.ended.is_some() {
+        Some("You were signed out: your session ended here, was signed out from another device, or was ended by an administrator. Sign in again to continue.")
+    } else if !query.wantsurl.is_empty() {
+        Some("Sign in to continue.")
+    } else {
+        None
+    };
     login_page_with(&state, "", &query.wantsurl, None, notice, actix_web::http::StatusCode::OK)
 }
 

@@ -72,6 +72,11 @@ async fn stylesheet() -> HttpResponse {
         .body(include_str!("../../static/style.css"))
 }
 
+/// Any address the site does not have: a page that says so, with the way back.
+pub async fn not_found() -> HttpResponse {
+    actix_web::ResponseError::error_response(&error::AppError::NotFound)
+}
+
 async fn copy_script() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/javascript; charset=utf-8")

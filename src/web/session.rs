@@ -39,15 +39,20 @@ impl FromRequest for CurrentSession {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<State>().cloned();
-        let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
+        let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()).filter(|c| !c.is_empty());
         let client = client_of(req);
+        // Back here after signing in, for a page one reads (a form's answer is not a place to return to).
+        let wants = (req.method() == actix_web::http::Method::GET).then(|| match req.query_string() {
+            "" => req.path().to_owned(),
+            q => format!("{}?{q}", req.path()),
+        });
         Box::pin(async move {
             let state = state.ok_or_else(|| AppError::Internal("application state missing".into()))?;
-            let Some(cookie) = cookie else { return Err(AppError::LoginRequired) };
+            let Some(cookie) = cookie else { return Err(AppError::LoginRequired { wants, ended: false }) };
             match state.core.resume_session(&cookie, &client).await {
                 Ok(session) => Ok(CurrentSession(session)),
                 Err(crate::core::CoreError::Db(e)) => Err(AppError::Db(e)),
-                Err(_) => Err(AppError::LoginRequired),
+                Err(_) => Err(AppError::LoginRequired { wants, ended: true }),
             }
         })
     }
