@@ -260,7 +260,7 @@ async fn force_logout_ends_every_session_token_and_device_at_once() {
         let page = audit.get(&format!("/admin/userkeys/audit.php?action={action}&user=victim")).await;
         assert_eq!(page.status, 200, "{page}");
         assert_eq!(page.body.matches("<tr><td>").count(), 1, "{action}: {page}");
-        assert!(page.contains(&format!("<td>{action}</td><td>helen</td>")), "{action}: {page}");
+        assert!(page.contains(&format!("<span class=\"muted\">{action}</span></td><td>helen</td>")), "{action}: {page}");
         assert!(page.contains(reason), "{action}: {page}");
     }
 }
@@ -379,6 +379,8 @@ async fn disabling_a_service_or_key_type_refuses_its_keys_until_enabled_again() 
     assert_eq!(nonsense.status, 400);
     let audit = admin.get("/admin/userkeys/audit.php").await;
     assert!(audit.contains("service_disabled") && audit.contains("key_type_enabled"), "{audit}");
+    assert!(audit.contains("Service disabled") && audit.contains("Key type enabled"), "said in words: {audit}");
+    assert!(audit.contains("Web-service tokens"), "key types by their names: {audit}");
 }
 
 #[tokio::test]

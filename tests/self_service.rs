@@ -376,4 +376,6 @@ async fn unknown_pages_and_signed_out_visits_are_explained() {
         )
         .await;
     assert_eq!(after.url, "/user/password.php", "back where the person was going");
+    let keys = browser.keys_page().await;
+    assert!(keys.contains("aria-label=\"Revoke Chrome"), "each Revoke is named after its key: {keys}");
 }

@@ -65,7 +65,8 @@ pub async fn page(state: State, admin: AdminSession, query: web::Query<AuditQuer
         .entries
         .iter()
         .map(|(e, actor, target)| serde_json::json!({
-            "at": exact(e.at), "action": e.action, "actor": actor, "target": target,
+            "at": exact(e.at), "action": e.action, "action_words": action_words(&e.action), "actor": actor, "target": target,
+            "key_type_label": e.key_type.as_deref().map(|t| state.core.registry().get(t).map_or(t.to_owned(), |k| k.label.clone())),
             "target_id": e.target_user_id, "key_id": e.key_id, "key_type": e.key_type, "ip": e.ip, "reason": e.reason,
         }))
         .collect();
@@ -81,4 +82,25 @@ pub async fn page(state: State, admin: AdminSession, query: web::Query<AuditQuer
     ctx.insert("next", &more.then(|| link(page + 1)));
     ctx.insert("prev", &(page > 1).then(|| link(page - 1)));
     render(&state.templates, "admin_audit.html", &ctx)
+}
+
+/// What an audit entry's action means, in words.
+fn action_words(action: &str) -> String {
+    match action {
+        "key_issued" => "Key issued",
+        "key_revoked" => "Key revoked",
+        "force_logout" => "Signed out everywhere by an administrator",
+        "force_logout_and_suspend" => "Signed out everywhere and suspended",
+        "sign_in_failed" => "Failed sign-in",
+        "token_login_failed" => "Failed app sign-in",
+        "password_changed" => "Password changed",
+        "suspended" => "Account suspended",
+        "unsuspended" => "Suspension lifted",
+        "service_enabled" => "Service enabled",
+        "service_disabled" => "Service disabled",
+        "key_type_enabled" => "Key type enabled",
+        "key_type_disabled" => "Key type disabled",
+        other => return other.replace('_', " "),
+    }
+    .to_owned()
 }
