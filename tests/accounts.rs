@@ -276,3 +276,37 @@ async fn signing_in_again_ends_the_browsers_earlier_session() {
         "the earlier session is gone: {sessions}"
     );
 }
+
+/// Bytes no database stores (a NUL in a username, say) are refused like any wrong sign-in, on
+/// both backends, not turned into a database error.
+#[tokio::test]
+async fn a_nul_byte_in_a_sign_in_is_an_invalid_login_not_a_database_error() {
+    let app = spawn_app();
+    app.create_user("alice", false);
+    let ws = app.ws_client(MOODLE_APP_UA);
+    for (username, password) in [("ali\0ce", PASSWORD), ("alice", "pass\0word"), ("\0", "\0")] {
+        let answer = ws.login(username, password, &[]).await;
+        assert_eq!(answer["errorcode"], "invalidlogin", "{username:?}: {answer}");
+    }
+    let page = app.browser(CHROME_UA).sign_in("ali\0ce", PASSWORD).await;
+    assert_eq!(page.status, 200, "{page}");
+    assert!(page.contains("Invalid login"), "{page}");
+    let forgot = app.ws_client(MOODLE_APP_UA).call("\0", "core_webservice_get_site_info", &[]).await;
+    assert_eq!(forgot["errorcode"], "invalidtoken");
+    let token = ws.token("alice", &[]).await;
+    let device = [
+        ("appid", "com.moodle.moodlemobile"),
+        ("name", "Pixel\0 8"),
+        ("model", "Pixel 8"),
+        ("platform", "android-fcm"),
+        ("version", "15"),
+        ("pushid", "push\0id"),
+        ("uuid", "uuid-\0-1"),
+    ];
+    let registered = ws.call(&token, "core_user_add_user_device", &device).await;
+    assert!(registered.get("errorcode").is_none(), "{registered}");
+    app.create_user("root", true);
+    let admin = app.signed_in("root", CHROME_UA).await;
+    assert_eq!(admin.get("/admin/userkeys/index.php?user=al%00ice").await.status, 200);
+    assert_eq!(admin.get("/admin/userkeys/audit.php?user=al%00ice&action=key%00").await.status, 200);
+}

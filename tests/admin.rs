@@ -260,7 +260,10 @@ async fn force_logout_ends_every_session_token_and_device_at_once() {
         let page = audit.get(&format!("/admin/userkeys/audit.php?action={action}&user=victim")).await;
         assert_eq!(page.status, 200, "{page}");
         assert_eq!(page.body.matches("<tr><td>").count(), 1, "{action}: {page}");
-        assert!(page.contains(&format!("<span class=\"muted\">{action}</span></td><td>helen</td>")), "{action}: {page}");
+        assert!(
+            page.contains(&format!("<span class=\"muted\">{action}</span></td><td>helen</td>")),
+            "{action}: {page}"
+        );
         assert!(page.contains(reason), "{action}: {page}");
     }
 }

@@ -5,7 +5,15 @@ use diesel::prelude::*;
 
 /// The only write the application makes to the audit trail: it appends.
 pub fn append(conn: &mut DbConn, entry: &NewAuditEntry) -> DbResult<()> {
-    diesel::insert_into(audit_log::table).values(entry).execute(conn)?;
+    let clean = |t: &Option<String>| t.as_deref().map(|t| super::storable(t).into_owned());
+    let entry = NewAuditEntry {
+        action: super::storable(&entry.action).into_owned(),
+        key_type: clean(&entry.key_type),
+        ip: clean(&entry.ip),
+        reason: clean(&entry.reason),
+        ..entry.clone()
+    };
+    diesel::insert_into(audit_log::table).values(&entry).execute(conn)?;
     Ok(())
 }
 
@@ -27,11 +35,13 @@ pub struct AuditFilter {
 pub fn list(conn: &mut DbConn, filter: &AuditFilter, offset: i64, limit: i64) -> DbResult<Vec<AuditEntry>> {
     let mut q = audit_log::table.into_boxed();
     if let Some(a) = &filter.action {
-        q = q.filter(audit_log::action.eq(a.clone()));
+        q = q.filter(audit_log::action.eq(super::storable(a).into_owned()));
     }
     if let Some(name) = filter.user.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
         let ids: Vec<i64> = users::table
-            .filter(users::username.like(format!("%{}%", name.to_lowercase().replace(['%', '_'], ""))))
+            .filter(
+                users::username.like(format!("%{}%", super::storable(&name.to_lowercase()).replace(['%', '_'], ""))),
+            )
             .select(users::id)
             .limit(1000)
             .load(conn)?;

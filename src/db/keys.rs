@@ -5,6 +5,13 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 pub fn insert(conn: &mut DbConn, key: &NewKey) -> DbResult<i64> {
+    let clean = |t: &Option<String>| t.as_deref().map(|t| super::storable(t).into_owned());
+    let key = &NewKey {
+        name: super::storable(&key.name).into_owned(),
+        device_id: clean(&key.device_id),
+        details: clean(&key.details),
+        ..key.clone()
+    };
     Ok(diesel::insert_into(user_keys::table).values(key).returning(user_keys::id).get_result(conn)?)
 }
 
@@ -192,6 +199,8 @@ pub fn set_ip_restriction(write: &mut super::Write, id: i64, restriction: Option
 }
 
 pub fn rename(conn: &mut DbConn, id: i64, name: &str, details: Option<&str>) -> DbResult<()> {
+    let (name, details) = (super::storable(name), details.map(super::storable));
+    let (name, details) = (name.as_ref(), details.as_deref());
     diesel::update(user_keys::table.find(id))
         .set((user_keys::name.eq(name), user_keys::details.eq(details)))
         .execute(conn)?;
@@ -201,6 +210,8 @@ pub fn rename(conn: &mut DbConn, id: i64, name: &str, details: Option<&str>) -> 
 /// Ties a key to the device it is on, with the device's name and details (cannot make a key
 /// invalid).
 pub fn link_device(conn: &mut DbConn, id: i64, device_id: &str, name: &str, details: &str) -> DbResult<()> {
+    let (device_id, name, details) = (super::storable(device_id), super::storable(name), super::storable(details));
+    let (device_id, name, details) = (device_id.as_ref(), name.as_ref(), details.as_ref());
     diesel::update(user_keys::table.find(id))
         .set((user_keys::device_id.eq(device_id), user_keys::name.eq(name), user_keys::details.eq(details)))
         .execute(conn)?;
@@ -209,6 +220,8 @@ pub fn link_device(conn: &mut DbConn, id: i64, device_id: &str, name: &str, deta
 
 /// Active keys of a type and device for a user (e.g. the push registration of a phone).
 pub fn active_for_device(conn: &mut DbConn, user_id: i64, key_type: &str, device_id: &str) -> DbResult<Vec<KeyRow>> {
+    let device_id = super::storable(device_id);
+    let device_id = device_id.as_ref();
     Ok(user_keys::table
         .inner_join(key_last_use::table)
         .filter(user_keys::user_id.eq(user_id))

@@ -178,6 +178,17 @@ impl Db {
     }
 }
 
+/// Text as the database can store it: PostgreSQL refuses NUL characters in text, and a client
+/// can send them; they are dropped, so such input is answered like any other, never as a
+/// database error.
+pub fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', ""))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// A cheap query, for the health check.
 pub fn ping(conn: &mut DbConn) -> DbResult<()> {
     conn.batch_execute("SELECT 1").map_err(DbError::from)

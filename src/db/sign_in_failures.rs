@@ -20,6 +20,8 @@ pub fn serialise(conn: &mut DbConn) -> DbResult<()> {
 
 /// Failures since `since` around an attempt on `login` from `ip`.
 pub fn around(conn: &mut DbConn, login: &str, ip: &str, since: NaiveDateTime) -> DbResult<Failures> {
+    let login = super::storable(login);
+    let login = login.as_ref();
     let recent = sign_in_failures::table.filter(sign_in_failures::at.ge(since));
     let (account, account_latest): (i64, Option<NaiveDateTime>) = recent
         .filter(sign_in_failures::login.eq(login))
@@ -36,6 +38,8 @@ pub fn around(conn: &mut DbConn, login: &str, ip: &str, since: NaiveDateTime) ->
 }
 
 pub fn reserve(conn: &mut DbConn, login: &str, ip: &str, at: NaiveDateTime) -> DbResult<i64> {
+    let login = super::storable(login);
+    let login = login.as_ref();
     Ok(diesel::insert_into(sign_in_failures::table)
         .values((sign_in_failures::login.eq(login), sign_in_failures::ip.eq(ip), sign_in_failures::at.eq(at)))
         .returning(sign_in_failures::id)

@@ -4,6 +4,8 @@ use super::{DbConn, DbResult};
 use diesel::prelude::*;
 
 pub fn find_by_username(conn: &mut DbConn, username: &str) -> DbResult<Option<User>> {
+    let username = super::storable(username);
+    let username = username.as_ref();
     Ok(users::table.filter(users::username.eq(username)).select(User::as_select()).first(conn).optional()?)
 }
 
@@ -60,6 +62,7 @@ pub fn set_password_hash(conn: &mut DbConn, id: i64, hash: &str) -> DbResult<usi
 
 /// The accounts with this email address (lowercased on both sides).
 pub fn find_by_email(conn: &mut DbConn, email: &str) -> DbResult<Vec<User>> {
+    let email = super::storable(email);
     Ok(users::table
         .filter(
             diesel::dsl::sql::<diesel::sql_types::Bool>("lower(email) = ")
