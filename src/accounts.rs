@@ -169,6 +169,49 @@ pub async fn release_attempt(db: &crate::db::Db, reservation: i64) -> DbResult<(
     db.write(move |write| crate::db::sign_in_failures::release(write, reservation)).await
 }
 
+/// A reserved failure that is released unless `keep` says the password was checked and wrong:
+/// a sign-in whose client gave up (the request was dropped while the password waited its turn)
+/// was never checked, and must not count against the account or the address.
+pub struct Reservation {
+    db: crate::db::Db,
+    id: Option<i64>,
+}
+
+impl Reservation {
+    pub fn new(db: &crate::db::Db, id: i64) -> Self {
+        Reservation { db: db.clone(), id: Some(id) }
+    }
+
+    /// The check failed: the reservation stays, as the failure it stands for.
+    pub async fn keep(mut self) -> DbResult<()> {
+        match self.id.take() {
+            Some(id) => self.db.write(move |write| crate::db::sign_in_failures::confirm(write, id)).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The check passed: the reservation goes now.
+    pub async fn release(mut self) -> DbResult<()> {
+        match self.id.take() {
+            Some(id) => release_attempt(&self.db, id).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let (Some(id), Ok(runtime)) = (self.id.take(), tokio::runtime::Handle::try_current()) {
+            let db = self.db.clone();
+            runtime.spawn(async move {
+                if let Err(e) = release_attempt(&db, id).await {
+                    tracing::warn!(error = %e, "releasing an unchecked sign-in failed");
+                }
+            });
+        }
+    }
+}
+
 /// Appends a failed sign-in to the audit trail. `web_service` tells a failed `login/token.php`
 /// from a failed sign-in page.
 pub async fn record_sign_in_failure(

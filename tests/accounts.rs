@@ -310,3 +310,63 @@ async fn a_nul_byte_in_a_sign_in_is_an_invalid_login_not_a_database_error() {
     assert_eq!(admin.get("/admin/userkeys/index.php?user=al%00ice").await.status, 200);
     assert_eq!(admin.get("/admin/userkeys/audit.php?user=al%00ice&action=key%00").await.status, 200);
 }
+
+/// A sign-in whose client gives up while its password waits its turn was never checked: it
+/// counts against nobody, and the account and address stay open.
+#[tokio::test]
+async fn sign_ins_abandoned_by_their_clients_do_not_count_as_failures() {
+    let app = spawn_app();
+    app.create_user("alice", false);
+    let impatient: Vec<_> = (0..60)
+        .map(|_| {
+            let url = app.url("/login/token.php");
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder().timeout(std::time::Duration::from_millis(80)).build().unwrap();
+                let form = [("username", "alice"), ("password", PASSWORD), ("service", "moodle_mobile_app")];
+                client.post(url).form(&form).send().await.is_err()
+            })
+        })
+        .collect();
+    let mut gave_up = 0;
+    for request in impatient {
+        gave_up += usize::from(request.await.unwrap());
+    }
+    assert!(gave_up > 0, "some clients gave up while their passwords queued");
+    let count = || {
+        app.with_db(|conn| {
+            use diesel::prelude::*;
+            Ok(userkeys::db::schema::sign_in_failures::table.count().get_result::<i64>(&mut **conn)?)
+        })
+    };
+    assert!(wait_until(|| count() == 0).await, "no failure is left counted: {}", count());
+    assert!(app.ws_client(MOODLE_APP_UA).login("alice", PASSWORD, &[]).await["token"].is_string());
+}
+
+/// A class signing in at once from one school's address: sign-ins still being checked count
+/// against their own account only, so sixty right passwords at once all get through.
+#[tokio::test]
+async fn a_class_signing_in_at_once_from_one_address_all_get_in() {
+    let app = spawn_app();
+    let names: Vec<String> = (0..60).map(|i| format!("pupil{i}")).collect();
+    for name in &names {
+        app.create_user(name, false);
+    }
+    let sign_ins: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let (url, name) = (app.url("/login/token.php"), name.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder().user_agent(MOODLE_APP_UA).build().unwrap();
+                let form = [("username", name.as_str()), ("password", PASSWORD), ("service", "moodle_mobile_app")];
+                let answer: serde_json::Value =
+                    client.post(url).form(&form).send().await.unwrap().json().await.unwrap();
+                answer["token"].is_string()
+            })
+        })
+        .collect();
+    let mut signed_in = 0;
+    for sign_in in sign_ins {
+        signed_in += usize::from(sign_in.await.unwrap());
+    }
+    assert_eq!(signed_in, 60, "every right password got in");
+}

@@ -25,7 +25,7 @@ impl Core {
         let lookup = login.clone();
         let user = self.db.read(move |conn| accounts::find_by_login_name(conn, &lookup)).await?;
         let reservation = match reservation {
-            Ok(id) => id,
+            Ok(id) => accounts::Reservation::new(&self.db, id),
             Err(wait) => {
                 let user_id = user.map(|u| u.id);
                 accounts::record_sign_in_failure(&self.db, web_service, user_id, client.ip_string(), "throttled")
@@ -37,7 +37,7 @@ impl Core {
         let password_ok = self.passwords.matches(user.as_ref(), password).await;
         match user {
             Some(u) if password_ok => {
-                accounts::release_attempt(&self.db, reservation).await?;
+                reservation.release().await?;
                 if u.suspended {
                     accounts::record_sign_in_failure(
                         &self.db,
@@ -52,6 +52,7 @@ impl Core {
                 Ok(u)
             }
             other => {
+                reservation.keep().await?;
                 let reason = if other.is_some() { "wrong password" } else { "unknown username" };
                 accounts::record_sign_in_failure(
                     &self.db,

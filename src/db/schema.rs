@@ -102,6 +102,7 @@ diesel::table! {
         login -> Text,
         ip -> Text,
         at -> Timestamp,
+        checked -> Bool,
     }
 }
 

@@ -32,8 +32,13 @@ pub fn around(conn: &mut DbConn, login: &str, ip: &str, since: NaiveDateTime) ->
         .filter(sign_in_failures::ip.eq(ip))
         .select((count_star(), min(sign_in_failures::at)))
         .first(conn)?;
-    let (address, address_oldest): (i64, Option<NaiveDateTime>) =
-        recent.filter(sign_in_failures::ip.eq(ip)).select((count_star(), min(sign_in_failures::at))).first(conn)?;
+    // Only checked failures count against a whole address: many people may sign in from one
+    // (a school behind one router) at the same moment.
+    let (address, address_oldest): (i64, Option<NaiveDateTime>) = recent
+        .filter(sign_in_failures::ip.eq(ip))
+        .filter(sign_in_failures::checked.eq(true))
+        .select((count_star(), min(sign_in_failures::at)))
+        .first(conn)?;
     Ok(Failures { account_and_address, address, account, account_latest, account_and_address_oldest, address_oldest })
 }
 
@@ -44,6 +49,12 @@ pub fn reserve(conn: &mut DbConn, login: &str, ip: &str, at: NaiveDateTime) -> D
         .values((sign_in_failures::login.eq(login), sign_in_failures::ip.eq(ip), sign_in_failures::at.eq(at)))
         .returning(sign_in_failures::id)
         .get_result(conn)?)
+}
+
+/// The password was checked and wrong: the reservation is a failure now.
+pub fn confirm(conn: &mut DbConn, id: i64) -> DbResult<()> {
+    diesel::update(sign_in_failures::table.find(id)).set(sign_in_failures::checked.eq(true)).execute(conn)?;
+    Ok(())
 }
 
 /// The password was right: the reservation was not a failure.

@@ -5,7 +5,10 @@ CREATE TABLE sign_in_failures (
     id BIGSERIAL PRIMARY KEY,
     login TEXT NOT NULL,
     ip TEXT NOT NULL,
-    at TIMESTAMP NOT NULL
+    at TIMESTAMP NOT NULL,
+    -- False while the password is being checked; in-flight attempts count against the account,
+    -- only checked ones against the whole address (many people may share one).
+    checked BOOLEAN NOT NULL DEFAULT FALSE
 );
 CREATE INDEX sign_in_failures_login ON sign_in_failures (login, at);
 CREATE INDEX sign_in_failures_ip ON sign_in_failures (ip, at);
