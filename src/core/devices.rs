@@ -188,14 +188,7 @@ impl Core {
             actor: actor.clone(),
             reason: "replaced by a new auto-login key".into(),
         };
-        let registry = self.registry.clone();
-        let issued = self
-            .db
-            .write(move |write| {
-                ops::revoke(write, &registry, &replaced, now)?;
-                ops::issue(write, &registry, request, &actor, now)
-            })
-            .await?;
+        let issued = self.issue_replacing(replaced, request, now).await?;
         Ok(issued.secret.map(|s| s.expose().to_owned()).unwrap_or_default())
     }
 

@@ -117,6 +117,24 @@ impl Core {
         }
     }
 
+    /// Issues a key in place of the owner's earlier ones of its type (a new auto-login key, a
+    /// new reset link), in one transaction.
+    async fn issue_replacing(
+        &self,
+        replaced: crate::keys::ops::Revocation,
+        request: crate::keys::ops::KeyRequest,
+        now: chrono::NaiveDateTime,
+    ) -> CoreResult<crate::keys::ops::IssuedKey> {
+        let (registry, actor) = (self.registry.clone(), replaced.actor.clone());
+        Ok(self
+            .db
+            .write(move |write| {
+                crate::keys::ops::revoke(write, &registry, &replaced, now)?;
+                crate::keys::ops::issue(write, &registry, request, &actor, now)
+            })
+            .await?)
+    }
+
     /// Counts one use of a key whose uses are counted per call.
     pub fn record_use(&self, key_id: i64, client: &Client) {
         self.usage.record(key_id, &client.user_agent, client.ip, crate::domain::time::now());

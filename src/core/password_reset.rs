@@ -8,7 +8,7 @@ use super::{Client, Core, CoreError, CoreResult};
 use crate::db::keys::Selection;
 use crate::db::models::User;
 use crate::domain::time::now;
-use crate::keys::ops::{self, KeyRequest, Revocation, Scope};
+use crate::keys::ops::{KeyRequest, Revocation, Scope};
 use crate::keys::types::password_reset::LIFETIME_MINUTES;
 use crate::keys::PASSWORD_RESET;
 use crate::mail::Mail;
@@ -113,14 +113,7 @@ impl Core {
             valid_until: self.registry.policy(PASSWORD_RESET).lifetime.valid_until(now, self.lifetimes()),
             ..Default::default()
         };
-        let registry = self.registry.clone();
-        let issued = self
-            .db
-            .write(move |write| {
-                ops::revoke(write, &registry, &replaced, now)?;
-                ops::issue(write, &registry, request, &actor, now)
-            })
-            .await?;
+        let issued = self.issue_replacing(replaced, request, now).await?;
         let secret = issued.secret.ok_or_else(|| CoreError::Invalid("reset link issued without a secret".into()))?;
         Ok(format!("{}/login/reset_password.php?token={}", self.config.site_root(), secret.expose()))
     }

@@ -1,6 +1,6 @@
 //! Issuing a web-service token for a user: service, name, IP restriction, expiry. Shown once.
 
-use super::{field, form_pairs, AdminSession};
+use super::{field, AdminSession};
 use crate::core::{Capability, Client, CoreError, IssueToken};
 use crate::domain::ip_restriction::IpRestriction;
 use crate::domain::time::{exact, now};
@@ -45,9 +45,7 @@ pub async fn submit(
     client: Client,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    admin.require(Capability::IssueTokens)?;
-    let pairs = form_pairs(&body);
-    admin.session.check_sesskey(field(&pairs, "sesskey"))?;
+    let pairs = admin.posted_form(Capability::IssueTokens, &body)?;
     let services = state.core.services().await?;
     let get = |n: &str| field(&pairs, n).unwrap_or("").trim().to_owned();
     let values: HashMap<&str, String> =

@@ -1,7 +1,7 @@
 //! Every key on the site: a filtered, sorted, paged table; a CSV export of the same view;
 //! revoking the selected keys.
 
-use super::{field, form_pairs, page_number, AdminSession};
+use super::{field, page_number, AdminSession};
 use crate::core::{Capability, Client, KeyEntry, KeyFilter, KeySort, KeyState};
 use crate::domain::ip_restriction::network_hex_range;
 use crate::domain::time::{exact, now, relative};
@@ -243,9 +243,7 @@ pub async fn revoke_selected(
     client: Client,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    admin.require(Capability::RevokeAnyKey)?;
-    let pairs = form_pairs(&body);
-    admin.session.check_sesskey(field(&pairs, "sesskey"))?;
+    let pairs = admin.posted_form(Capability::RevokeAnyKey, &body)?;
     let mut ids: Vec<i64> = Vec::new();
     for (_, v) in pairs.iter().filter(|(k, _)| k == "key") {
         ids.push(v.trim().parse().map_err(|_| AppError::BadRequest(format!("“{v}” is not a key id.")))?);

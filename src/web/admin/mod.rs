@@ -52,6 +52,15 @@ impl AdminSession {
         }
     }
 
+    /// A state-changing form of this admin's, as fields: refused unless they hold `capability`
+    /// and the form carries their session's `sesskey`.
+    pub fn posted_form(&self, capability: Capability, body: &[u8]) -> Result<Vec<(String, String)>, AppError> {
+        self.require(capability)?;
+        let pairs = form_pairs(body);
+        self.session.check_sesskey(field(&pairs, "sesskey"))?;
+        Ok(pairs)
+    }
+
     pub fn can(&self, capability: Capability) -> bool {
         self.capabilities.contains(&capability)
     }

@@ -1,7 +1,7 @@
 //! Services and key types on and off, site-wide. Keys of a disabled service or type are refused
 //! at validation and shown as disabled; enabling restores them without re-issuing.
 
-use super::{field, form_pairs, AdminSession};
+use super::{field, AdminSession};
 use crate::core::{Capability, Client, SwitchTarget};
 use crate::web::error::AppError;
 use crate::web::templates::render;
@@ -43,9 +43,7 @@ pub async fn toggle(
     client: Client,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    admin.require(Capability::ManageServices)?;
-    let pairs = form_pairs(&body);
-    admin.session.check_sesskey(field(&pairs, "sesskey"))?;
+    let pairs = admin.posted_form(Capability::ManageServices, &body)?;
     let enable = match field(&pairs, "enable") {
         Some("1") => true,
         Some("0") => false,

@@ -1,6 +1,6 @@
 //! One person's whole key set (hidden types too) with their usage, and force logout.
 
-use super::{field, form_pairs, AdminSession};
+use super::{field, AdminSession};
 use crate::core::{Capability, Client};
 use crate::domain::time::{exact, now, relative};
 use crate::web::error::AppError;
@@ -117,9 +117,7 @@ pub async fn force_logout(
     client: Client,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    admin.require(Capability::EndSessions)?;
-    let pairs = form_pairs(&body);
-    admin.session.check_sesskey(field(&pairs, "sesskey"))?;
+    let pairs = admin.posted_form(Capability::EndSessions, &body)?;
     let user = load_user(&state, user_id(field(&pairs, "id"))?).await?;
     let reason: String = field(&pairs, "reason").unwrap_or("").trim().chars().take(500).collect();
     if reason.is_empty() {
@@ -143,9 +141,7 @@ pub async fn suspend(
     client: Client,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    admin.require(Capability::EndSessions)?;
-    let pairs = form_pairs(&body);
-    admin.session.check_sesskey(field(&pairs, "sesskey"))?;
+    let pairs = admin.posted_form(Capability::EndSessions, &body)?;
     let target = user_id(field(&pairs, "id"))?;
     let suspend = match field(&pairs, "suspend") {
         Some("1") => true,
@@ -165,9 +161,7 @@ pub async fn reset_link(
     client: Client,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    admin.require(Capability::EndSessions)?;
-    let pairs = form_pairs(&body);
-    admin.session.check_sesskey(field(&pairs, "sesskey"))?;
+    let pairs = admin.posted_form(Capability::EndSessions, &body)?;
     let target = load_user(&state, user_id(field(&pairs, "id"))?).await?;
     let link = state.core.issue_reset_link(admin.session.user.id, target.id, &client).await?;
     let mut ctx = admin.context(&state);
