@@ -61,15 +61,17 @@ pub async fn toggle(
     if !enable && field(&pairs, "confirm") != Some("1") {
         let mut ctx = admin.context(&state);
         ctx.insert("title", "Please confirm");
-        ctx.insert(
-            "question",
-            &format!(
+        let question = if keys == 0 {
+            format!("Disable {name}? No active key uses it now. While it is off, none can be used.")
+        } else {
+            format!(
                 "Disable {name}? {} stop{} working at once, for everyone who uses {}. Enabling it again restores them.",
                 plural(keys, "active key"),
                 if keys == 1 { "s" } else { "" },
                 if people == 1 { "it (1 person)".to_owned() } else { format!("them ({people} people)") },
-            ),
-        );
+            )
+        };
+        ctx.insert("question", &question);
         ctx.insert("action_url", "/admin/userkeys/services.php");
         let mut fields: Vec<(&str, String)> = pairs
             .iter()
