@@ -29,7 +29,8 @@ impl Core {
         if target_user.is_site_admin {
             return Err(CoreError::NotAllowed("Only a site administrator can do this to a site administrator.".into()));
         }
-        let (mine, theirs) = (self.capabilities_of(actor).await?, self.capabilities_of(target).await?);
+        // Neither is a site admin here: their roles say what each may do.
+        let (mine, theirs) = (self.role_capabilities(actor).await?, self.role_capabilities(target).await?);
         if !theirs.is_subset(&mine) {
             return Err(CoreError::NotAllowed(format!(
                 "{} can do things you cannot; ask someone who holds all their permissions.",

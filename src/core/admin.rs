@@ -62,6 +62,12 @@ impl Core {
         Ok(names.iter().filter_map(|n| Capability::from_name(n)).collect())
     }
 
+    /// What a person's roles let them do (a site admin may do everything besides).
+    pub(super) async fn role_capabilities(&self, user_id: i64) -> CoreResult<HashSet<Capability>> {
+        let names = self.db.read(move |conn| crate::db::roles::capabilities_of(conn, user_id)).await?;
+        Ok(names.iter().filter_map(|n| Capability::from_name(n)).collect())
+    }
+
     /// The services a token may be issued for: (id, name, enabled).
     pub async fn services(&self) -> CoreResult<Vec<(i64, String, bool)>> {
         let all = self.db.read(crate::db::services::all).await?;

@@ -4,6 +4,7 @@
 
 use super::{Client, Core, CoreError, CoreResult};
 use crate::db::keys::Selection;
+use crate::db::models::KeyRow;
 use crate::domain::ip_restriction::IpRestriction;
 use crate::domain::time::now;
 use crate::keys::device_tokens::app_device_uuid;
@@ -60,16 +61,7 @@ impl Core {
     ) -> CoreResult<CheckedRevocation> {
         match request {
             OwnRevocation::One(id) => {
-                let id = *id;
-                let row = self.db.read(move |conn| crate::db::keys::find(conn, id)).await?;
-                let key_type = row.as_ref().and_then(|k| self.registry.get(&k.key_type));
-                // Someone else's key, or one already gone, is "not found": its existence is not told.
-                let row = row
-                    .filter(|k| k.user_id == user_id && k.revoked_at.is_none() && key_type.is_some_and(|t| t.visible))
-                    .ok_or(CoreError::NotFound)?;
-                if key_type.is_some_and(|t| !t.revocable) {
-                    return Err(CoreError::NotAllowed("This kind of key cannot be revoked here.".into()));
-                }
+                let row = self.own_revocable_key(user_id, *id).await?;
                 Ok(CheckedRevocation::One {
                     key_id: row.id,
                     is_current: current_session == Some(row.id),
@@ -77,28 +69,51 @@ impl Core {
                 })
             }
             OwnRevocation::OfType(id) => {
-                let t = self
-                    .registry
-                    .get(id)
-                    .filter(|t| t.visible)
-                    .ok_or_else(|| CoreError::Invalid("There is no such kind of key.".into()))?;
-                if !t.revocable {
-                    return Err(CoreError::NotAllowed(format!("{} cannot be revoked here.", t.label)));
-                }
-                Ok(CheckedRevocation::OfType { id: t.id.clone(), label: t.label.clone() })
+                let (id, label) = self.own_revocable_type(id)?;
+                Ok(CheckedRevocation::OfType { id, label })
             }
             OwnRevocation::EverythingElse => {
-                let own = self.own_keys(user_id, 1_000, None).await?;
+                let now = now();
+                let rows = self.db.read(move |conn| crate::db::keys::active_for_user(conn, user_id, now)).await?;
                 let sign_in = self.registry.sign_in_types();
-                let stopping = own
-                    .entries
+                let stopping = rows
                     .into_iter()
                     .filter(|k| sign_in.contains(&k.key_type) && Some(k.id) != current_session)
-                    .map(|k| (k.name, k.type_label))
+                    .filter_map(|k| {
+                        let key_type = self.registry.get(&k.key_type).filter(|t| t.visible)?;
+                        Some((k.name, key_type.label.clone()))
+                    })
                     .collect();
                 Ok(CheckedRevocation::EverythingElse { stopping })
             }
         }
+    }
+
+    /// One of the person's own keys that they may revoke here. Someone else's key, or one
+    /// already gone, is "not found": its existence is not told.
+    async fn own_revocable_key(&self, user_id: i64, id: i64) -> CoreResult<KeyRow> {
+        let row = self.db.read(move |conn| crate::db::keys::find(conn, id)).await?;
+        let key_type = row.as_ref().and_then(|k| self.registry.get(&k.key_type));
+        let row = row
+            .filter(|k| k.user_id == user_id && k.revoked_at.is_none() && key_type.is_some_and(|t| t.visible))
+            .ok_or(CoreError::NotFound)?;
+        if key_type.is_some_and(|t| !t.revocable) {
+            return Err(CoreError::NotAllowed("This kind of key cannot be revoked here.".into()));
+        }
+        Ok(row)
+    }
+
+    /// A type whose keys a person may revoke all at once: its id and label.
+    fn own_revocable_type(&self, id: &str) -> CoreResult<(String, String)> {
+        let t = self
+            .registry
+            .get(id)
+            .filter(|t| t.visible)
+            .ok_or_else(|| CoreError::Invalid("There is no such kind of key.".into()))?;
+        if !t.revocable {
+            return Err(CoreError::NotAllowed(format!("{} cannot be revoked here.", t.label)));
+        }
+        Ok((t.id.clone(), t.label.clone()))
     }
 
     /// Makes a person's revocation; how many keys it revoked.
@@ -110,15 +125,21 @@ impl Core {
         from_app: bool,
         client: &Client,
     ) -> CoreResult<usize> {
-        let checked = self.check_own_revocation(user_id, current_session, request).await?;
         let reason = if from_app { "revoked by its owner from the app" } else { "revoked by its owner" };
-        let (selection, reason) = match &checked {
-            CheckedRevocation::One { key_id, .. } => (Selection::One(*key_id), reason),
-            CheckedRevocation::OfType { id, .. } => (Selection::OfType(id.clone()), reason),
+        // For one key: the phone it is on, whose push registration goes with it (one entry per device).
+        let (selection, reason, one, device) = match request {
+            OwnRevocation::One(id) => {
+                let row = self.own_revocable_key(user_id, *id).await?;
+                let device = row.device_id.as_deref().and_then(app_device_uuid).map(str::to_owned);
+                (Selection::One(row.id), reason, true, device)
+            }
+            OwnRevocation::OfType(id) => (Selection::OfType(self.own_revocable_type(id)?.0), reason, false, None),
             // Every other signed-in client (hidden types too); feed keys are revoked on their own.
-            CheckedRevocation::EverythingElse { .. } => (
+            OwnRevocation::EverythingElse => (
                 Selection::OfTypesExcept(self.registry.sign_in_types(), current_session),
                 "owner signed out everywhere else",
+                false,
+                None,
             ),
         };
         let revocation = Revocation {
@@ -128,21 +149,10 @@ impl Core {
             actor: client.actor(Some(user_id)),
             reason: reason.into(),
         };
-        let one = match checked {
-            CheckedRevocation::One { key_id, .. } => Some(key_id),
-            _ => None,
-        };
         let registry = self.registry.clone();
         let count = self
             .db
             .write(move |write| {
-                // One entry per device: revoking a phone's token revokes its push registration too.
-                let device = match one {
-                    Some(id) => crate::db::keys::find(write, id)?
-                        .and_then(|k| k.device_id)
-                        .and_then(|d| app_device_uuid(&d).map(str::to_owned)),
-                    None => None,
-                };
                 let mut count = ops::revoke(write, &registry, &revocation, now())?;
                 if let (Some(uuid), true) = (device, count > 0) {
                     let push = Revocation {
@@ -158,7 +168,7 @@ impl Core {
                 Ok(count)
             })
             .await?;
-        if one.is_some() && count == 0 {
+        if one && count == 0 {
             return Err(CoreError::NotFound);
         }
         Ok(count)

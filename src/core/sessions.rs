@@ -56,7 +56,7 @@ impl Core {
     pub async fn resume_session(&self, cookie: &str, client: &Client) -> CoreResult<Session> {
         let key = self.validate(cookie, Expected { key_type: WEB_SESSION, owner: None }, client).await?;
         let now = now();
-        let new_expiry = now + Duration::minutes(self.config.session_timeout_minutes);
+        let new_expiry = now + self.lifetimes().session;
         // Extend at most once a minute: a page view should not always be a write.
         if key.valid_until.is_none_or(|v| new_expiry - v > Duration::minutes(1)) {
             let id = key.key_id;

@@ -68,12 +68,6 @@ pub struct KeyRow {
     pub expiry_reported_at: Option<NaiveDateTime>,
 }
 
-impl KeyRow {
-    pub fn is_active(&self, now: NaiveDateTime) -> bool {
-        self.revoked_at.is_none() && self.valid_until.is_none_or(|v| v > now)
-    }
-}
-
 #[derive(Insertable, Clone, Debug, Default)]
 #[diesel(table_name = user_keys)]
 pub struct NewKey {
