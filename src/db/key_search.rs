@@ -88,9 +88,7 @@ fn filtered<'a>(filter: &'a KeyFilter, now: NaiveDateTime) -> Boxed<'a> {
     q = match filter.state {
         None => q,
         Some(KeyState::Revoked) => q.filter(user_keys::revoked_at.is_not_null()),
-        Some(KeyState::Active) => q
-            .filter(user_keys::revoked_at.is_null())
-            .filter(user_keys::valid_until.is_null().or(user_keys::valid_until.gt(now))),
+        Some(KeyState::Active) => q.filter(super::keys::is_active(now)),
         Some(KeyState::Expired) => q.filter(user_keys::revoked_at.is_null()).filter(user_keys::valid_until.le(now)),
     };
     if filter.never_used {

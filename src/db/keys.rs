@@ -35,13 +35,18 @@ pub fn find(conn: &mut DbConn, id: i64) -> DbResult<Option<KeyRow>> {
         .optional()?)
 }
 
-/// A user's keys that still open the account: not revoked and not past their expiry.
+/// A key that still opens something: not revoked and not past its expiry. The one definition
+/// of "active" every query shares.
+#[diesel::dsl::auto_type]
+pub(super) fn is_active(now: NaiveDateTime) -> _ {
+    user_keys::revoked_at.is_null().and(user_keys::valid_until.is_null().or(user_keys::valid_until.gt(now)))
+}
+
+/// A user's keys that still open the account.
 #[diesel::dsl::auto_type]
 fn active_of_user(user_id: i64, now: NaiveDateTime) -> _ {
-    user_keys::table
-        .filter(user_keys::user_id.eq(user_id))
-        .filter(user_keys::revoked_at.is_null())
-        .filter(user_keys::valid_until.is_null().or(user_keys::valid_until.gt(now)))
+    let active: is_active = is_active(now);
+    user_keys::table.filter(user_keys::user_id.eq(user_id)).filter(active)
 }
 
 pub fn active_for_user(conn: &mut DbConn, user_id: i64, now: NaiveDateTime) -> DbResult<Vec<KeyRow>> {
@@ -256,8 +261,7 @@ pub fn active_of_type_after(
         .inner_join(key_last_use::table)
         .filter(user_keys::id.gt(after_id))
         .filter(user_keys::key_type.eq(key_type))
-        .filter(user_keys::revoked_at.is_null())
-        .filter(user_keys::valid_until.is_null().or(user_keys::valid_until.gt(now)))
+        .filter(is_active(now))
         .order(user_keys::id)
         .limit(limit)
         .select((KeyRow::as_select(), User::as_select()))
@@ -272,10 +276,7 @@ pub fn count_active(
     service_id: Option<i64>,
     now: NaiveDateTime,
 ) -> DbResult<(i64, i64)> {
-    let mut query = user_keys::table
-        .filter(user_keys::revoked_at.is_null())
-        .filter(user_keys::valid_until.is_null().or(user_keys::valid_until.gt(now)))
-        .into_boxed();
+    let mut query = user_keys::table.filter(is_active(now)).into_boxed();
     if let Some(t) = key_type {
         query = query.filter(user_keys::key_type.eq(t.to_owned()));
     }
