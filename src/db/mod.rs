@@ -27,9 +27,51 @@ pub use invalidation::{Invalidation, InvalidationListener, Write};
 use connection::Manager;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 type Pool = r2d2::Pool<Manager>;
+type PooledConn = r2d2::PooledConnection<Manager>;
+
+/// How long a request waits for a connection while the database answers: long enough to ride
+/// out a burst that has every connection busy.
+const CONNECTION_WAIT: Duration = Duration::from_secs(10);
+/// How long it waits once connecting has failed: a person is told "temporarily unavailable" and
+/// a load balancer gets its 503 at once, rather than each after the full wait.
+const UNREACHABLE_WAIT: Duration = Duration::from_millis(500);
+
+/// Whether the last attempt to reach the database failed, shared by both pools.
+#[derive(Clone, Default)]
+struct Reachability {
+    unreachable: Arc<AtomicBool>,
+}
+
+impl Reachability {
+    fn connection(&self, pool: &Pool) -> Result<PooledConn, r2d2::Error> {
+        let wait = if self.unreachable.load(Ordering::Relaxed) { UNREACHABLE_WAIT } else { CONNECTION_WAIT };
+        let conn = pool.get_timeout(wait)?;
+        if self.unreachable.swap(false, Ordering::Relaxed) {
+            tracing::warn!("the database is reachable again");
+        }
+        Ok(conn)
+    }
+}
+
+/// Told by the pool of every failed attempt to connect; says so once per outage, not per retry.
+impl r2d2::HandleError<diesel::ConnectionError> for Reachability {
+    fn handle_error(&self, error: diesel::ConnectionError) {
+        if !self.unreachable.swap(true, Ordering::Relaxed) {
+            tracing::error!("cannot reach the database: {error}");
+        }
+    }
+}
+
+impl std::fmt::Debug for Reachability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reachability").field("unreachable", &self.unreachable.load(Ordering::Relaxed)).finish()
+    }
+}
 
 /// Reads go to a pool of connections; writes to a pool of their own: one connection on SQLite
 /// (it has one writer anyway, and queueing here keeps tail latency down), half as many as reads
@@ -38,6 +80,7 @@ type Pool = r2d2::Pool<Manager>;
 pub struct Db {
     read: Pool,
     write: Pool,
+    reachability: Reachability,
     backend: Backend,
     /// Counts committed invalidating writes, so a cache can refuse what was read before one.
     generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -50,11 +93,13 @@ impl Db {
     pub fn connect(url: &str, pool_size: u32) -> DbResult<Self> {
         let location = DbLocation::parse(url)?;
         let backend = location.backend;
+        let reachability = Reachability::default();
         let build = |size: u32| {
             r2d2::Pool::builder()
                 .max_size(size)
                 .min_idle(Some(1))
-                .connection_timeout(Duration::from_secs(10))
+                .connection_timeout(CONNECTION_WAIT)
+                .error_handler(Box::new(reachability.clone()))
                 .build(Manager { location: location.clone() })
         };
         // Writes have connections of their own, so a storm of reads (a cold cache under load)
@@ -64,7 +109,15 @@ impl Db {
         migrations::run_migrations(&mut *write.get()?)?;
         let read = build(pool_size)?;
         let peers = (backend == Backend::Postgres).then(|| std::sync::Arc::new(peers::Peers::new(&location.target)));
-        Ok(Db { read, write, backend, generation: Default::default(), listener: Default::default(), peers })
+        Ok(Db {
+            read,
+            write,
+            reachability,
+            backend,
+            generation: Default::default(),
+            listener: Default::default(),
+            peers,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -76,8 +129,10 @@ impl Db {
         F: FnOnce(&mut DbConn) -> DbResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.read.clone();
-        tokio::task::spawn_blocking(move || f(&mut *pool.get()?)).await.map_err(|_| DbError::Cancelled)?
+        let (pool, reachability) = (self.read.clone(), self.reachability.clone());
+        tokio::task::spawn_blocking(move || f(&mut *reachability.connection(&pool)?))
+            .await
+            .map_err(|_| DbError::Cancelled)?
     }
 
     /// Runs `f` in one transaction on the writer. Once it is committed, what it recorded as
@@ -143,7 +198,7 @@ impl Db {
 
     /// A write that cannot change whether any key is valid (usage counts), so caches stay.
     pub fn write_quietly<T>(&self, f: impl FnOnce(&mut DbConn) -> DbResult<T>) -> DbResult<T> {
-        let mut conn = self.write.get()?;
+        let mut conn = self.reachability.connection(&self.write)?;
         (*conn).transaction(f)
     }
 
@@ -163,7 +218,7 @@ impl Db {
     }
 
     pub fn read_blocking<T>(&self, f: impl FnOnce(&mut DbConn) -> DbResult<T>) -> DbResult<T> {
-        f(&mut *self.read.get()?)
+        f(&mut *self.reachability.connection(&self.read)?)
     }
 }
 

@@ -144,7 +144,11 @@ impl MoodleError {
     }
 
     pub fn database(e: &DbError) -> Self {
-        tracing::error!(error = %e, "database error in a web-service call");
+        match e {
+            // An outage is logged once by the pool, not once per call.
+            DbError::Pool(_) => tracing::warn!(error = %e, "no database connection for a web-service call"),
+            _ => tracing::error!(error = %e, "database error in a web-service call"),
+        }
         Self::new("dml_read_exception", "dmlreadexception", "Error reading from database")
     }
 }
