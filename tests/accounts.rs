@@ -311,6 +311,45 @@ async fn a_nul_byte_in_a_sign_in_is_an_invalid_login_not_a_database_error() {
     assert_eq!(admin.get("/admin/userkeys/audit.php?user=al%00ice&action=key%00").await.status, 200);
 }
 
+/// Text far longer than any real client sends (PostgreSQL cannot index a value of more than
+/// about 2.7 kB) is answered like any other input and never costs the uses recorded with it.
+#[tokio::test]
+async fn oversized_input_is_answered_plainly_and_loses_no_usage() {
+    let app = spawn_app();
+    app.create_user("alice", false);
+    let huge = "x".repeat(6000);
+    let ws = app.ws_client(MOODLE_APP_UA);
+    assert_eq!(ws.login(&huge, PASSWORD, &[]).await["errorcode"], "invalidlogin");
+    assert_eq!(ws.login("alice", &huge, &[]).await["errorcode"], "invalidlogin");
+    let page = app.browser(CHROME_UA).sign_in(&huge, PASSWORD).await;
+    assert_eq!(page.status, 200, "{page}");
+    assert!(page.contains("Invalid login"), "{page}");
+
+    // A client whose user agent is 6,000 characters long, and one with a usual agent: both
+    // calls are counted and both agents listed.
+    let long_agent = format!("LongAgent/1.0 ({huge})");
+    let token = ws.token("alice", &[]).await;
+    let key = app.key_of(&token).id;
+    let answer = app.ws_client(&long_agent).call(&token, "core_webservice_get_site_info", &[]).await;
+    assert_eq!(answer["username"], "alice", "{answer}");
+    assert_eq!(ws.call(&token, "core_webservice_get_site_info", &[]).await["username"], "alice");
+    assert_eq!(app.usage_hits(key, 2).await, 2, "both uses were written");
+    let device = [
+        ("appid", "com.moodle.moodlemobile"),
+        ("name", huge.as_str()),
+        ("model", huge.as_str()),
+        ("platform", "android-fcm"),
+        ("version", huge.as_str()),
+        ("pushid", huge.as_str()),
+        ("uuid", huge.as_str()),
+    ];
+    let registered = ws.call(&token, "core_user_add_user_device", &device).await;
+    assert!(registered.get("errorcode").is_none(), "{registered}");
+    let page = app.signed_in("alice", CHROME_UA).await.keys_page().await;
+    assert_eq!(page.status, 200);
+    assert!(page.contains("LongAgent"), "the long agent is listed: {}", page.body.len());
+}
+
 /// A sign-in whose client gives up while its password waits its turn was never checked: it
 /// counts against nobody, and the account and address stay open.
 #[tokio::test]

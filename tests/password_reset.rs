@@ -44,6 +44,13 @@ async fn a_mailed_link_sets_a_new_password_once_and_ends_every_old_session() {
     let unknown = visitor.post("/login/forgot_password.php", &[("who", "nobody"), ("logintoken", &logintoken)]).await;
     assert_eq!(unknown.status, sent.status);
     assert!(unknown.contains("id=\"resetsent\""));
+    // A name longer than any account's is refused beside the form, as a mistake, not a fault.
+    let huge = "x".repeat(6000);
+    let form = visitor.get("/login/forgot_password.php").await;
+    let logintoken = form.hidden("logintoken").unwrap();
+    let oversized = visitor.post("/login/forgot_password.php", &[("who", &huge), ("logintoken", &logintoken)]).await;
+    assert_eq!(oversized.status, 400, "{oversized}");
+    assert!(oversized.contains("Type your username or your email address."), "{oversized}");
     let forged = visitor.post("/login/forgot_password.php", &[("who", "alice"), ("logintoken", "forged")]).await;
     assert_eq!(forged.status, 403, "a form from another site sends nothing");
 
