@@ -27,6 +27,11 @@ pub struct Config {
     #[arg(long, env = "USERKEYS_SITE_NAME", default_value = "userkeys")]
     pub site_name: String,
 
+    /// The time zone pages show times in when the browser has not said its own (a name such as
+    /// `Europe/Berlin`); browsers with JavaScript tell theirs.
+    #[arg(long, env = "USERKEYS_TIMEZONE", default_value = "UTC", value_parser = parse_zone)]
+    pub timezone: chrono_tz::Tz,
+
     /// Take the client address from X-Forwarded-For (only behind a proxy you run).
     #[arg(long, env = "USERKEYS_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set)]
     pub trust_proxy: bool,
@@ -128,4 +133,9 @@ impl Config {
     pub fn served_over_https(&self) -> bool {
         self.wwwroot.as_deref().is_some_and(|w| w.starts_with("https://"))
     }
+}
+
+fn parse_zone(name: &str) -> Result<chrono_tz::Tz, String> {
+    crate::domain::time::zone_named(name)
+        .ok_or_else(|| format!("“{name}” is not a time zone name such as Europe/Berlin"))
 }

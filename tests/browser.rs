@@ -102,14 +102,37 @@ async fn a_person_signs_in_sees_their_keys_revokes_one_and_it_is_gone() {
         let _ = std::fs::write(dir.join("keys-page.png"), png);
     }
 
-    click(browser, &format!("#key-{phone_key} a.revoke")).await;
+    // Details are one click away: the phone's key, its usage chart, a field to rename it.
+    let rename_field = format!("name-{phone_key}");
+    let field = browser.find(Locator::Id(&rename_field)).await.unwrap();
+    assert!(!field.is_displayed().await.unwrap(), "details start closed");
+    click(browser, &format!("#entry-{phone_key} details.more summary")).await;
+    assert!(field.is_displayed().await.unwrap(), "one click shows them");
+    assert!(browser
+        .find(Locator::Css(&format!("#key-{phone_key} svg.usage")))
+        .await
+        .unwrap()
+        .is_displayed()
+        .await
+        .unwrap());
+    field.clear().await.unwrap();
+    field.send_keys("Alice's Pixel").await.unwrap();
+    click(browser, &format!("#key-{phone_key} form.rename button")).await;
+    browser.wait().for_element(Locator::Id("flash")).await.unwrap();
+    let source = browser.source().await.unwrap();
+    assert!(source.contains("Renamed to “Alice's Pixel”."), "{source}");
+    assert!(source.contains("<h3 class=\"entryname\">Alice's Pixel"), "the entry carries the new name");
+
+    click(browser, &format!("#entry-{phone_key} a.revoke")).await;
     browser.wait().for_element(Locator::Id("confirm")).await.unwrap();
     assert!(browser.source().await.unwrap().contains("Whatever uses it will stop working"));
     click(browser, "#confirm").await;
-    browser.wait().for_element(Locator::Css("p.notice")).await.unwrap();
+    browser.wait().for_element(Locator::Id("flash")).await.unwrap();
     let source = browser.source().await.unwrap();
-    assert!(source.contains("1 key was revoked"), "{source}");
+    assert!(source.contains("Revoked “Alice's Pixel”"), "the message names what was revoked: {source}");
     assert!(!source.contains(&format!("id=\"key-{phone_key}\"")), "the revoked key is gone from the page");
+    browser.refresh().await.unwrap();
+    assert!(!browser.source().await.unwrap().contains("id=\"flash\""), "a reload does not repeat the message");
     let refused = app.ws_client(MOODLE_APP_UA).call(&phone_token, "core_webservice_get_site_info", &[]).await;
     assert_eq!(refused["errorcode"], "invalidtoken");
 
@@ -117,8 +140,8 @@ async fn a_person_signs_in_sees_their_keys_revokes_one_and_it_is_gone() {
     click(browser, "#revokeothers").await;
     browser.wait().for_element(Locator::Id("confirm")).await.unwrap();
     click(browser, "#confirm").await;
-    browser.wait().for_element(Locator::Css("p.notice")).await.unwrap();
-    assert!(browser.source().await.unwrap().contains("1 key was revoked"));
+    browser.wait().for_element(Locator::Id("flash")).await.unwrap();
+    assert!(browser.source().await.unwrap().contains("Signed out everywhere else: one browser or app was signed out."));
     assert!(other.keys_page().await.url.starts_with("/login/index.php"));
     driver.client.clone().close().await.unwrap();
 }

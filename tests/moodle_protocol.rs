@@ -411,9 +411,9 @@ async fn a_registered_device_names_its_token_and_can_be_removed() {
 
     // One entry for the phone: its push registration is shown with its token, not apart.
     let page = app.signed_in("alice", CHROME_UA).await.keys_page().await;
-    let entry = page.key_block(app.key_of(&token).id).unwrap();
-    assert!(entry.contains("Registered for push notifications"), "{entry}");
-    assert!(page.contains("Push notification devices <span class=\"count\">0</span>"), "{page}");
+    let entry = page.entry_block(app.key_of(&token).id).unwrap();
+    assert!(entry.contains("<h4 class=\"keyname\">Push notification device"), "{entry}");
+    assert_eq!(page.entries_of_kind("Push notification device"), 0, "{page}");
 
     let removed = ws.call(&token, "core_user_remove_user_device", &[("uuid", "uuid-abc")]).await;
     assert_eq!(removed, serde_json::json!({"removed": true, "warnings": []}));

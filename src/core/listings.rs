@@ -44,7 +44,13 @@ pub struct KeyEntry {
     /// The phone a token is linked to (its uuid), or a push registration's own uuid.
     pub device_uuid: Option<String>,
     pub agents: Vec<AgentUse>,
+    /// Uses per day over the last `USAGE_DAYS` days, oldest first, today last (UTC days);
+    /// empty in lists that do not show usage.
+    pub daily_uses: Vec<i64>,
 }
+
+/// Days of the usage picture.
+pub const USAGE_DAYS: i64 = 30;
 
 impl KeyState {
     pub fn of(key: &KeyRow, now: NaiveDateTime) -> Self {
@@ -91,6 +97,7 @@ struct EntryMaker<'a> {
     registry: &'a KeyTypeRegistry,
     switches: &'a SiteSwitches,
     usage: HashMap<i64, Vec<AgentUse>>,
+    daily: HashMap<i64, Vec<i64>>,
     creators: HashMap<i64, String>,
     now: NaiveDateTime,
 }
@@ -125,6 +132,7 @@ impl EntryMaker<'_> {
             revoked_reason: k.revoked_reason,
             device_uuid,
             agents: self.usage.remove(&k.id).unwrap_or_default(),
+            daily_uses: self.daily.remove(&k.id).unwrap_or_default(),
             key_type: k.key_type,
             name: k.name,
         }
@@ -141,11 +149,24 @@ fn maker<'a>(
 ) -> DbResult<EntryMaker<'a>> {
     let ids: Vec<i64> = rows.iter().map(|k| k.id).collect();
     let usage = summarise(&crate::db::usage::summary_for_keys(conn, &ids)?);
+    let today = crate::db::usage::day_of(now);
+    let first_day = today - (USAGE_DAYS - 1);
+    let mut daily: HashMap<i64, Vec<i64>> = HashMap::new();
+    if !ids.is_empty() {
+        for id in &ids {
+            daily.insert(*id, vec![0; USAGE_DAYS as usize]);
+        }
+        for (key, day, hits) in crate::db::usage::daily_for_keys(conn, &ids, first_day)? {
+            if let Some(slot) = daily.get_mut(&key).and_then(|d| d.get_mut((day - first_day) as usize)) {
+                *slot += hits;
+            }
+        }
+    }
     let mut creators: Vec<i64> = rows.iter().filter_map(|k| k.created_by.filter(|c| *c != k.user_id)).collect();
     creators.sort_unstable();
     creators.dedup();
     let creators = crate::db::users::names_full(conn, &creators)?;
-    Ok(EntryMaker { registry, switches, usage, creators, now })
+    Ok(EntryMaker { registry, switches, usage, daily, creators, now })
 }
 
 /// A person's own active keys, as their page lists them.

@@ -26,7 +26,7 @@ pub use client::Client;
 pub use devices::{DeviceRegistration, GrantedToken, AUTOLOGIN_MIN_MINUTES_BETWEEN, MOBILE_SERVICE};
 pub use error::{CoreError, Refusal, SignInRefusal};
 pub use listings::{AuditPage, KeyEntry, KeyPage, KeyState, OwnKeys, PersonKeys};
-pub use own_keys::{CheckedRevocation, CreatedKey, OwnRevocation};
+pub use own_keys::{CheckedRevocation, CreatedKey, OwnRevocation, MAX_KEY_NAME_CHARS};
 pub use sessions::Session;
 pub use sign_in::Channel;
 pub use valid_key::{KeyOwner, ServiceAccess, ValidKey};

@@ -51,6 +51,9 @@ pub struct CreatedKey {
     pub valid_until: Option<NaiveDateTime>,
 }
 
+/// The longest name a person may give a key.
+pub const MAX_KEY_NAME_CHARS: usize = 100;
+
 impl Core {
     /// Checks that the person may make this revocation, without making it.
     pub async fn check_own_revocation(
@@ -89,14 +92,55 @@ impl Core {
         }
     }
 
+    /// Gives one of the person's own active keys a name they will recognise ("Alice's Pixel"),
+    /// with an audit entry. Returns the name as stored.
+    pub async fn rename_own(&self, user_id: i64, key_id: i64, name: &str, client: &Client) -> CoreResult<String> {
+        let name: String = name.trim().chars().filter(|c| !c.is_control()).collect();
+        if name.is_empty() {
+            return Err(CoreError::Invalid("Type a name for the key.".into()));
+        }
+        if name.chars().count() > MAX_KEY_NAME_CHARS {
+            return Err(CoreError::Invalid(format!("A key's name has at most {MAX_KEY_NAME_CHARS} characters.")));
+        }
+        let row = self.db.read(move |conn| crate::db::keys::find(conn, key_id)).await?;
+        let row = row
+            .filter(|k| {
+                k.user_id == user_id
+                    && k.revoked_at.is_none()
+                    && self.registry.get(&k.key_type).is_some_and(|t| t.visible)
+            })
+            .ok_or(CoreError::NotFound)?;
+        let entry = crate::db::models::NewAuditEntry {
+            at: now(),
+            action: "key_renamed".into(),
+            actor_id: Some(user_id),
+            target_user_id: Some(user_id),
+            key_id: Some(row.id),
+            key_type: Some(row.key_type.clone()),
+            ip: Some(client.ip_string()),
+            reason: Some(format!("“{}” → “{name}”", row.name)),
+        };
+        let stored = name.clone();
+        self.db
+            .write(move |write| {
+                crate::db::keys::rename(write, row.id, &stored, row.details.as_deref())?;
+                crate::db::audit::append(write, &entry)
+            })
+            .await?;
+        Ok(name)
+    }
+
     /// One of the person's own keys that they may revoke here. Someone else's key, or one
     /// already gone, is "not found": its existence is not told.
     async fn own_revocable_key(&self, user_id: i64, id: i64) -> CoreResult<KeyRow> {
         let row = self.db.read(move |conn| crate::db::keys::find(conn, id)).await?;
         let key_type = row.as_ref().and_then(|k| self.registry.get(&k.key_type));
-        let row = row
-            .filter(|k| k.user_id == user_id && k.revoked_at.is_none() && key_type.is_some_and(|t| t.visible))
-            .ok_or(CoreError::NotFound)?;
+        let row =
+            row.filter(|k| k.user_id == user_id && key_type.is_some_and(|t| t.visible)).ok_or(CoreError::NotFound)?;
+        // Their own key, revoked already (in another tab, say): told so, by name.
+        if row.revoked_at.is_some() {
+            return Err(CoreError::Invalid(format!("“{}” was already revoked.", row.name)));
+        }
         if key_type.is_some_and(|t| !t.revocable) {
             return Err(CoreError::NotAllowed("This kind of key cannot be revoked here.".into()));
         }

@@ -83,6 +83,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// Uses of a key per day (days since 1970-01-01, UTC).
+    key_daily_uses (key_id, day) {
+        key_id -> BigInt,
+        day -> BigInt,
+        hits -> BigInt,
+    }
+}
+
+diesel::table! {
     audit_log (id) {
         id -> BigInt,
         at -> Timestamp,

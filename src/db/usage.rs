@@ -1,7 +1,7 @@
 //! The usage log: (key, user agent, IP) → first seen, last seen, hits.
 
 use super::models::UsageRow;
-use super::schema::{key_usage, key_usage_pending, user_agents};
+use super::schema::{key_daily_uses, key_usage, key_usage_pending, user_agents};
 use super::{DbConn, DbResult};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -182,6 +182,7 @@ pub fn pending_uses(conn: &mut DbConn) -> DbResult<Vec<KeyUse>> {
 /// which come sorted so that neighbouring rows share pages. Uses of keys deleted meanwhile
 /// are dropped.
 pub fn add_uses(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<()> {
+    add_daily(conn, uses)?;
     if let DbConn::Pg(pg) = conn {
         return add_uses_pg(pg, uses);
     }
@@ -232,6 +233,56 @@ fn add_uses_pg(conn: &mut diesel::PgConnection, uses: &[KeyUse]) -> DbResult<()>
         .execute(conn)?;
     }
     Ok(())
+}
+
+/// Days of uses kept per key: the page shows 30.
+pub const DAILY_DAYS_KEPT: i64 = 60;
+
+/// A time's day: whole days since 1970-01-01, UTC.
+pub fn day_of(at: NaiveDateTime) -> i64 {
+    at.and_utc().timestamp().div_euclid(86_400)
+}
+
+/// Adds `uses` to each key's count for the day of its last use (a batch spans seconds), and
+/// forgets days past `DAILY_DAYS_KEPT` (an indexed range, empty on most folds).
+fn add_daily(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<()> {
+    let mut per_day: std::collections::BTreeMap<(i64, i64), i64> = Default::default();
+    for u in uses {
+        *per_day.entry((u.key_id, day_of(u.last_seen))).or_default() += u.hits;
+    }
+    let Some(latest) = per_day.keys().map(|(_, day)| *day).max() else { return Ok(()) };
+    let rows: Vec<(i64, i64, i64)> = per_day.into_iter().map(|((key, day), hits)| (key, day, hits)).collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO key_daily_uses (key_id, day, hits) \
+             SELECT v.column1, v.column2, v.column3 FROM (VALUES {}) AS v \
+             WHERE EXISTS (SELECT 1 FROM user_keys k WHERE k.id = v.column1) \
+             ON CONFLICT (key_id, day) DO UPDATE SET hits = key_daily_uses.hits + excluded.hits",
+            placeholders(conn, chunk.len(), 3)
+        );
+        let mut query = diesel::sql_query(sql).into_boxed::<Backend>();
+        for (key, day, hits) in chunk {
+            query = query.bind::<BigInt, _>(*key).bind::<BigInt, _>(*day).bind::<BigInt, _>(*hits);
+        }
+        query.execute(conn)?;
+    }
+    diesel::delete(key_daily_uses::table.filter(key_daily_uses::day.lt(latest - DAILY_DAYS_KEPT))).execute(conn)?;
+    Ok(())
+}
+
+/// Uses per day of these keys from day `since` on: (key, day, hits), days without uses absent.
+pub fn daily_for_keys(conn: &mut DbConn, key_ids: &[i64], since: i64) -> DbResult<Vec<(i64, i64, i64)>> {
+    let mut out = Vec::new();
+    for chunk in key_ids.chunks(500) {
+        out.extend(
+            key_daily_uses::table
+                .filter(key_daily_uses::key_id.eq_any(chunk))
+                .filter(key_daily_uses::day.ge(since))
+                .select((key_daily_uses::key_id, key_daily_uses::day, key_daily_uses::hits))
+                .load::<(i64, i64, i64)>(conn)?,
+        );
+    }
+    Ok(out)
 }
 
 /// Moves each key's "last used" forward (never back, whichever instance flushes first).

@@ -29,12 +29,36 @@ pub fn exact(at: NaiveDateTime) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+/// The exact time as a person in `zone` reads it: "3 Dec 2026, 14:05 CET".
+pub fn exact_in(at: NaiveDateTime, zone: chrono_tz::Tz) -> String {
+    at.and_utc().with_timezone(&zone).format("%-d %b %Y, %H:%M %Z").to_string()
+}
+
+/// A time zone named as browsers name it ("Europe/Berlin"); `None` for anything else.
+pub fn zone_named(name: &str) -> Option<chrono_tz::Tz> {
+    name.trim().parse().ok()
+}
+
 pub fn to_unix(at: NaiveDateTime) -> i64 {
     at.and_utc().timestamp()
 }
 
 pub fn from_unix(secs: i64) -> Option<NaiveDateTime> {
     DateTime::from_timestamp(secs, 0).map(|d| d.naive_utc())
+}
+
+#[cfg(test)]
+mod zone_tests {
+    use super::*;
+
+    #[test]
+    fn exact_times_read_in_the_viewers_zone() {
+        let at = chrono::NaiveDate::from_ymd_opt(2026, 12, 3).unwrap().and_hms_opt(13, 5, 0).unwrap();
+        assert_eq!(exact_in(at, zone_named("Europe/Berlin").unwrap()), "3 Dec 2026, 14:05 CET");
+        assert_eq!(exact_in(at, zone_named("America/New_York").unwrap()), "3 Dec 2026, 08:05 EST");
+        assert_eq!(exact_in(at, chrono_tz::UTC), "3 Dec 2026, 13:05 UTC");
+        assert!(zone_named("Mars/Olympus").is_none() && zone_named("").is_none());
+    }
 }
 
 fn plural(n: i64, unit: &str) -> String {

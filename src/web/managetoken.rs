@@ -1,15 +1,19 @@
 //! The self-service page (/user/managetoken.php, Moodle's path): every visible key of the
-//! signed-in user, grouped by type, with its usage; revoke one, a type, or everything else.
+//! signed-in user, one entry per device or client (a phone's token and its push registration
+//! together), each a line or two with its details one click away; revoke or rename one, revoke
+//! a type, or sign out everywhere else.
 
 use super::error::AppError;
+use super::flash;
 use super::session::CurrentSession;
-use super::templates::{base_context, render};
-use super::{redirect, State};
-use crate::core::{CheckedRevocation, Client, KeyEntry, OwnRevocation};
-use crate::domain::time::{exact, now, relative};
+use super::templates::{base_context, render, viewer_zone};
+use super::State;
+use crate::core::{CheckedRevocation, Client, CoreError, KeyEntry, OwnRevocation};
+use crate::domain::time::{exact_in, now, relative};
 use crate::keys::{KeyTypeRegistry, PUSH_DEVICE, WEBSERVICE_TOKEN};
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::NaiveDateTime;
+use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -19,7 +23,6 @@ pub struct PageQuery {
     key: Option<String>,
     #[serde(rename = "type")]
     key_type: Option<String>,
-    revoked: Option<usize>,
     /// A key type whose keys are all listed (others show their newest `KEYS_PER_TYPE`).
     show: Option<String>,
 }
@@ -28,6 +31,9 @@ pub struct PageQuery {
 /// hundreds of keys.
 const KEYS_PER_TYPE: i64 = 25;
 
+/// A key used this recently is "active now".
+const ACTIVE_NOW_MINUTES: i64 = 5;
+
 #[derive(Deserialize)]
 pub struct ActionForm {
     action: String,
@@ -35,22 +41,29 @@ pub struct ActionForm {
     #[serde(rename = "type")]
     key_type: Option<String>,
     sesskey: Option<String>,
-    /// A new key's name, when creating one.
+    /// A new key's name, when creating one; a key's new name, when renaming.
     name: Option<String>,
 }
 
 pub async fn page(
     state: State,
     session: CurrentSession,
+    req: HttpRequest,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, AppError> {
     let query = query.into_inner();
     if let Some(action) = query.action.as_deref() {
         let request = own_revocation(action, query.key.as_deref(), query.key_type.as_deref())?;
-        let checked = state.core.check_own_revocation(session.user.id, Some(session.key_id), &request).await?;
-        return confirm_page(&state, &session, &checked);
+        return match state.core.check_own_revocation(session.user.id, Some(session.key_id), &request).await {
+            Ok(checked) => confirm_page(&state, &session, &checked),
+            // Revoked already (in another tab, say): the page says so above the list.
+            Err(CoreError::Invalid(message)) if matches!(request, OwnRevocation::One(_)) => {
+                flash::redirect_with(&state, "/user/managetoken.php", &message)
+            }
+            Err(e) => Err(e.into()),
+        };
     }
-    list_page(&state, &session, query.revoked, query.show.as_deref()).await
+    list_page(&state, &session, &req, query.show.as_deref()).await
 }
 
 pub async fn act(
@@ -65,9 +78,44 @@ pub async fn act(
         let key_type = form.key_type.as_deref().unwrap_or("");
         return super::newkey::create(&state, &session, &client, key_type, form.name.as_deref()).await;
     }
+    if form.action == "rename" {
+        let key = form.key.as_deref().and_then(|k| k.trim().parse().ok()).ok_or(AppError::NotFound)?;
+        return match state.core.rename_own(session.user.id, key, form.name.as_deref().unwrap_or(""), &client).await {
+            Ok(name) => flash::redirect_with(
+                &state,
+                &format!("/user/managetoken.php#key-{key}"),
+                &format!("Renamed to “{name}”."),
+            ),
+            Err(CoreError::Invalid(message)) => {
+                flash::redirect_with(&state, &format!("/user/managetoken.php#key-{key}"), &message)
+            }
+            Err(e) => Err(e.into()),
+        };
+    }
     let request = own_revocation(&form.action, form.key.as_deref(), form.key_type.as_deref())?;
+    let checked = match state.core.check_own_revocation(session.user.id, Some(session.key_id), &request).await {
+        Ok(checked) => checked,
+        Err(CoreError::Invalid(message)) if matches!(request, OwnRevocation::One(_)) => {
+            return flash::redirect_with(&state, "/user/managetoken.php", &message)
+        }
+        Err(e) => return Err(e.into()),
+    };
     let count = state.core.revoke_own(session.user.id, Some(session.key_id), &request, false, &client).await?;
-    Ok(redirect(&format!("/user/managetoken.php?revoked={count}")))
+    let message = match (&checked, count) {
+        (_, 0) => "Nothing was revoked: it had already gone.".to_owned(),
+        (CheckedRevocation::One { name, .. }, _) => {
+            format!("Revoked “{name}”: whatever used it can no longer open your account.")
+        }
+        (CheckedRevocation::OfType { label, .. }, 1) => format!("Revoked your one {}.", in_sentence(singular(label))),
+        (CheckedRevocation::OfType { label, .. }, n) => format!("Revoked your {n} {}.", in_sentence(label)),
+        (CheckedRevocation::EverythingElse { .. }, 1) => {
+            "Signed out everywhere else: one browser or app was signed out.".to_owned()
+        }
+        (CheckedRevocation::EverythingElse { .. }, n) => {
+            format!("Signed out everywhere else: {n} browsers and apps were signed out.")
+        }
+    };
+    flash::redirect_with(&state, "/user/managetoken.php", &message)
 }
 
 /// The revocation a page's action names.
@@ -133,30 +181,80 @@ fn confirm_page(
     render(&state.templates, "confirm.html", &ctx)
 }
 
+/// A type's label for one key: "RSS feed keys" → "RSS feed key".
+fn singular(label: &str) -> &str {
+    label.strip_suffix('s').unwrap_or(label)
+}
+
+/// A label inside a sentence: "Calendar export keys" → "calendar export keys", "RSS…" kept.
+fn in_sentence(label: &str) -> String {
+    let mut chars = label.chars();
+    match (chars.next(), chars.next()) {
+        (Some(first), Some(second)) if !second.is_uppercase() => {
+            first.to_lowercase().chain(label[first.len_utf8()..].chars()).collect()
+        }
+        _ => label.to_owned(),
+    }
+}
+
+/// The page: who is signed in, then feeds, calendars and everything else.
 #[derive(Serialize)]
-struct TypeGroup {
-    id: String,
+struct Section {
+    id: &'static str,
+    heading: &'static str,
+    description: &'static str,
+    entries: Vec<Entry>,
+    /// Types with more than one key here: each gets its own "Revoke all", confirmed apart.
+    revoke_all: Vec<TypeCount>,
+    /// Types with more keys than listed.
+    more: Vec<TypeCount>,
+    /// Types a person creates keys of, here.
+    create: Vec<TypeCount>,
+    /// What each kind of key here is, for "What are these?".
+    kinds: Vec<Kind>,
+}
+
+#[derive(Serialize)]
+struct Kind {
     label: String,
     description: String,
-    revocable: bool,
-    creatable: bool,
     settings_url: Option<String>,
-    keys: Vec<KeyView>,
-    /// All the user's active keys of this type, listed or not.
-    total: usize,
-    /// The site has switched this type off: its keys open nothing until it is on again.
+}
+
+#[derive(Serialize)]
+struct TypeCount {
+    id: String,
+    /// In a sentence: "calendar export keys".
+    label: String,
+    /// One of them: "calendar export key".
+    noun: String,
+    count: usize,
     switched_off: bool,
-    /// Keys of this type shown on their device's entry instead (a phone's push registration).
-    shown_with_devices: usize,
+}
+
+/// One device or client: a line to recognise it, a line for its last use, its keys behind
+/// "Details".
+#[derive(Serialize)]
+struct Entry {
+    /// The key a "Revoke" of the entry revokes (a phone's token takes its push registration).
+    id: i64,
+    title: String,
+    kind: String,
+    current: bool,
+    revocable: bool,
+    status: String,
+    status_time: Option<Moment>,
+    /// Said beside the status: switched off by the site, expiring soon.
+    warning: Option<String>,
+    keys: Vec<KeyView>,
 }
 
 #[derive(Serialize)]
 struct KeyView {
     id: i64,
     name: String,
-    current: bool,
+    kind: String,
     service: Option<String>,
-    service_off: bool,
     created: Moment,
     created_by: Option<String>,
     expires: Option<Moment>,
@@ -164,9 +262,9 @@ struct KeyView {
     last_used: Option<Moment>,
     last_ip: Option<String>,
     agents: Vec<AgentView>,
-    /// For an app's token: when its phone registered for push notifications, shown on the same
-    /// entry (one entry per device).
-    push_registered: Option<Moment>,
+    uses_30_days: i64,
+    chart: String,
+    rename_max: usize,
 }
 
 #[derive(Serialize)]
@@ -177,7 +275,7 @@ struct AgentView {
     hits: i64,
 }
 
-/// A time as people read it ("3 days ago"), with the exact time for the hover title.
+/// A time as people read it ("3 days ago"), with the exact time in the viewer's zone.
 #[derive(Serialize)]
 struct Moment {
     relative: String,
@@ -185,100 +283,179 @@ struct Moment {
     iso: String,
 }
 
-fn moment(at: NaiveDateTime, now: NaiveDateTime) -> Moment {
-    Moment { relative: relative(at, now), exact: exact(at), iso: at.and_utc().to_rfc3339() }
+struct Clock {
+    now: NaiveDateTime,
+    zone: Tz,
+}
+
+impl Clock {
+    fn moment(&self, at: NaiveDateTime) -> Moment {
+        Moment { relative: relative(at, self.now), exact: exact_in(at, self.zone), iso: at.and_utc().to_rfc3339() }
+    }
 }
 
 async fn list_page(
     state: &State,
     session: &CurrentSession,
-    revoked: Option<usize>,
+    req: &HttpRequest,
     show: Option<&str>,
 ) -> Result<HttpResponse, AppError> {
     let own = state.core.own_keys(session.user.id, KEYS_PER_TYPE, show).await?;
-    let mut groups = group_keys(state.core.registry(), own.entries, session.key_id, now());
-    for group in &mut groups {
-        group.total = own.counts.get(&group.id).copied().unwrap_or(0).saturating_sub(group.shown_with_devices);
-        group.switched_off = own.types_off.contains(&group.id);
-    }
-    let mut ctx = base_context(state, session, own.has_admin_pages);
-    ctx.insert("groups", &groups);
-    ctx.insert("revoked", &revoked);
-    ctx.insert("key_count", &own.counts.values().sum::<usize>());
-    // This browser is one; the button shows when something else is signed in.
-    ctx.insert("others_signed_in", &own.signed_in.saturating_sub(1));
-    render(&state.templates, "managetoken.html", &ctx)
-}
-
-fn group_keys(
-    registry: &KeyTypeRegistry,
-    keys: Vec<KeyEntry>,
-    current_session: i64,
-    now: NaiveDateTime,
-) -> Vec<TypeGroup> {
-    let mut by_type: HashMap<String, Vec<KeyEntry>> = HashMap::new();
-    for key in keys {
-        by_type.entry(key.key_type.clone()).or_default().push(key);
-    }
-    // A phone's push registration belongs to the entry of the token on the same device.
-    let mut push_of_device: HashMap<String, NaiveDateTime> = HashMap::new();
-    let mut folded_pushes = 0;
-    let tokens_on_devices: Vec<String> =
-        by_type.get(WEBSERVICE_TOKEN).into_iter().flatten().filter_map(|k| k.device_uuid.clone()).collect();
-    if let Some(pushes) = by_type.get_mut(PUSH_DEVICE) {
-        pushes.retain(|p| match p.device_uuid.as_deref().filter(|uuid| tokens_on_devices.iter().any(|t| t == uuid)) {
-            Some(uuid) => {
-                push_of_device.insert(uuid.to_owned(), p.created_at);
-                folded_pushes += 1;
-                false
-            }
-            None => true,
-        });
-    }
-    registry
-        .visible()
-        .map(|t| TypeGroup {
-            id: t.id.clone(),
-            label: t.label.clone(),
-            description: t.description.clone(),
-            revocable: t.revocable,
-            creatable: t.self_service.is_some(),
-            settings_url: t.settings_url.clone(),
-            total: 0,
-            switched_off: false,
-            shown_with_devices: if t.id == PUSH_DEVICE { folded_pushes } else { 0 },
-            keys: by_type
-                .remove(&t.id)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|k| KeyView {
-                    push_registered: (k.key_type == WEBSERVICE_TOKEN)
-                        .then(|| k.device_uuid.as_ref().and_then(|u| push_of_device.get(u)))
-                        .flatten()
-                        .map(|at| moment(*at, now)),
-                    id: k.id,
-                    current: k.id == current_session,
-                    service: k.service.clone(),
-                    service_off: k.service_off,
-                    created: moment(k.created_at, now),
-                    created_by: k.created_by.clone(),
-                    expires: k.valid_until.map(|v| moment(v, now)),
-                    ip_restriction: k.ip_restriction.clone(),
-                    last_used: k.last_used_at.map(|v| moment(v, now)),
-                    last_ip: k.last_used_ip.clone(),
-                    agents: k
-                        .agents
-                        .into_iter()
-                        .map(|a| AgentView {
-                            when: moment(a.last_seen, now),
-                            agent: a.agent,
-                            ip: a.last_ip,
-                            hits: a.hits,
-                        })
-                        .collect(),
-                    name: k.name,
+    let clock = Clock { now: now(), zone: viewer_zone(req, state) };
+    let registry = state.core.registry();
+    let listed_per_type = own.entries.iter().fold(HashMap::<String, usize>::new(), |mut m, k| {
+        *m.entry(k.key_type.clone()).or_default() += 1;
+        m
+    });
+    let entries = entries_of(registry, own.entries, session.key_id, &clock);
+    let (signed_in, other): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(_, signs_in)| *signs_in);
+    let strip = |entries: Vec<(Entry, bool)>| entries.into_iter().map(|(e, _)| e).collect::<Vec<_>>();
+    let (signed_in, other) = (strip(signed_in), strip(other));
+    let count = |t: &crate::keys::KeyType| TypeCount {
+        id: t.id.clone(),
+        label: in_sentence(&t.label),
+        noun: in_sentence(singular(&t.label)),
+        count: own.counts.get(&t.id).copied().unwrap_or(0),
+        switched_off: own.types_off.contains(&t.id),
+    };
+    let section = |id, heading, description, entries: Vec<Entry>, signs_in: bool| {
+        let types: Vec<&crate::keys::KeyType> = registry.visible().filter(|t| t.policy.signs_in == signs_in).collect();
+        Section {
+            id,
+            heading,
+            description,
+            entries,
+            revoke_all: types
+                .iter()
+                .filter(|t| t.revocable && t.id != PUSH_DEVICE && own.counts.get(&t.id).copied().unwrap_or(0) > 1)
+                .map(|t| count(t))
+                .collect(),
+            more: types
+                .iter()
+                .filter(|t| {
+                    own.counts.get(&t.id).copied().unwrap_or(0) > listed_per_type.get(&t.id).copied().unwrap_or(0)
+                })
+                .map(|t| count(t))
+                .collect(),
+            create: types.iter().filter(|t| t.self_service.is_some()).map(|t| count(t)).collect(),
+            kinds: types
+                .iter()
+                .map(|t| Kind {
+                    label: t.label.clone(),
+                    description: t.description.clone(),
+                    settings_url: t.settings_url.clone(),
                 })
                 .collect(),
+        }
+    };
+    let sections = vec![
+        section("signedin", "Signed in", "Browsers, apps and devices that can open your account.", signed_in, true),
+        section(
+            "feeds",
+            "Feeds, calendars and other keys",
+            "Addresses that let a feed reader, a calendar or another program read from your account without signing in.",
+            other,
+            false,
+        ),
+    ];
+    let mut ctx = base_context(state, session, own.has_admin_pages);
+    ctx.insert("sections", &sections);
+    ctx.insert("flash", &flash::take(req));
+    // This browser is one; the button shows when something else is signed in.
+    ctx.insert("others_signed_in", &own.signed_in.saturating_sub(1));
+    let mut response = render(&state.templates, "managetoken.html", &ctx)?;
+    flash::clear(&mut response)?;
+    Ok(response)
+}
+
+/// One entry per device or client, with whether it signs in: a phone's push registration goes
+/// on its token's entry, every other key is an entry of its own. Newest use first, this
+/// browser on top.
+fn entries_of(registry: &KeyTypeRegistry, keys: Vec<KeyEntry>, current: i64, clock: &Clock) -> Vec<(Entry, bool)> {
+    let tokens_on_devices: Vec<String> =
+        keys.iter().filter(|k| k.key_type == WEBSERVICE_TOKEN).filter_map(|k| k.device_uuid.clone()).collect();
+    let (pushes, keys): (Vec<KeyEntry>, Vec<KeyEntry>) = keys.into_iter().partition(|k| {
+        k.key_type == PUSH_DEVICE && k.device_uuid.as_ref().is_some_and(|u| tokens_on_devices.contains(u))
+    });
+    let mut push_of: HashMap<String, KeyEntry> =
+        pushes.into_iter().filter_map(|p| Some((p.device_uuid.clone()?, p))).collect();
+    let mut entries: Vec<(Entry, bool, Option<NaiveDateTime>)> = keys
+        .into_iter()
+        .map(|key| {
+            let key_type = registry.get(&key.key_type);
+            let signs_in = key_type.is_some_and(|t| t.policy.signs_in);
+            let push = (key.key_type == WEBSERVICE_TOKEN)
+                .then(|| key.device_uuid.as_ref().and_then(|u| push_of.remove(u)))
+                .flatten();
+            let last_used = [key.last_used_at, push.as_ref().and_then(|p| p.last_used_at)].into_iter().flatten().max();
+            let entry = entry_of(registry, key, push, current, clock);
+            (entry, signs_in, last_used)
         })
-        .collect()
+        .collect();
+    entries.sort_by(|a, b| b.0.current.cmp(&a.0.current).then(b.2.cmp(&a.2)));
+    entries.into_iter().map(|(e, s, _)| (e, s)).collect()
+}
+
+fn entry_of(registry: &KeyTypeRegistry, key: KeyEntry, push: Option<KeyEntry>, current: i64, clock: &Clock) -> Entry {
+    let kind = registry.get(&key.key_type).map_or(key.type_label.clone(), |t| singular(&t.label).to_owned());
+    let revocable = registry.get(&key.key_type).is_some_and(|t| t.revocable);
+    let is_current = key.id == current;
+    // The latest use of any of its keys (a phone's push registration is used by the site).
+    let last = std::iter::once(&key)
+        .chain(push.as_ref())
+        .filter_map(|k| k.last_used_at.map(|at| (at, k.last_used_ip.clone())))
+        .max_by_key(|(at, _)| *at);
+    let agent = key.agents.iter().max_by_key(|a| a.last_seen).map(|a| a.agent.clone()).filter(|a| *a != key.name);
+    let (status, status_time) = match (&last, is_current) {
+        (_, true) => ("Active now, in this browser".to_owned(), None),
+        (Some((at, ip)), false) => {
+            let active = (clock.now - *at).num_minutes() < ACTIVE_NOW_MINUTES;
+            let mut line = if active { "Active now".to_owned() } else { format!("Used {}", relative(*at, clock.now)) };
+            if let Some(agent) = &agent {
+                line.push_str(&format!(" by {agent}"));
+            }
+            if let Some(ip) = ip {
+                line.push_str(&format!(" from {ip}"));
+            }
+            (line, Some(clock.moment(*at)))
+        }
+        (None, false) => (format!("Not used yet · created {}", relative(key.created_at, clock.now)), None),
+    };
+    let warning = if key.disabled {
+        Some(
+            if key.service_off { "Its service is switched off by the site" } else { "Switched off by the site" }
+                .to_owned(),
+        )
+    } else {
+        // A browser's session ends by design and moves on with use: only other keys are told.
+        key.valid_until
+            .filter(|v| key.key_type != crate::keys::WEB_SESSION && (*v - clock.now).num_days() < 3)
+            .map(|v| format!("Expires {}", relative(v, clock.now)))
+    };
+    let (id, title) = (key.id, key.name.clone());
+    let keys = std::iter::once(key).chain(push).map(|k| key_view(registry, k, clock)).collect();
+    Entry { id, title, kind, current: is_current, revocable, status, status_time, warning, keys }
+}
+
+fn key_view(registry: &KeyTypeRegistry, k: KeyEntry, clock: &Clock) -> KeyView {
+    KeyView {
+        id: k.id,
+        kind: registry.get(&k.key_type).map_or(k.type_label.clone(), |t| singular(&t.label).to_owned()),
+        service: k.service.clone(),
+        created: clock.moment(k.created_at),
+        created_by: k.created_by.clone(),
+        expires: k.valid_until.map(|v| clock.moment(v)),
+        ip_restriction: k.ip_restriction.clone(),
+        last_used: k.last_used_at.map(|v| clock.moment(v)),
+        last_ip: k.last_used_ip.clone(),
+        uses_30_days: k.daily_uses.iter().sum(),
+        chart: super::chart::daily_uses_svg(&k.daily_uses, clock.now.date()),
+        agents: k
+            .agents
+            .into_iter()
+            .map(|a| AgentView { when: clock.moment(a.last_seen), agent: a.agent, ip: a.last_ip, hits: a.hits })
+            .collect(),
+        rename_max: crate::core::MAX_KEY_NAME_CHARS,
+        name: k.name,
+    }
 }

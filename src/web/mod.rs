@@ -4,7 +4,9 @@
 
 mod admin;
 mod autologin;
+mod chart;
 pub mod error;
+mod flash;
 mod launch;
 mod login;
 mod managetoken;
@@ -44,6 +46,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/user/managetoken.php", web::post().to(managetoken::act))
         .route("/user/newkey.php", web::get().to(newkey::page))
         .route("/static/copy.js", web::get().to(copy_script))
+        .route("/static/tz.js", web::get().to(zone_script))
         .route("/user/password.php", web::get().to(password::form))
         .route("/user/password.php", web::post().to(password::submit))
         .route("/admin/tool/mobile/launch.php", web::get().to(launch::launch))
@@ -82,6 +85,13 @@ async fn copy_script() -> HttpResponse {
         .content_type("text/javascript; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(include_str!("../../static/copy.js"))
+}
+
+async fn zone_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(include_str!("../../static/tz.js"))
 }
 
 pub fn redirect(to: &str) -> HttpResponse {

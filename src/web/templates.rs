@@ -53,3 +53,16 @@ pub fn base_context(state: &WebState, session: &CurrentSession, admin_link: bool
     ctx.insert("sesskey", &session.sesskey);
     ctx
 }
+
+/// The time zone to show times in: the browser's (told by /static/tz.js in the `tz` cookie),
+/// else the site's.
+pub fn viewer_zone(req: &actix_web::HttpRequest, state: &WebState) -> chrono_tz::Tz {
+    req.cookie("tz")
+        .and_then(|c| percent_decode(c.value()))
+        .and_then(|name| crate::domain::time::zone_named(&name))
+        .unwrap_or(state.core.config().timezone)
+}
+
+fn percent_decode(value: &str) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("tz={value}")).ok()?.pop().map(|(_, v)| v)
+}

@@ -214,11 +214,36 @@ impl Page {
             .collect()
     }
 
-    /// The HTML of one listed key.
+    /// How many entries of the self-service page are of this kind ("Web session").
+    pub fn entries_of_kind(&self, kind: &str) -> usize {
+        self.body.matches(&format!("<span class=\"kind\">{kind}</span>")).count()
+    }
+
+    /// The flash message the page shows after an action, if any.
+    pub fn flash(&self) -> Option<String> {
+        let start = self.body.find("id=\"flash\">")? + "id=\"flash\">".len();
+        let rest = &self.body[start..];
+        Some(unescape(&rest[..rest.find("</p>")?]))
+    }
+
+    /// The HTML of one entry of the self-service page (a device or client with its keys), by
+    /// the id of the key it is listed under.
+    pub fn entry_block(&self, id: i64) -> Option<&str> {
+        let start = self.body.find(&format!("id=\"entry-{id}\""))?;
+        let rest = &self.body[start..];
+        let end = [rest.find("<li class=\"entry\""), rest.find("</section>")]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or(self.body.len(), |e| start + e);
+        Some(&self.body[start..end])
+    }
+
+    /// The HTML of one listed key, in its entry's details.
     pub fn key_block(&self, id: i64) -> Option<&str> {
         let start = self.body.find(&format!("id=\"key-{id}\""))?;
         let rest = &self.body[start..];
-        let end = [rest.find("<li class=\"key\""), rest.find("</section>")]
+        let end = [rest.find("<li class=\"key\""), rest.find("</details>"), rest.find("</section>")]
             .into_iter()
             .flatten()
             .min()
