@@ -452,17 +452,65 @@ fn capitalize(s: &str) -> String {
     chars.next().map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
 }
 
-/// The name of a mobile device registered by the Moodle app (Moodle's
-/// `user_devices` fields); `name` is used only when there is no model.
-pub fn describe_device(
+/// What a page shows for a device the Moodle app registered (Moodle's `user_devices` fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceTitle {
+    /// The name the device was given ("Alice's Pixel"), when the app sent one besides a model.
+    pub name: Option<String>,
+    /// The model as people know it ("iPhone 14 Pro Max" for "iPhone15,3"), else the code sent.
+    pub model: Option<String>,
+    /// One line with everything: "Alice's Pixel (Pixel 8) · Android 15 · Moodle app 4.4".
+    pub summary: String,
+}
+
+/// Makers the app sends as the device's `name` (it sends the manufacturer there): not a name
+/// anyone gave the device.
+const MAKERS: &[&str] = &[
+    "apple",
+    "samsung",
+    "google",
+    "xiaomi",
+    "huawei",
+    "honor",
+    "oneplus",
+    "motorola",
+    "oppo",
+    "vivo",
+    "realme",
+    "sony",
+    "lge",
+    "lg",
+    "nokia",
+    "hmd global",
+    "zte",
+    "lenovo",
+    "asus",
+    "fairphone",
+    "nothing",
+    "tcl",
+    "amazon",
+];
+
+/// The device's given name, its model as people know it, and a one-line summary. `None` when
+/// the registration says nothing at all.
+pub fn device_title(
     name: Option<&str>,
     model: Option<&str>,
     platform: Option<&str>,
     os_version: Option<&str>,
     app_version: Option<&str>,
-) -> Option<String> {
+) -> Option<DeviceTitle> {
     let field = |v: Option<&str>| v.map(clean).filter(|s| !s.is_empty());
-    let device = field(model).or_else(|| field(name));
+    let model = field(model).map(|m| crate::domain::device_models::marketing_name(&m).map_or(m, str::to_string));
+    let name = field(name);
+    let maker = name.as_ref().is_some_and(|n| MAKERS.contains(&n.to_lowercase().as_str()));
+    let given = name.clone().filter(|n| !maker && model.as_ref().is_none_or(|m| !m.eq_ignore_ascii_case(n)));
+    let device = match (&given, &model) {
+        (Some(n), Some(m)) => Some(format!("{n} ({m})")),
+        (None, Some(m)) => Some(m.clone()),
+        // Only a maker or a name: still better than nothing.
+        (_, None) => name,
+    };
     // The app sends lower-case platform ids such as "android" or "ios-fcm".
     let os = field(platform).map(|p| match p.to_ascii_lowercase() {
         l if l.starts_with("android") => "Android".to_string(),
@@ -475,7 +523,18 @@ pub fn describe_device(
     };
     let app = field(app_version).map(|v| format!("Moodle app {}", version_at(&v, MajorMinor).unwrap_or(v)));
     let parts: Vec<String> = [device, os, app].into_iter().flatten().collect();
-    (!parts.is_empty()).then(|| parts.join(SEP))
+    (!parts.is_empty()).then(|| DeviceTitle { name: given, model, summary: parts.join(SEP) })
+}
+
+/// The one-line name of a device registered by the Moodle app: [`device_title`]'s summary.
+pub fn describe_device(
+    name: Option<&str>,
+    model: Option<&str>,
+    platform: Option<&str>,
+    os_version: Option<&str>,
+    app_version: Option<&str>,
+) -> Option<String> {
+    device_title(name, model, platform, os_version, app_version).map(|t| t.summary)
 }
 
 #[cfg(test)]
@@ -578,5 +637,31 @@ mod tests {
         let long = "m".repeat(500);
         let d = describe_device(None, Some(&long), None, None, Some("4.5"));
         assert_eq!(d, Some(format!("{} · Moodle app 4.5", "m".repeat(64))));
+    }
+
+    #[test]
+    fn device_models_get_their_marketing_name() {
+        let d = describe_device(Some("Apple"), Some("iPhone15,3"), Some("ios-fcm"), Some("17.5"), Some("4.4.0"));
+        assert_eq!(d.as_deref(), Some("iPhone 14 Pro Max · iOS 17.5 · Moodle app 4.4"));
+        let t = device_title(Some("samsung"), Some("SM-S911B"), Some("android-fcm"), Some("14"), None).unwrap();
+        assert_eq!((t.name, t.model.as_deref()), (None, Some("Galaxy S23")));
+        // A code the table does not hold is shown as sent.
+        let t = device_title(None, Some("XQ-DQ72"), None, None, None).unwrap();
+        assert_eq!(t.model.as_deref(), Some("XQ-DQ72"));
+    }
+
+    #[test]
+    fn a_name_given_to_the_device_is_shown_with_its_model() {
+        let t =
+            device_title(Some("Alice's Pixel"), Some("Pixel 8"), Some("android"), Some("15"), Some("4.4.0")).unwrap();
+        assert_eq!(t.name.as_deref(), Some("Alice's Pixel"));
+        assert_eq!(t.model.as_deref(), Some("Pixel 8"));
+        assert_eq!(t.summary, "Alice's Pixel (Pixel 8) · Android 15 · Moodle app 4.4");
+        // A name that only repeats the model, or is the maker, is no given name.
+        let t = device_title(Some("pixel 8"), Some("Pixel 8"), None, None, None).unwrap();
+        assert_eq!((t.name, t.summary.as_str()), (None, "Pixel 8"));
+        let t = device_title(Some("Google"), None, Some("android"), None, None).unwrap();
+        assert_eq!((t.name, t.model, t.summary.as_str()), (None, None, "Google · Android"));
+        assert_eq!(device_title(Some(" "), None, None, None, None), None);
     }
 }
