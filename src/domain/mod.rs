@@ -1,6 +1,7 @@
 //! The domain: no HTTP, no SQL. Secrets, IP restrictions, passwords, time, user-agent naming.
 
 pub mod capability;
+pub mod device_models;
 pub mod ip_restriction;
 pub mod local_url;
 pub mod password;
