@@ -175,7 +175,7 @@ async fn force_logout_ends_every_session_token_and_device_at_once() {
         "core_user_add_user_device",
         &[
             ("appid", "com.moodle.moodlemobile"),
-            ("name", "x"),
+            ("name", "Google"),
             ("model", "Pixel 8"),
             ("platform", "android"),
             ("version", "15"),

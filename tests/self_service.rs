@@ -389,3 +389,150 @@ async fn unknown_pages_and_signed_out_visits_are_explained() {
     assert!(keys.contains("aria-label=\"Revoke Firefox 142 · macOS\""), "each Revoke is named after its key: {keys}");
     assert!(keys.contains("aria-label=\"Sign out this browser\""), "{keys}");
 }
+
+/// A person names a key as they know it; the name stays when the app registers the phone
+/// again, is audited, and only the owner can give it.
+#[tokio::test]
+async fn a_key_renamed_by_its_owner_keeps_the_name_and_is_audited() {
+    let app = spawn_app();
+    let alice = app.create_user("alice", false);
+    app.create_user("mallory", false);
+    let ws = app.ws_client(MOODLE_APP_UA);
+    let token = ws.token("alice", &[]).await;
+    let device = [
+        ("appid", "com.moodle.moodlemobile"),
+        ("name", "Google"),
+        ("model", "Pixel 8"),
+        ("platform", "android-fcm"),
+        ("version", "15"),
+        ("pushid", "push-1"),
+        ("uuid", "uuid-1"),
+    ];
+    ws.call(&token, "core_user_add_user_device", &device).await;
+    let key = app.key_of(&token).id;
+    let browser = app.signed_in("alice", CHROME_UA).await;
+    let sesskey = browser.keys_page().await.hidden("sesskey").unwrap();
+    let id = key.to_string();
+    let rename = |name: &'static str| {
+        let (browser, sesskey, id) = (&browser, sesskey.clone(), id.clone());
+        async move {
+            browser
+                .post(
+                    "/user/managetoken.php",
+                    &[("sesskey", &sesskey), ("action", "rename"), ("key", &id), ("name", name)],
+                )
+                .await
+        }
+    };
+    let page = rename("  Alice's Pixel ").await;
+    assert_eq!(page.flash().as_deref(), Some("Renamed to “Alice's Pixel”."), "{page}");
+    assert!(page.entry_block(key).unwrap().contains("<h3 class=\"entryname\">Alice&#x27;s Pixel"), "{page}");
+
+    // The app registers the phone again (it does at every start): the person's name stays.
+    let mut again = device;
+    again[5] = ("pushid", "push-2");
+    ws.call(&token, "core_user_add_user_device", &again).await;
+    assert_eq!(app.key_of(&token).name, "Alice's Pixel");
+
+    let audit = app.with_db(|conn| userkeys::db::audit::list(conn, &Default::default(), 0, 1000));
+    let renamed = audit.iter().find(|e| e.action == "key_renamed").expect("an audit entry");
+    assert_eq!((renamed.actor_id, renamed.key_id), (Some(alice), Some(key)));
+    assert!(renamed.reason.as_deref().unwrap().contains("→ “Alice's Pixel”"), "{:?}", renamed.reason);
+
+    assert_eq!(rename("   ").await.flash().as_deref(), Some("Type a name for the key."));
+    let long = rename("An extremely long name that goes on and on, far past what any list of keys could ever show on a small phone screen, truly").await;
+    assert_eq!(long.flash().as_deref(), Some("A key's name has at most 100 characters."));
+    assert_eq!(app.key_of(&token).name, "Alice's Pixel", "refused names change nothing");
+
+    let mallory = app.signed_in("mallory", FIREFOX_UA).await;
+    let theirs = mallory.keys_page().await.hidden("sesskey").unwrap();
+    let refused = mallory
+        .post("/user/managetoken.php", &[("sesskey", &theirs), ("action", "rename"), ("key", &id), ("name", "Mine")])
+        .await;
+    assert_eq!(refused.status, 404, "someone else's key is not found: {refused}");
+    let forged = browser
+        .post("/user/managetoken.php", &[("sesskey", "forged"), ("action", "rename"), ("key", &id), ("name", "X")])
+        .await;
+    assert_ne!(forged.status, 200, "{forged}");
+    assert_eq!(app.key_of(&token).name, "Alice's Pixel");
+}
+
+/// A key's uses per day over 30 days, drawn on its entry, with a summary a screen reader reads.
+#[tokio::test]
+async fn a_keys_uses_per_day_are_drawn_for_the_last_30_days() {
+    let app = spawn_app();
+    let alice = app.create_user("alice", false);
+    let (key, token) = app.key_for(alice).create();
+    let ws = app.ws_client(MOODLE_APP_UA);
+    for _ in 0..3 {
+        assert_eq!(ws.call(&token, "core_webservice_get_site_info", &[]).await["username"], "alice");
+    }
+    assert_eq!(app.usage_hits(key, 3).await, 3);
+    // Five days ago it was used 7 times, and 40 days ago (outside the picture) 100 times.
+    let today = userkeys::db::usage::day_of(now());
+    app.with_db(|conn| {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(format!(
+            "INSERT INTO key_daily_uses (key_id, day, hits) VALUES ({key}, {}, 7), ({key}, {}, 100)",
+            today - 5,
+            today - 40
+        ))
+        .execute(&mut **conn)?;
+        Ok(())
+    });
+    let five_days_ago = (now() - chrono::Duration::days(5)).format("%-d %b").to_string();
+    let browser = app.signed_in("alice", CHROME_UA).await;
+    let mut block = String::new();
+    for _ in 0..50 {
+        block = browser.keys_page().await.key_block(key).unwrap_or_default().to_owned();
+        if block.contains("10 uses in the last 30 days") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(block.contains(&format!("10 uses in the last 30 days; most on {five_days_ago} (7).")), "{block}");
+    assert_eq!(block.matches("<rect").count(), 30, "a bar a day");
+}
+
+/// Exact times read in the browser's own time zone (which /static/tz.js tells in a cookie),
+/// else in the site's.
+#[tokio::test]
+async fn times_are_shown_in_the_viewers_time_zone() {
+    let app = spawn_app_with(Options {
+        configure: Box::new(|config| config.timezone = chrono_tz::Europe::Berlin),
+        ..Default::default()
+    });
+    app.create_user("alice", false);
+    let site_zone = app.signed_in("alice", CHROME_UA).await.keys_page().await;
+    assert!(site_zone.contains(" CET</time>") || site_zone.contains(" CEST</time>"), "{site_zone}");
+
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    jar.add_cookie_str("tz=Asia%2FTokyo; Path=/", &app.base.parse().unwrap());
+    let client = reqwest::Client::builder().cookie_provider(jar).user_agent(CHROME_UA).build().unwrap();
+    let tokyo = Browser { base: app.base.clone(), client };
+    tokyo.sign_in("alice", PASSWORD).await;
+    let page = tokyo.keys_page().await;
+    assert!(page.contains(" JST</time>") && !page.contains(" CET</time>"), "{page}");
+
+    let script = app.ws_client(CHROME_UA).client.get(app.url("/static/tz.js")).send().await.unwrap();
+    assert_eq!(script.status(), 200);
+    assert!(page.contains("src=\"/static/tz.js\""));
+}
+
+/// Revoking a key that is already gone (from a second tab) says so by name, on the page.
+#[tokio::test]
+async fn revoking_a_key_twice_says_it_was_already_revoked() {
+    let app = spawn_app();
+    let alice = app.create_user("alice", false);
+    let (rss, _) = app.key_for(alice).of_type("rss").named("Feed reader").create();
+    let browser = app.signed_in("alice", CHROME_UA).await;
+    let sesskey = browser.keys_page().await.hidden("sesskey").unwrap();
+    let id = rss.to_string();
+    let form = [("sesskey", sesskey.as_str()), ("action", "revoke"), ("key", id.as_str())];
+    assert!(browser.post("/user/managetoken.php", &form).await.flash().unwrap().starts_with("Revoked “Feed reader”"));
+    let again = browser.post("/user/managetoken.php", &form).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.flash().as_deref(), Some("“Feed reader” was already revoked."), "{again}");
+    let confirm = browser.get(&format!("/user/managetoken.php?action=revoke&key={rss}")).await;
+    assert_eq!(confirm.flash().as_deref(), Some("“Feed reader” was already revoked."), "{confirm}");
+}

@@ -228,9 +228,15 @@ impl Core {
             .db
             .write(move |write| {
                 // This token is the device's now; the device's earlier tokens for the service go.
-                let token_details = crate::db::keys::find(write, token_key_id)?.and_then(|k| k.details);
+                let token = crate::db::keys::find(write, token_key_id)?;
+                let token_details = token.as_ref().and_then(|k| k.details.clone());
                 let merged = merge_details(token_details.as_deref(), &details);
-                crate::db::keys::link_device(write, token_key_id, &device_id, &device_name, &merged)?;
+                // A name the person chose ("Alice's Pixel") outlives the app's registering again.
+                let name = match &token {
+                    Some(k) if named_by_owner(k.details.as_deref()) => k.name.clone(),
+                    _ => device_name.clone(),
+                };
+                crate::db::keys::link_device(write, token_key_id, &device_id, &name, &merged)?;
                 let earlier = crate::db::keys::active_for_device(write, user_id, WEBSERVICE_TOKEN, &device_id)?;
                 for old in earlier.iter().filter(|k| k.id != token_key_id && k.service_id == service_id) {
                     let replaced = Revocation {
@@ -328,6 +334,24 @@ fn moodle_app_version(user_agent: &str) -> Option<String> {
 fn detail(key: &KeyRow, field: &str) -> Option<String> {
     let value: Value = serde_json::from_str(key.details.as_deref()?).ok()?;
     value.get(field)?.as_str().map(str::to_owned)
+}
+
+/// Whether the person renamed the key (`own_keys::rename_own` marks its details).
+pub(super) fn named_by_owner(details: Option<&str>) -> bool {
+    details.and_then(|d| serde_json::from_str::<Value>(d).ok()).is_some_and(|d| d["named_by_owner"] == json!(true))
+}
+
+/// `details` marked as renamed by the person; details that are not a JSON object (a plugin's
+/// own) are left as they are.
+pub(super) fn mark_named_by_owner(details: Option<&str>) -> Option<String> {
+    let Some(details) = details else { return Some(json!({"named_by_owner": true}).to_string()) };
+    match serde_json::from_str::<Value>(details) {
+        Ok(Value::Object(mut map)) => {
+            map.insert("named_by_owner".into(), json!(true));
+            Some(Value::Object(map).to_string())
+        }
+        _ => Some(details.to_owned()),
+    }
 }
 
 fn merge_details(existing: Option<&str>, device: &str) -> String {

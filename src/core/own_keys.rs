@@ -123,7 +123,8 @@ impl Core {
         let stored = name.clone();
         self.db
             .write(move |write| {
-                crate::db::keys::rename(write, row.id, &stored, row.details.as_deref())?;
+                let details = super::devices::mark_named_by_owner(row.details.as_deref());
+                crate::db::keys::rename(write, row.id, &stored, details.as_deref())?;
                 crate::db::audit::append(write, &entry)
             })
             .await?;
