@@ -251,3 +251,62 @@ async fn the_app_signs_in_through_the_browser_and_gets_its_token_back() {
     assert!(refused.headers().get("location").is_none());
     driver.client.clone().close().await.unwrap();
 }
+
+/// On a phone, a typical person's page (three browsers, two phones with push, a calendar and a
+/// feed) fits in about two screens, nothing overflows sideways, and each entry's details open.
+#[tokio::test]
+async fn on_a_phone_a_typical_page_fits_about_two_screens() {
+    let Some(driver) = start_browser().await else { return };
+    let browser = &driver.client;
+    let app = spawn_app();
+    let alice = app.create_user("alice", false);
+    app.signed_in("alice", FIREFOX_UA).await;
+    app.signed_in("alice", "Mozilla/5.0 (iPhone; CPU iPhone OS 18_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.5 Mobile/15E148 Safari/604.1").await;
+    for (uuid, model, ua) in [
+        ("uuid-1", "Pixel 8", MOODLE_APP_UA),
+        ("uuid-2", "iPhone15,3", "Mozilla/5.0 (iPhone; CPU iPhone OS 18_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MoodleMobile 5.0.0 (50003)"),
+    ] {
+        let ws = app.ws_client(ua);
+        let token = ws.token("alice", &[]).await;
+        let device = [
+            ("appid", "com.moodle.moodlemobile"),
+            ("name", "Phone"),
+            ("model", model),
+            ("platform", "android-fcm"),
+            ("version", "15"),
+            ("pushid", uuid),
+            ("uuid", uuid),
+        ];
+        ws.call(&token, "core_user_add_user_device", &device).await;
+        ws.call(&token, "core_webservice_get_site_info", &[]).await;
+    }
+    app.key_for(alice).of_type("calendar_export").named("Thunderbird at home").create();
+    app.key_for(alice).of_type("rss").named("Feedly").create();
+
+    browser.set_window_size(390, 844).await.unwrap();
+    browser.goto(&app.url("/")).await.unwrap();
+    fill(browser, "username", "alice").await;
+    fill(browser, "password", PASSWORD).await;
+    click(browser, "#loginbtn").await;
+    browser.wait().for_element(Locator::Id("revokeothers")).await.unwrap();
+    let number = |v: serde_json::Value| v.as_f64().unwrap_or(f64::MAX);
+    let (height, overflow) = (
+        number(browser.execute("return document.documentElement.scrollHeight", vec![]).await.unwrap()),
+        number(
+            browser.execute("return document.documentElement.scrollWidth - window.innerWidth", vec![]).await.unwrap(),
+        ),
+    );
+    if let Ok(png) = browser.screenshot().await {
+        let _ = std::fs::write(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("keys-phone.png"), png);
+    }
+    let entries = browser.find_all(Locator::Css("li.entry")).await.unwrap().len();
+    assert_eq!(entries, 7, "one entry per browser, phone and feed");
+    let screen = number(browser.execute("return window.innerHeight", vec![]).await.unwrap());
+    assert!(height <= 2.3 * screen, "{height} px tall on a {screen} px screen");
+    assert!(overflow <= 0.0, "nothing overflows sideways: {overflow} px");
+    let summary = browser.find(Locator::Css("li.entry details.more summary")).await.unwrap();
+    summary.click().await.unwrap();
+    let chart = browser.find(Locator::Css("li.entry details.more[open] svg.usage")).await.unwrap();
+    assert!(chart.is_displayed().await.unwrap());
+    driver.client.clone().close().await.unwrap();
+}

@@ -536,3 +536,24 @@ async fn revoking_a_key_twice_says_it_was_already_revoked() {
     let confirm = browser.get(&format!("/user/managetoken.php?action=revoke&key={rss}")).await;
     assert_eq!(confirm.flash().as_deref(), Some("“Feed reader” was already revoked."), "{confirm}");
 }
+
+/// After a failed sign-in the name stays typed, the cursor waits in the password field and the
+/// error is tied to it, for a screen reader to read.
+#[tokio::test]
+async fn a_failed_sign_in_keeps_the_name_and_focuses_the_password() {
+    let app = spawn_app();
+    app.create_user("alice", false);
+    let browser = app.browser(CHROME_UA);
+    let fresh = browser.get("/login/index.php").await;
+    assert!(fresh.contains("autocapitalize=\"none\" required autofocus"), "a fresh form starts at the name: {fresh}");
+    let failed = browser.sign_in("alice", "wrong password").await;
+    assert!(failed.contains("id=\"loginerrormessage\""), "{failed}");
+    assert!(failed.contains("value=\"alice\""), "{failed}");
+    let password = failed.body.split("id=\"password\"").nth(1).unwrap().split('>').next().unwrap().to_owned();
+    assert!(
+        password.contains("autofocus") && password.contains("aria-describedby=\"loginerrormessage\""),
+        "{password}"
+    );
+    let username = failed.body.split("id=\"username\"").nth(1).unwrap().split('>').next().unwrap().to_owned();
+    assert!(!username.contains("autofocus"), "{username}");
+}
