@@ -264,6 +264,8 @@ struct KeyView {
     agents: Vec<AgentView>,
     uses_30_days: i64,
     chart: String,
+    /// A phone's push registration: the site sends it notifications; nothing signs in with it.
+    notifications: bool,
     rename_max: usize,
 }
 
@@ -456,6 +458,7 @@ fn key_view(registry: &KeyTypeRegistry, k: KeyEntry, clock: &Clock) -> KeyView {
             .map(|a| AgentView { when: clock.moment(a.last_seen), agent: a.agent, ip: a.last_ip, hits: a.hits })
             .collect(),
         rename_max: crate::core::MAX_KEY_NAME_CHARS,
+        notifications: k.key_type == PUSH_DEVICE,
         name: k.name,
     }
 }
