@@ -19,6 +19,7 @@ fn form_context(
     error: Option<&str>,
 ) -> tera::Context {
     let mut ctx = admin.context(state);
+    ctx.insert("nav", "issue");
     ctx.insert("services", services);
     ctx.insert("values", values);
     ctx.insert("error", &error);
