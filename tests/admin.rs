@@ -707,3 +707,46 @@ async fn the_admin_navigation_marks_the_page_it_is_on() {
         assert!(page.contains(&format!("aria-current=\"page\">{current}</a>")), "{path}: {page}");
     }
 }
+
+#[tokio::test]
+async fn admin_form_errors_are_tied_to_their_fields_and_buttons_name_whom_they_act_on() {
+    let app = spawn_app();
+    app.create_user("root", true);
+    let alice = app.create_user("alice", false);
+    app.key_for(alice).named("Alice's Pixel").create();
+    let admin = app.signed_in("root", CHROME_UA).await;
+    let form = admin.get("/admin/userkeys/issue.php").await;
+    let sesskey = form.hidden("sesskey").unwrap();
+    let service = form.body.split("<option value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let bad_ip = admin
+        .post(
+            "/admin/userkeys/issue.php",
+            &[("sesskey", &sesskey), ("service", &service), ("username", "alice"), ("iprestriction", "300.1.1.1")],
+        )
+        .await;
+    assert_eq!(bad_ip.status, 400);
+    assert!(bad_ip.contains("id=\"issue-error\""), "{bad_ip}");
+    assert!(
+        bad_ip.contains(
+            "<input id=\"iprestriction\" name=\"iprestriction\" aria-invalid=\"true\" aria-describedby=\"issue-error\""
+        ),
+        "{bad_ip}"
+    );
+    let nobody = admin
+        .post("/admin/userkeys/issue.php", &[("sesskey", &sesskey), ("service", &service), ("username", "nobody")])
+        .await;
+    assert!(nobody.contains("<input id=\"username\" name=\"username\" aria-invalid=\"true\""), "{nobody}");
+
+    let id = alice.to_string();
+    let no_reason =
+        admin.post("/admin/userkeys/forcelogout.php", &[("sesskey", &sesskey), ("id", &id), ("reason", " ")]).await;
+    assert_eq!(no_reason.status, 400);
+    assert!(no_reason.contains("aria-invalid=\"true\" aria-describedby=\"reason-error\""), "{no_reason}");
+    assert!(no_reason.contains("id=\"confirm\" aria-label=\"Force logout of alice\""), "{no_reason}");
+
+    let person = admin.get(&format!("/admin/userkeys/user.php?id={alice}")).await;
+    for label in ["Force logout of alice", "Make a password reset link for alice", "Issue a token for alice"] {
+        assert!(person.contains(&format!("aria-label=\"{label}\"")), "{label}: {person}");
+    }
+    assert!(person.contains("aria-label=\"Select Alice&#x27;s Pixel (Web-service token)\""), "{person}");
+}

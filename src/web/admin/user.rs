@@ -116,6 +116,7 @@ pub async fn user_page(
     let mut ctx = admin.context(state);
     ctx.insert("nav", "keys");
     ctx.insert("target", &serde_json::json!({"id": user.id, "username": user.username, "fullname": user.fullname, "email": user.email, "suspended": user.suspended}));
+    ctx.insert("any_active", &lines.iter().any(|k| k.state == "active"));
     ctx.insert("keys", &lines);
     ctx.insert("done", &done);
     ctx.insert("bulk_error", &error);
