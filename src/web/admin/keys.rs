@@ -272,7 +272,9 @@ pub async fn list_page(
         Ok((filter, sort)) => {
             let active_only = filter.state == Some(KeyState::Active);
             let found = state.core.search_keys(filter, sort, page, PAGE_SIZE).await?;
-            ctx.insert("rows", &rows(found.entries, now()));
+            let listed = rows(found.entries, now());
+            ctx.insert("any_active", &listed.iter().any(|r| r.state == "active"));
+            ctx.insert("rows", &listed);
             ctx.insert("count", &count_words(found.total));
             ctx.insert("next", &found.more.then(|| query.link(page + 1)));
             ctx.insert("services", &found.services);
@@ -293,6 +295,7 @@ pub async fn list_page(
             let services: Vec<(i64, String)> =
                 switches.services.iter().filter_map(|s| Some((s.id.parse::<i64>().ok()?, s.name.clone()))).collect();
             ctx.insert("rows", &Vec::<Row>::new());
+            ctx.insert("any_active", &false);
             ctx.insert("count", "");
             ctx.insert("next", &Option::<String>::None);
             ctx.insert("services", &services);
