@@ -47,10 +47,8 @@ fn date(raw: &str, what: &str, field: &'static str) -> Result<Option<chrono::Nai
 
 impl AuditQuery {
     fn filter(&self) -> Result<AuditFilter, FilterError> {
+        // An action not in the list (a plugin's, or from an old link) is filtered on as asked.
         let action = self.action.trim();
-        if !action.is_empty() && !ACTIONS.contains(&action) {
-            return Err(FilterError { field: "a-action", message: "Choose an action from the list.".into() });
-        }
         Ok(AuditFilter {
             action: Some(action.to_owned()).filter(|a| !a.is_empty()),
             user: Some(self.user.clone()).filter(|u| !u.trim().is_empty()),
@@ -125,6 +123,8 @@ struct Line {
 /// actor, person, address and reason, and each follows the one before within a second (one
 /// action writes them in one transaction; the force logout's summary reason is its reason with
 /// "(N keys revoked)" after it). The page lists newest first, so the summary comes first.
+/// Pages hold 100 entries, so a group that crosses a page's end continues on the next page as
+/// a group of its own ("Keys revoked", same person and reason).
 fn belongs(group: &[&AuditEntry], base: Option<&str>, e: &AuditEntry) -> bool {
     let Some(last) = group.last() else { return false };
     let head = group[0];
@@ -169,7 +169,11 @@ pub async fn page(state: State, admin: AdminSession, query: web::Query<AuditQuer
     let mut ctx = admin.context(&state);
     ctx.insert("nav", "audit");
     ctx.insert("q", &q);
-    let actions: Vec<(&str, String)> = ACTIONS.iter().map(|a| (*a, action_words(a))).collect();
+    let mut actions: Vec<(&str, String)> = ACTIONS.iter().map(|a| (*a, action_words(a))).collect();
+    let asked = q.action.trim();
+    if !asked.is_empty() && !ACTIONS.contains(&asked) {
+        actions.push((asked, action_words(asked)));
+    }
     ctx.insert("actions", &actions);
     let filter = match q.filter() {
         Ok(filter) => filter,
