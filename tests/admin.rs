@@ -153,7 +153,9 @@ async fn revoke_selected_revokes_exactly_those_with_an_audit_entry_each() {
     assert_eq!(site_info(&app, &t2).await["errorcode"], "invalidtoken");
     assert_eq!(site_info(&app, &t3).await["username"], "alice");
     let audit = admin.get("/admin/userkeys/audit.php?action=key_revoked&user=alice").await;
-    assert_eq!(audit.body.matches("lost laptop").count(), 2, "{audit}");
+    // One revocation of two keys is one line, its reason said once, its keys under it.
+    assert_eq!(audit.body.matches("lost laptop").count(), 1, "{audit}");
+    assert!(audit.contains("<summary>2 keys revoked</summary>"), "{audit}");
     let bad = admin.post("/admin/userkeys/revoke.php", &[("sesskey", &sesskey), ("key", "abc")]).await;
     assert_eq!(bad.status, 400);
     let stale = admin.post("/admin/userkeys/revoke.php", &[("key", &k1), ("confirm", "1")]).await;
@@ -428,4 +430,325 @@ async fn new_key_types_can_start_disabled_by_setting() {
     let page = admin.get("/admin/userkeys/services.php").await;
     let row = page.body.split("id=\"type-local_sync_key\"").nth(1).unwrap().split("</tr>").next().unwrap().to_owned();
     assert!(row.contains("state active"), "{row}");
+}
+
+/// The rows of the all-keys table, by key id.
+fn listed_rows(page: &Page) -> Vec<i64> {
+    page.body
+        .match_indices("<tr id=\"row-")
+        .filter_map(|(i, m)| {
+            let rest = &page.body[i + m.len()..];
+            rest[..rest.find('"')?].parse().ok()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_key_list_counts_shows_active_keys_first_and_says_when_a_key_was_revoked() {
+    let app = spawn_app();
+    app.create_user("root", true);
+    let alice = app.create_user("alice", false);
+    let bob = app.create_user("bob", false);
+    let (phone, _) = app.key_for(alice).named("Alice's Pixel").device("1").create();
+    let (laptop, _) = app.key_for(alice).named("Laptop script").device("2").create();
+    let (bobs, _) = app.key_for(bob).named("Bob's iPhone").create();
+    let admin = app.signed_in("root", CHROME_UA).await;
+    let sesskey = admin.keys_page().await.hidden("sesskey").unwrap();
+    let laptop_id = laptop.to_string();
+    admin
+        .post(
+            "/admin/userkeys/revoke.php",
+            &[("sesskey", &sesskey), ("key", &laptop_id), ("confirm", "1"), ("reason", "script retired")],
+        )
+        .await;
+
+    // By default: active keys only, counted, with a header for the checkbox column.
+    let list = admin.get("/admin/userkeys/index.php?type=webservice_token").await;
+    let rows = listed_rows(&list);
+    assert!(rows.contains(&phone) && rows.contains(&bobs) && !rows.contains(&laptop), "{list}");
+    assert!(list.contains("<p class=\"resultcount\" id=\"resultcount\" role=\"status\">2 keys</p>"), "{list}");
+    assert!(list.contains("<option value=\"active\" selected>Active</option>"), "{list}");
+    assert!(list.contains("<th scope=\"col\" class=\"select\"><span class=\"sr-only\">Select</span>"), "{list}");
+    assert!(list.contains("aria-label=\"Select Alice&#x27;s Pixel (Web-service token of alice)\""), "{list}");
+    assert!(list.contains("id=\"clearfilters\" ") || list.contains("id=\"clearfilters\">"), "filtered by type: {list}");
+    assert!(list.contains("<script src=\"&#x2F;static&#x2F;admin.js\"></script>") || list.contains("/static/admin.js"));
+    assert!(list.contains(">Revoke selected keys</button>"), "named after what it acts on: {list}");
+    let unfiltered = admin.get("/admin/userkeys/index.php").await;
+    assert!(!unfiltered.contains("id=\"clearfilters\""), "nothing to clear: {unfiltered}");
+
+    // Revoked keys say when they were revoked and why, not when they would have expired.
+    let revoked = admin.get("/admin/userkeys/index.php?state=revoked").await;
+    assert_eq!(listed_rows(&revoked), vec![laptop], "{revoked}");
+    let row = revoked.body.split(&format!("id=\"row-{laptop}\"")).nth(1).unwrap().split("</tr>").next().unwrap();
+    assert!(row.contains("Revoked just now") && row.contains("script retired"), "{row}");
+    assert!(revoked.contains(">1 key</p>"), "{revoked}");
+    let any = admin.get("/admin/userkeys/index.php?state=any&type=webservice_token").await;
+    assert_eq!(listed_rows(&any).len(), 3, "{any}");
+    // The person's page says it too.
+    let person = admin.get(&format!("/admin/userkeys/user.php?id={alice}")).await;
+    let row = person.body.split(&format!("id=\"row-{laptop}\"")).nth(1).unwrap().split("</tr>").next().unwrap();
+    assert!(row.contains("Revoked just now") && row.contains("script retired"), "{row}");
+
+    // The count stops counting at its cap, in the database.
+    let filter = userkeys::db::key_search::KeyFilter::default();
+    let capped =
+        app.with_db(|conn| userkeys::db::key_search::count_capped(conn, &filter, userkeys::domain::time::now(), 2));
+    assert_eq!(capped, 2, "three keys and more, counted up to the cap");
+}
+
+#[tokio::test]
+async fn a_bad_filter_or_an_empty_selection_is_said_beside_the_form_which_keeps_its_values() {
+    let app = spawn_app();
+    app.create_user("root", true);
+    let alice = app.create_user("alice", false);
+    app.key_for(alice).create();
+    let admin = app.signed_in("root", CHROME_UA).await;
+
+    let bad = admin.get("/admin/userkeys/index.php?user=alice&ip=999.1.1.1").await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.contains("<h1>All keys</h1>") && bad.contains("id=\"filters\""), "the page, not an error page: {bad}");
+    assert!(bad.contains("<p class=\"error\" role=\"alert\" id=\"filter-error\">"), "{bad}");
+    assert!(unescape(&bad.body).contains("“999.1.1.1” is not an IP address"), "{bad}");
+    assert!(bad.contains("name=\"user\" value=\"alice\""), "what was typed stays: {bad}");
+    assert!(
+        bad.contains("name=\"ip\" value=\"999.1.1.1\" placeholder=\"203.0.113.0/24\" size=\"16\" aria-invalid=\"true\" aria-describedby=\"filter-error\""),
+        "the error is tied to its field: {bad}"
+    );
+    assert!(bad.contains("aria-current=\"page\">All keys</a>"), "{bad}");
+
+    let sesskey = bad.hidden("sesskey").unwrap();
+    let none = admin
+        .post("/admin/userkeys/revoke.php", &[("sesskey", &sesskey), ("back", "/admin/userkeys/index.php?user=alice")])
+        .await;
+    assert_eq!(none.status, 400);
+    assert!(none.contains("id=\"bulk-error\">Select at least one key to revoke.</p>"), "{none}");
+    assert!(none.contains("name=\"user\" value=\"alice\""), "the list it came from: {none}");
+    assert!(none.contains("aria-describedby=\"bulk-error\""), "{none}");
+    let back = format!("/admin/userkeys/user.php?id={alice}");
+    let none = admin.post("/admin/userkeys/revoke.php", &[("sesskey", &sesskey), ("back", &back)]).await;
+    assert_eq!(none.status, 400);
+    assert!(none.contains("Keys of alice") && none.contains("Select at least one key"), "{none}");
+    // A return address elsewhere is not followed.
+    let none =
+        admin.post("/admin/userkeys/revoke.php", &[("sesskey", &sesskey), ("back", "https://evil.example/")]).await;
+    assert_eq!(none.status, 400);
+    assert!(none.contains("<h1>All keys</h1>"), "{none}");
+
+    let audit = admin.get("/admin/userkeys/audit.php?user=alice&key=x").await;
+    assert_eq!(audit.status, 400);
+    assert!(audit.contains("<h1>Audit trail</h1>") && audit.contains("name=\"user\" value=\"alice\""), "{audit}");
+    assert!(audit.contains("name=\"key\" value=\"x\" size=\"6\" inputmode=\"numeric\" aria-invalid=\"true\" aria-describedby=\"filter-error\""), "{audit}");
+    // An action the list does not hold (a plugin's, an old link's) is kept and filtered on.
+    let audit = admin.get("/admin/userkeys/audit.php?action=local_sync_reset").await;
+    assert_eq!(audit.status, 200);
+    assert!(audit.contains("<option value=\"local_sync_reset\" selected>local sync reset</option>"), "{audit}");
+    assert!(audit.contains("Nothing recorded matches."), "{audit}");
+}
+
+#[tokio::test]
+async fn the_bulk_revoke_confirmation_names_keys_and_owners_and_leads_back_to_the_filtered_list() {
+    let app = spawn_app();
+    app.create_user("root", true);
+    let alice = app.create_user("alice", false);
+    let bob = app.create_user("bob", false);
+    let mut ids = Vec::new();
+    for i in 0..23 {
+        ids.push(app.key_for(alice).named(&format!("Script {i}")).device(&i.to_string()).create().0);
+    }
+    let (bobs, bob_token) = app.key_for(bob).named("Bob's iPhone").create();
+    ids.push(bobs);
+    let admin = app.signed_in("root", CHROME_UA).await;
+    let sesskey = admin.keys_page().await.hidden("sesskey").unwrap();
+    let back = "/admin/userkeys/index.php?user=&type=webservice_token&service=&state=active&unused=&never=&ip=&sort=created_asc";
+    let mut form: Vec<(&str, String)> = vec![("sesskey", sesskey.clone()), ("back", back.into())];
+    form.extend(ids.iter().map(|id| ("key", id.to_string())));
+    let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let confirm = admin.post("/admin/userkeys/revoke.php", &fields).await;
+    assert_eq!(confirm.status, 200);
+    let text = unescape(&confirm.body);
+    assert!(text.contains("Revoke 24 selected keys? They belong to 2 people: alice (23 keys), bob (1 key)."), "{text}");
+    assert!(text.contains("<li>Script 0 (Web-service token of alice)</li>"), "{text}");
+    assert_eq!(text.matches("(Web-service token of").count(), 20, "twenty named, then a count: {text}");
+    assert!(text.contains("<li>and 4 more</li>"), "{text}");
+    assert!(
+        text.contains(&format!("class=\"button\" href=\"{back}\">Cancel</a>")),
+        "Cancel returns to the list: {text}"
+    );
+    assert!(text.contains(">Revoke 24 keys</button>"), "{text}");
+    assert_eq!(site_info(&app, &bob_token).await["username"], "bob", "nothing happens before confirming");
+
+    form.push(("confirm", "1".into()));
+    let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let done = admin.post("/admin/userkeys/revoke.php", &fields).await;
+    assert!(done.url.starts_with(back) && done.url.ends_with("&revoked=24"), "{}", done.url);
+    assert!(done.contains("24 key(s) revoked") && done.contains("<option value=\"created_asc\" selected>"), "{done}");
+    assert_eq!(site_info(&app, &bob_token).await["errorcode"], "invalidtoken");
+
+    // From a person's page, back to that person.
+    let (k, _) = app.key_for(alice).named("Tablet").create();
+    let person = format!("/admin/userkeys/user.php?id={alice}");
+    let page = admin.get(&person).await;
+    assert!(page.contains("Revoke selected keys of alice"), "{page}");
+    let k = k.to_string();
+    let done = admin
+        .post("/admin/userkeys/revoke.php", &[("sesskey", &sesskey), ("back", &person), ("key", &k), ("confirm", "1")])
+        .await;
+    assert!(done.url.starts_with(&person) && done.contains("1 key(s) of alice revoked."), "{done}");
+}
+
+#[tokio::test]
+async fn revoke_all_matching_works_without_a_script_and_revokes_exactly_what_it_named() {
+    let app = spawn_app();
+    app.create_user("root", true);
+    let alice = app.create_user("alice", false);
+    let bob = app.create_user("bob", false);
+    let (_, t1) = app.key_for(alice).named("One").device("1").create();
+    let (_, t2) = app.key_for(alice).named("Two").device("2").create();
+    let (_, bob_token) = app.key_for(bob).create();
+    let admin = app.signed_in("root", CHROME_UA).await;
+    let list = admin.get("/admin/userkeys/index.php?user=alice&type=webservice_token").await;
+    assert!(list.contains(">Revoke all 2 matching</a>"), "{list}");
+    let href = unescape(list.body.split("id=\"revokeall\" href=\"").nth(1).unwrap().split('"').next().unwrap());
+    assert!(href.starts_with("/admin/userkeys/revoke.php?user=alice&"), "{href}");
+    let confirm = admin.get(&href).await;
+    assert_eq!(confirm.status, 200, "{confirm}");
+    let text = unescape(&confirm.body);
+    assert!(
+        text.contains("Revoke 2 selected keys? They belong to alice.")
+            && text.contains("<li>One (Web-service token of alice)</li>"),
+        "{text}"
+    );
+    assert!(text.contains("href=\"/admin/userkeys/index.php?user=alice&"), "Cancel returns to the list: {text}");
+    // A key made after the confirmation was shown is not revoked by it.
+    let (_, t3) = app.key_for(alice).named("Three").device("3").create();
+    let mut form: Vec<(String, String)> = Vec::new();
+    for part in text.split("<input type=\"hidden\" name=\"").skip(1) {
+        let name = part.split('"').next().unwrap().to_owned();
+        let value = part.split("value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        form.push((name, value));
+    }
+    form.push(("reason".into(), "audit found them".into()));
+    let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let done = admin.post("/admin/userkeys/revoke.php", &fields).await;
+    assert!(done.contains("2 key(s) revoked"), "{done}");
+    for token in [&t1, &t2] {
+        assert_eq!(site_info(&app, token).await["errorcode"], "invalidtoken");
+    }
+    assert_eq!(site_info(&app, &t3).await["username"], "alice");
+    assert_eq!(site_info(&app, &bob_token).await["username"], "bob");
+    // Nothing to revoke among revoked keys: no such button, and the address says why.
+    let revoked = admin.get("/admin/userkeys/index.php?user=alice&state=revoked").await;
+    assert!(!revoked.contains("id=\"revokeall\""), "{revoked}");
+    let refused = admin.get("/admin/userkeys/revoke.php?user=alice&state=revoked").await;
+    assert_eq!(refused.status, 400);
+    assert!(unescape(&refused.body).contains("Only active keys can be revoked"), "{refused}");
+}
+
+#[tokio::test]
+async fn a_force_logout_is_one_line_of_the_audit_trail_with_its_keys_under_it() {
+    let app = spawn_app();
+    app.create_user("root", true);
+    let victim = app.create_user("victim", false);
+    app.key_for(victim).named("Victim's Pixel").device("1").create();
+    app.key_for(victim).named("Victim's iPad").device("2").create();
+    app.key_for(victim).of_type("rss").create();
+    let admin = app.signed_in("root", CHROME_UA).await;
+    let form = admin.get(&format!("/admin/userkeys/forcelogout.php?id={victim}")).await;
+    let sesskey = form.hidden("sesskey").unwrap();
+    let id = victim.to_string();
+    admin
+        .post("/admin/userkeys/forcelogout.php", &[("sesskey", &sesskey), ("id", &id), ("reason", "stolen phone")])
+        .await;
+
+    let audit = admin.get("/admin/userkeys/audit.php?user=victim").await;
+    let text = unescape(&audit.body);
+    assert_eq!(text.matches("<tr class=\"group\">").count(), 1, "{text}");
+    assert_eq!(text.matches("stolen phone").count(), 1, "the reason is said once: {text}");
+    let group = text.split("<tr class=\"group\">").nth(1).unwrap().split("</tr>").next().unwrap();
+    assert!(group.contains("Signed out everywhere by an administrator") && group.contains("<td>root</td>"), "{group}");
+    assert!(group.contains("<summary>3 keys revoked</summary>"), "{group}");
+    assert!(group.contains("Victim's Pixel") && group.contains("Victim's iPad") && group.contains("RSS"), "{group}");
+
+    // Two revocations of one key each, minutes apart in intent but by different reasons, stay apart.
+    let (k1, _) = app.key_for(victim).named("A").device("a").create();
+    let (k2, _) = app.key_for(victim).named("B").device("b").create();
+    for (k, why) in [(k1, "first"), (k2, "second")] {
+        let k = k.to_string();
+        admin
+            .post(
+                "/admin/userkeys/revoke.php",
+                &[("sesskey", &sesskey), ("key", &k), ("confirm", "1"), ("reason", why)],
+            )
+            .await;
+    }
+    let audit = admin.get("/admin/userkeys/audit.php?action=key_revoked&user=victim").await;
+    let text = unescape(&audit.body);
+    assert_eq!(text.matches("<tr class=\"group\">").count(), 1, "{text}");
+    assert!(text.contains("first") && text.contains("second"), "{text}");
+    assert!(
+        text.contains("<option value=\"key_revoked\" selected>Key revoked</option>"),
+        "the action in words: {text}"
+    );
+    assert!(text.contains("aria-current=\"page\">Audit trail</a>"), "{text}");
+}
+
+#[tokio::test]
+async fn the_admin_navigation_marks_the_page_it_is_on() {
+    let app = spawn_app();
+    app.create_user("root", true);
+    let admin = app.signed_in("root", CHROME_UA).await;
+    for (path, current) in [
+        ("/admin/userkeys/index.php", "All keys"),
+        ("/admin/userkeys/user.php?id=1", "All keys"),
+        ("/admin/userkeys/issue.php", "Issue a token"),
+        ("/admin/userkeys/services.php", "Services and key types"),
+        ("/admin/userkeys/audit.php", "Audit trail"),
+    ] {
+        let page = admin.get(path).await;
+        assert_eq!(page.body.matches("aria-current=\"page\"").count(), 1, "{path}: {page}");
+        assert!(page.contains(&format!("aria-current=\"page\">{current}</a>")), "{path}: {page}");
+    }
+}
+
+#[tokio::test]
+async fn admin_form_errors_are_tied_to_their_fields_and_buttons_name_whom_they_act_on() {
+    let app = spawn_app();
+    app.create_user("root", true);
+    let alice = app.create_user("alice", false);
+    app.key_for(alice).named("Alice's Pixel").create();
+    let admin = app.signed_in("root", CHROME_UA).await;
+    let form = admin.get("/admin/userkeys/issue.php").await;
+    let sesskey = form.hidden("sesskey").unwrap();
+    let service = form.body.split("<option value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let bad_ip = admin
+        .post(
+            "/admin/userkeys/issue.php",
+            &[("sesskey", &sesskey), ("service", &service), ("username", "alice"), ("iprestriction", "300.1.1.1")],
+        )
+        .await;
+    assert_eq!(bad_ip.status, 400);
+    assert!(bad_ip.contains("id=\"issue-error\""), "{bad_ip}");
+    assert!(
+        bad_ip.contains(
+            "<input id=\"iprestriction\" name=\"iprestriction\" aria-invalid=\"true\" aria-describedby=\"issue-error\""
+        ),
+        "{bad_ip}"
+    );
+    let nobody = admin
+        .post("/admin/userkeys/issue.php", &[("sesskey", &sesskey), ("service", &service), ("username", "nobody")])
+        .await;
+    assert!(nobody.contains("<input id=\"username\" name=\"username\" aria-invalid=\"true\""), "{nobody}");
+
+    let id = alice.to_string();
+    let no_reason =
+        admin.post("/admin/userkeys/forcelogout.php", &[("sesskey", &sesskey), ("id", &id), ("reason", " ")]).await;
+    assert_eq!(no_reason.status, 400);
+    assert!(no_reason.contains("aria-invalid=\"true\" aria-describedby=\"reason-error\""), "{no_reason}");
+    assert!(no_reason.contains("id=\"confirm\" aria-label=\"Force logout of alice\""), "{no_reason}");
+
+    let person = admin.get(&format!("/admin/userkeys/user.php?id={alice}")).await;
+    for label in ["Force logout of alice", "Make a password reset link for alice", "Issue a token for alice"] {
+        assert!(person.contains(&format!("aria-label=\"{label}\"")), "{label}: {person}");
+    }
+    assert!(person.contains("aria-label=\"Select Alice&#x27;s Pixel (Web-service token)\""), "{person}");
 }

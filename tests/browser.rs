@@ -308,5 +308,109 @@ async fn on_a_phone_a_typical_page_fits_about_two_screens() {
     summary.click().await.unwrap();
     let chart = browser.find(Locator::Css("li.entry details.more[open] svg.usage")).await.unwrap();
     assert!(chart.is_displayed().await.unwrap());
+
+/// Saves what the browser shows at phone and desktop width, when USERKEYS_SCREENSHOTS names a
+/// folder (for looking at the pages; nothing is asserted about the pictures).
+async fn screenshots(browser: &Client, name: &str) {
+    let Some(dir) = std::env::var_os("USERKEYS_SCREENSHOTS") else { return };
+    let dir = std::path::PathBuf::from(dir);
+    let _ = std::fs::create_dir_all(&dir);
+    for width in [390u32, 1280] {
+        browser.set_window_size(width, 900).await.unwrap();
+        let height = browser
+            .execute("return document.documentElement.scrollHeight;", vec![])
+            .await
+            .ok()
+            .and_then(|h| h.as_u64())
+            .unwrap_or(900)
+            .clamp(600, 4000) as u32;
+        browser.set_window_size(width, height + 120).await.unwrap();
+        if let Ok(png) = browser.screenshot().await {
+            let _ = std::fs::write(dir.join(format!("{name}-{width}.png")), png);
+        }
+    }
+    browser.set_window_size(1100, 1400).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_admin_selects_every_key_on_the_page_with_one_checkbox_and_revokes_them() {
+    let Some(driver) = start_browser().await else { return };
+    let browser = &driver.client;
+    let app = spawn_app();
+    app.create_user("root", true);
+    let alice = app.create_user("alice", false);
+    let bob = app.create_user("bob", false);
+    let mut alice_tokens = Vec::new();
+    for (i, name) in ["Alice's Pixel 8", "Alice's iPad", "Grades export script"].iter().enumerate() {
+        alice_tokens.push(app.key_for(alice).named(name).device(&i.to_string()).create().1);
+    }
+    app.key_for(alice).of_type("rss").create();
+    let (_, bob_token) = app.key_for(bob).named("Bob's iPhone").create();
+    let victim = app.create_user("victim", false);
+    app.key_for(victim).named("Victim's phone").device("v1").create();
+    app.key_for(victim).named("Victim's laptop").device("v2").create();
+
+    browser.goto(&app.url("/login/index.php")).await.unwrap();
+    fill(browser, "username", "root").await;
+    fill(browser, "password", PASSWORD).await;
+    click(browser, "#loginbtn").await;
+    browser.wait().for_element(Locator::Css("a[href='/admin/userkeys/index.php']")).await.unwrap();
+
+    // A force logout, for the audit trail's picture.
+    browser.goto(&app.url(&format!("/admin/userkeys/forcelogout.php?id={victim}"))).await.unwrap();
+    browser.wait().for_element(Locator::Id("reason")).await.unwrap();
+    screenshots(browser, "admin-forcelogout").await;
+    fill(browser, "reason", "stolen phone").await;
+    click(browser, "#confirm").await;
+    browser.wait().for_element(Locator::Css("p.notice")).await.unwrap();
+
+    browser.goto(&app.url("/admin/userkeys/index.php")).await.unwrap();
+    browser.wait().for_element(Locator::Id("resultcount")).await.unwrap();
+    screenshots(browser, "admin-keys").await;
+    browser.goto(&app.url("/admin/userkeys/index.php?user=alice")).await.unwrap();
+    browser.wait().for_element(Locator::Id("selectall")).await.unwrap();
+    let shown = browser.find(Locator::Id("selectall")).await.unwrap().is_displayed().await.unwrap();
+    assert!(shown, "the select-all checkbox shows where its script runs");
+    click(browser, "#selectall").await;
+    let checked = browser
+        .execute("return document.querySelectorAll('#bulk input[name=key]:checked').length;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(checked, serde_json::json!(4), "every key of alice's on the page is selected");
+    click(browser, "#revokeselected").await;
+    browser.wait().for_element(Locator::Id("confirm")).await.unwrap();
+    let source = browser.source().await.unwrap();
+    assert!(source.contains("Revoke 4 selected keys? They belong to alice."), "{source}");
+    assert!(source.contains("Grades export script (Web-service token of alice)"), "{source}");
+    screenshots(browser, "admin-confirm").await;
+    click(browser, "#confirm").await;
+    browser.wait().for_element(Locator::Css("p.notice")).await.unwrap();
+    assert!(browser.source().await.unwrap().contains("4 key(s) revoked"));
+    assert!(browser.current_url().await.unwrap().query().unwrap_or("").contains("user=alice"), "back to the list");
+    let ws = app.ws_client(MOODLE_APP_UA);
+    for token in &alice_tokens {
+        assert_eq!(ws.call(token, "core_webservice_get_site_info", &[]).await["errorcode"], "invalidtoken");
+    }
+    assert_eq!(ws.call(&bob_token, "core_webservice_get_site_info", &[]).await["username"], "bob");
+
+    browser.goto(&app.url("/admin/userkeys/index.php?user=alice&state=revoked")).await.unwrap();
+    browser.wait().for_element(Locator::Id("resultcount")).await.unwrap();
+    screenshots(browser, "admin-keys-revoked").await;
+    browser.goto(&app.url("/admin/userkeys/index.php?user=alice&ip=999.1.1.1")).await.unwrap();
+    browser.wait().for_element(Locator::Id("filter-error")).await.unwrap();
+    screenshots(browser, "admin-keys-error").await;
+    browser.goto(&app.url("/admin/userkeys/audit.php")).await.unwrap();
+    browser.wait().for_element(Locator::Css("tr.group summary")).await.unwrap();
+    click(browser, "tr.group summary").await;
+    screenshots(browser, "admin-audit").await;
+    browser.goto(&app.url(&format!("/admin/userkeys/user.php?id={alice}"))).await.unwrap();
+    browser.wait().for_element(Locator::Id("bulk")).await.unwrap();
+    screenshots(browser, "admin-user").await;
+    browser.goto(&app.url("/admin/userkeys/issue.php")).await.unwrap();
+    browser.wait().for_element(Locator::Id("issue")).await.unwrap();
+    screenshots(browser, "admin-issue").await;
+    browser.goto(&app.url("/admin/userkeys/services.php")).await.unwrap();
+    browser.wait().for_element(Locator::Css("h1")).await.unwrap();
+    screenshots(browser, "admin-services").await;
     driver.client.clone().close().await.unwrap();
 }

@@ -40,6 +40,7 @@ pub struct KeyEntry {
     pub ip_restriction: Option<String>,
     pub last_used_at: Option<NaiveDateTime>,
     pub last_used_ip: Option<String>,
+    pub revoked_at: Option<NaiveDateTime>,
     pub revoked_reason: Option<String>,
     /// The phone a token is linked to (its uuid), or a push registration's own uuid.
     pub device_uuid: Option<String>,
@@ -129,6 +130,7 @@ impl EntryMaker<'_> {
             ip_restriction: k.ip_restriction,
             last_used_at: k.last_used_at,
             last_used_ip: k.last_used_ip,
+            revoked_at: k.revoked_at,
             revoked_reason: k.revoked_reason,
             device_uuid,
             agents: self.usage.remove(&k.id).unwrap_or_default(),
@@ -194,6 +196,8 @@ pub struct PersonKeys {
 pub struct KeyPage {
     pub entries: Vec<KeyEntry>,
     pub more: bool,
+    /// How many keys the filter selects, up to `KEY_COUNT_CAP` (which means "at least").
+    pub total: i64,
     /// Every service (id, name), for the filter.
     pub services: Vec<(i64, String)>,
 }
@@ -203,6 +207,8 @@ pub struct AuditPage {
     /// Each entry with its actor's and target's names.
     pub entries: Vec<(AuditEntry, String, String)>,
     pub more: bool,
+    /// The names of the keys the entries are about, by key id.
+    pub key_names: HashMap<i64, String>,
 }
 
 impl Core {
@@ -261,14 +267,22 @@ impl Core {
         let (registry, now) = (self.registry.clone(), now());
         self.db
             .read(move |conn| {
-                let mut found = key_search::search(conn, &filter, sort, now, (page - 1) * page_size, page_size + 1)?;
+                let offset = (page - 1) * page_size;
+                let mut found = key_search::search(conn, &filter, sort, now, offset, page_size + 1)?;
                 let more = found.len() as i64 > page_size;
+                // A first page that holds everything is its own count; otherwise count, capped.
+                let total = if offset == 0 && !more {
+                    found.len() as i64
+                } else {
+                    key_search::count_capped(conn, &filter, now, key_search::KEY_COUNT_CAP)?
+                };
                 found.truncate(page_size as usize);
                 let switches = SiteSwitches::read(conn)?;
                 let mut services: Vec<(i64, String)> =
                     switches.services.iter().map(|(id, (name, _))| (*id, name.clone())).collect();
                 services.sort();
-                Ok(KeyPage { entries: listed_entries(conn, &registry, &switches, found, now, false)?, more, services })
+                let entries = listed_entries(conn, &registry, &switches, found, now, false)?;
+                Ok(KeyPage { entries, more, total, services })
             })
             .await
             .map_err(CoreError::from)
@@ -298,6 +312,10 @@ impl Core {
                 ids.sort_unstable();
                 ids.dedup();
                 let names = crate::db::users::names(conn, &ids)?;
+                let mut key_ids: Vec<i64> = entries.iter().filter_map(|e| e.key_id).collect();
+                key_ids.sort_unstable();
+                key_ids.dedup();
+                let key_names = crate::db::audit::key_names(conn, &key_ids)?;
                 let name = |id: Option<i64>| {
                     id.map(|i| names.get(&i).cloned().unwrap_or_else(|| format!("#{i}"))).unwrap_or_default()
                 };
@@ -308,7 +326,7 @@ impl Core {
                         (e, actor, target)
                     })
                     .collect();
-                Ok(AuditPage { entries, more })
+                Ok(AuditPage { entries, more, key_names })
             })
             .await
             .map_err(CoreError::from)

@@ -63,6 +63,18 @@ pub fn list(conn: &mut DbConn, filter: &AuditFilter, offset: i64, limit: i64) ->
         .load(conn)?)
 }
 
+/// The names of keys, by id (keys are never deleted, so revoked ones keep theirs).
+pub fn key_names(conn: &mut DbConn, ids: &[i64]) -> DbResult<std::collections::HashMap<i64, String>> {
+    use super::schema::user_keys;
+    let mut names = std::collections::HashMap::new();
+    for chunk in ids.chunks(500) {
+        let found: Vec<(i64, String)> =
+            user_keys::table.filter(user_keys::id.eq_any(chunk)).select((user_keys::id, user_keys::name)).load(conn)?;
+        names.extend(found);
+    }
+    Ok(names)
+}
+
 /// Failed sign-ins of one user, or from one address, since a time: for throttling bursts.
 pub fn failures_since(conn: &mut DbConn, user_id: Option<i64>, ip: &str, since: NaiveDateTime) -> DbResult<(i64, i64)> {
     let failed = ["sign_in_failed", "token_login_failed"];

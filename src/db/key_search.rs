@@ -39,6 +39,8 @@ pub struct KeyFilter {
     pub never_used: bool,
     /// Last-use address range, as `ip_hex` bounds.
     pub last_ip_range: Option<(String, String)>,
+    /// Only these keys (for a confirmation that names what it will revoke).
+    pub key_ids: Option<Vec<i64>>,
 }
 
 #[derive(Clone, Debug)]
@@ -78,6 +80,9 @@ fn filtered<'a>(filter: &'a KeyFilter, now: NaiveDateTime) -> Boxed<'a> {
     }
     if let Some(id) = filter.user_id {
         q = q.filter(user_keys::user_id.eq(id));
+    }
+    if let Some(ids) = &filter.key_ids {
+        q = q.filter(user_keys::id.eq_any(ids.clone()));
     }
     if let Some(t) = &filter.key_type {
         q = q.filter(user_keys::key_type.eq(t.clone()));
@@ -133,6 +138,17 @@ pub fn search(
     let keys: Vec<KeyRow> =
         q.offset(offset.max(0)).limit(limit.clamp(1, 1000)).select(KeyRow::as_select()).load(conn)?;
     attach_owners(conn, keys)
+}
+
+/// The all-keys list counts matching keys up to this many, so a filter over millions of keys
+/// costs a bounded read: reaching it is shown as "more than 10,000".
+pub const KEY_COUNT_CAP: i64 = 10_001;
+
+/// How many keys the filter selects, counting no further than `cap` (a count of millions of
+/// rows would read them all): `cap` or more means "at least `cap`". Reads only ids.
+pub fn count_capped(conn: &mut DbConn, filter: &KeyFilter, now: NaiveDateTime, cap: i64) -> DbResult<i64> {
+    let ids: Vec<i64> = filtered(filter, now).select(user_keys::id).limit(cap.max(1)).load(conn)?;
+    Ok(ids.len() as i64)
 }
 
 /// Keys after `after_id` in id order (for streaming exports).

@@ -19,6 +19,7 @@ fn form_context(
     error: Option<&str>,
 ) -> tera::Context {
     let mut ctx = admin.context(state);
+    ctx.insert("nav", "issue");
     ctx.insert("services", services);
     ctx.insert("values", values);
     ctx.insert("error", &error);
@@ -50,30 +51,29 @@ pub async fn submit(
     let get = |n: &str| field(&pairs, n).unwrap_or("").trim().to_owned();
     let values: HashMap<&str, String> =
         ["username", "service", "name", "iprestriction", "validuntil"].into_iter().map(|n| (n, get(n))).collect();
-    let refuse = |message: String| -> Result<HttpResponse, AppError> {
-        let mut response = render(
-            &state.templates,
-            "admin_issue.html",
-            &form_context(&state, &admin, &services, &values, Some(&message)),
-        )?;
+    // The message is shown above the form and tied to the field it is about.
+    let refuse = |field: &str, message: String| -> Result<HttpResponse, AppError> {
+        let mut ctx = form_context(&state, &admin, &services, &values, Some(&message));
+        ctx.insert("error_field", field);
+        let mut response = render(&state.templates, "admin_issue.html", &ctx)?;
         *response.status_mut() = actix_web::http::StatusCode::BAD_REQUEST;
         Ok(response)
     };
 
     let Some(service_id) = values["service"].parse::<i64>().ok().filter(|id| services.iter().any(|s| s.0 == *id))
     else {
-        return refuse("Choose a service.".into());
+        return refuse("service", "Choose a service.".into());
     };
     let ip_restriction = match IpRestriction::parse(&values["iprestriction"]) {
         Ok(r) => r,
-        Err(e) => return refuse(format!("IP restriction: {e}.")),
+        Err(e) => return refuse("iprestriction", format!("IP restriction: {e}.")),
     };
     let valid_until = if values["validuntil"].is_empty() {
         None
     } else {
         match NaiveDate::parse_from_str(&values["validuntil"], "%Y-%m-%d") {
             Ok(d) => Some(d.and_hms_opt(23, 59, 59).expect("a valid time of day")),
-            Err(_) => return refuse("Valid until must be a date like 2027-01-31.".into()),
+            Err(_) => return refuse("validuntil", "Valid until must be a date like 2027-01-31.".into()),
         }
     };
     let name = if values["name"].is_empty() {
@@ -90,7 +90,19 @@ pub async fn submit(
     };
     let (username, service_name, token) = match state.core.issue_token(admin.session.user.id, request, &client).await {
         Ok(issued) => issued,
-        Err(CoreError::Invalid(message)) => return refuse(message),
+        Err(CoreError::Invalid(message)) => {
+            let lower = message.to_lowercase();
+            let field = if lower.contains("valid until") {
+                "validuntil"
+            } else if lower.contains("service") {
+                "service"
+            } else if lower.contains("user") {
+                "username"
+            } else {
+                ""
+            };
+            return refuse(field, message);
+        }
         Err(e) => return Err(e.into()),
     };
     let mut ctx = admin.context(&state);

@@ -3,6 +3,7 @@
 
 use super::{field, page_number, AdminSession};
 use crate::core::{Capability, Client, KeyEntry, KeyFilter, KeySort, KeyState};
+use crate::db::key_search::KEY_COUNT_CAP;
 use crate::domain::ip_restriction::network_hex_range;
 use crate::domain::time::{exact, now, relative};
 use crate::web::error::AppError;
@@ -38,33 +39,45 @@ pub struct KeyQuery {
     pub revoked: Option<String>,
 }
 
+/// A filter the list cannot apply: which field, and what to say beside the form.
+#[derive(Debug, Clone)]
+pub struct FilterError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn bad(field: &'static str, message: impl Into<String>) -> FilterError {
+    FilterError { field, message: message.into() }
+}
+
 impl KeyQuery {
-    /// The filter the query asks for, or a message saying which part is not understood.
-    pub fn filter(&self, state: &State) -> Result<(KeyFilter, KeySort), String> {
+    /// The filter the query asks for, or which part is not understood. With no state asked
+    /// for, the list shows active keys; `state=any` shows every state.
+    pub fn filter(&self, state: &State) -> Result<(KeyFilter, KeySort), FilterError> {
         let mut filter =
             KeyFilter { user: Some(self.user.clone()).filter(|u| !u.trim().is_empty()), ..Default::default() };
         if !self.key_type.is_empty() {
             if state.core.registry().get(&self.key_type).is_none() {
-                return Err(format!("There is no key type “{}”.", self.key_type));
+                return Err(bad("f-type", format!("There is no key type “{}”.", self.key_type)));
             }
             filter.key_type = Some(self.key_type.clone());
         }
         if !self.service.is_empty() {
             filter.service_id =
-                Some(self.service.trim().parse().map_err(|_| "Choose a service from the list.".to_owned())?);
+                Some(self.service.trim().parse().map_err(|_| bad("f-service", "Choose a service from the list."))?);
         }
         filter.state = match self.state.as_str() {
-            "" => None,
-            "active" => Some(KeyState::Active),
+            "" | "active" => Some(KeyState::Active),
+            "any" => None,
             "expired" => Some(KeyState::Expired),
             "revoked" => Some(KeyState::Revoked),
-            _ => return Err("State must be active, expired or revoked.".into()),
+            _ => return Err(bad("f-state", "State must be active, expired, revoked or any.")),
         };
         if !self.unused.trim().is_empty() {
             let days: i64 =
-                self.unused.trim().parse().map_err(|_| "“Not used for” must be a number of days.".to_owned())?;
+                self.unused.trim().parse().map_err(|_| bad("f-unused", "“Not used for” must be a number of days."))?;
             if !(0..=36500).contains(&days) {
-                return Err("“Not used for” must be between 0 and 36500 days.".into());
+                return Err(bad("f-unused", "“Not used for” must be between 0 and 36500 days."));
             }
             filter.unused_days = Some(days);
         }
@@ -74,7 +87,7 @@ impl KeyQuery {
                 .ip
                 .trim()
                 .parse()
-                .map_err(|_| format!("“{}” is not an IP address or CIDR range.", self.ip.trim()))?;
+                .map_err(|_| bad("f-ip", format!("“{}” is not an IP address or CIDR range.", self.ip.trim())))?;
             filter.last_ip_range = Some(network_hex_range(&network));
         }
         let sort = match self.sort.as_str() {
@@ -82,15 +95,37 @@ impl KeyQuery {
             "lastused_asc" => KeySort::LastUsedAsc,
             "created_desc" => KeySort::CreatedDesc,
             "created_asc" => KeySort::CreatedAsc,
-            _ => return Err("Unknown sort order.".into()),
+            _ => return Err(bad("f-sort", "Choose a sort order from the list.")),
         };
         Ok((filter, sort))
+    }
+
+    fn query_string(&self) -> String {
+        serde_urlencoded::to_string(self).unwrap_or_default()
     }
 
     fn link(&self, page: i64) -> String {
         let mut q = self.clone();
         q.page = Some(page.to_string());
-        format!("/admin/userkeys/index.php?{}", serde_urlencoded::to_string(&q).unwrap_or_default())
+        format!("/admin/userkeys/index.php?{}", q.query_string())
+    }
+
+    /// This list without a page (what a revocation returns to).
+    fn list_url(&self) -> String {
+        let q = KeyQuery { page: None, ..self.clone() };
+        format!("/admin/userkeys/index.php?{}", q.query_string())
+    }
+
+    /// Whether anything narrows the list beyond the default (active keys, newest use first).
+    fn narrowed(&self) -> bool {
+        !(self.user.trim().is_empty()
+            && self.key_type.is_empty()
+            && self.service.is_empty()
+            && matches!(self.state.as_str(), "" | "active")
+            && self.unused.trim().is_empty()
+            && self.never.is_empty()
+            && self.ip.trim().is_empty()
+            && matches!(self.sort.as_str(), "" | "lastused_desc"))
     }
 }
 
@@ -103,25 +138,62 @@ struct Row {
     key_type: String,
     type_label: String,
     name: String,
+    /// What the key is, in words, for labels: "Pixel 8 (Web-service token of alice)".
+    label: String,
     service: String,
     state: &'static str,
     disabled: bool,
     created: String,
     created_exact: String,
     expires: String,
+    expires_exact: String,
+    revoked_reason: String,
     ip_restriction: String,
     last_used: String,
     last_used_exact: String,
     last_ip: String,
 }
 
+/// "Pixel 8 (Web-service token of alice)", or "Web-service token of alice" when it has no name.
+pub fn key_label(k: &KeyEntry) -> String {
+    let owner = k.owner.as_ref().map_or(String::new(), |(username, _)| format!(" of {username}"));
+    let kind = singular(&k.type_label);
+    if k.name.trim().is_empty() {
+        format!("{kind}{owner}")
+    } else {
+        format!("{} ({kind}{owner})", k.name)
+    }
+}
+
+/// One of a type, from the type's label, which names many: "Web-service tokens" → "Web-service
+/// token". A label that is not a plain plural stays as it is.
+fn singular(label: &str) -> &str {
+    match label.strip_suffix('s') {
+        Some(one) if !one.ends_with('s') && !one.is_empty() => one,
+        _ => label,
+    }
+}
+
+/// When a key stops or stopped: "Revoked 3 minutes ago", "Expired 2 days ago", "in 7 days",
+/// "Never"; and the exact time.
+pub fn ending(k: &KeyEntry, now: NaiveDateTime) -> (String, String) {
+    match (k.revoked_at, k.valid_until) {
+        (Some(at), _) => (format!("Revoked {}", relative(at, now)), exact(at)),
+        (None, Some(v)) if v <= now => (format!("Expired {}", relative(v, now)), exact(v)),
+        (None, Some(v)) => (relative(v, now), exact(v)),
+        (None, None) => ("Never".into(), String::new()),
+    }
+}
+
 fn rows(keys: Vec<KeyEntry>, now: NaiveDateTime) -> Vec<Row> {
     keys.into_iter()
         .map(|k| {
             let (username, fullname) = k.owner.clone().unwrap_or_default();
+            let (expires, expires_exact) = ending(&k, now);
             Row {
                 id: k.id,
                 user_id: k.user_id,
+                label: key_label(&k),
                 username,
                 fullname,
                 type_label: k.type_label.clone(),
@@ -132,7 +204,9 @@ fn rows(keys: Vec<KeyEntry>, now: NaiveDateTime) -> Vec<Row> {
                 state: k.state.as_str(),
                 created: relative(k.created_at, now),
                 created_exact: exact(k.created_at),
-                expires: k.valid_until.map_or("Never".into(), |v| relative(v, now)),
+                expires,
+                expires_exact,
+                revoked_reason: k.revoked_at.and(k.revoked_reason.clone()).unwrap_or_default(),
                 ip_restriction: k.ip_restriction.clone().unwrap_or_default(),
                 last_used: k.last_used_at.map_or("Never".into(), |v| relative(v, now)),
                 last_used_exact: k.last_used_at.map(exact).unwrap_or_default(),
@@ -142,33 +216,115 @@ fn rows(keys: Vec<KeyEntry>, now: NaiveDateTime) -> Vec<Row> {
         .collect()
 }
 
+/// "1,234".
+pub fn thousands(n: i64) -> String {
+    let digits = n.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+/// "No keys", "1 key", "1,234 keys", "More than 10,000 keys".
+fn count_words(total: i64) -> String {
+    match total {
+        0 => "No keys match".into(),
+        1 => "1 key".into(),
+        n if n >= KEY_COUNT_CAP => format!("More than {} keys", thousands(KEY_COUNT_CAP - 1)),
+        n => format!("{} keys", thousands(n)),
+    }
+}
+
+/// The most keys "Revoke all matching" revokes at once (as many as revoke selected takes).
+pub const MOST_AT_ONCE: usize = 1000;
+
 pub async fn index(state: State, admin: AdminSession, query: web::Query<KeyQuery>) -> Result<HttpResponse, AppError> {
     admin.require(Capability::ViewAllKeys)?;
-    let query = query.into_inner();
-    let (filter, sort) = query.filter(&state).map_err(AppError::BadRequest)?;
+    list_page(&state, &admin, query.into_inner(), None, None).await
+}
+
+/// The list, with a filter error beside the filter form or a selection error beside the
+/// Revoke button (both answered 400, the form keeping what was typed).
+pub async fn list_page(
+    state: &State,
+    admin: &AdminSession,
+    query: KeyQuery,
+    filter_error: Option<FilterError>,
+    bulk_error: Option<String>,
+) -> Result<HttpResponse, AppError> {
     let page = page_number(query.page.as_deref());
-    let found = state.core.search_keys(filter, sort, page, PAGE_SIZE).await?;
-    let more = found.more;
-    let mut ctx = admin.context(&state);
-    let listed = rows(found.entries, now());
-    ctx.insert("rows", &listed);
+    let parsed = match filter_error {
+        Some(e) => Err(e),
+        None => query.filter(state),
+    };
+    let mut ctx = admin.context(state);
+    ctx.insert("nav", "keys");
+    let failed = parsed.is_err() || bulk_error.is_some();
+    match parsed {
+        Ok((filter, sort)) => {
+            let active_only = filter.state == Some(KeyState::Active);
+            let found = state.core.search_keys(filter, sort, page, PAGE_SIZE).await?;
+            let listed = rows(found.entries, now());
+            ctx.insert("any_active", &listed.iter().any(|r| r.state == "active"));
+            ctx.insert("rows", &listed);
+            ctx.insert("count", &count_words(found.total));
+            ctx.insert("next", &found.more.then(|| query.link(page + 1)));
+            ctx.insert("services", &found.services);
+            let can_all = admin.can(Capability::RevokeAnyKey) && active_only && found.total > 0;
+            let all = (can_all && found.total <= MOST_AT_ONCE as i64).then(|| {
+                (
+                    format!("/admin/userkeys/revoke.php?{}", KeyQuery { page: None, ..query.clone() }.query_string()),
+                    thousands(found.total),
+                )
+            });
+            ctx.insert("revoke_all", &all);
+            ctx.insert("too_many_for_all", &(can_all && found.total > MOST_AT_ONCE as i64));
+            ctx.insert("filter_error", &Option::<String>::None);
+            ctx.insert("error_field", "");
+        }
+        Err(e) => {
+            let switches = state.core.switches().await?;
+            let services: Vec<(i64, String)> =
+                switches.services.iter().filter_map(|s| Some((s.id.parse::<i64>().ok()?, s.name.clone()))).collect();
+            ctx.insert("rows", &Vec::<Row>::new());
+            ctx.insert("any_active", &false);
+            ctx.insert("count", "");
+            ctx.insert("next", &Option::<String>::None);
+            ctx.insert("services", &services);
+            ctx.insert("revoke_all", &Option::<(String, String)>::None);
+            ctx.insert("too_many_for_all", &false);
+            ctx.insert("filter_error", &Some(e.message));
+            ctx.insert("error_field", e.field);
+        }
+    }
+    ctx.insert("bulk_error", &bulk_error);
     ctx.insert("q", &query);
+    ctx.insert("state_value", if query.state.is_empty() { "active" } else { query.state.as_str() });
     ctx.insert("page", &page);
-    ctx.insert("next", &more.then(|| query.link(page + 1)));
     ctx.insert("prev", &(page > 1).then(|| query.link(page - 1)));
+    ctx.insert("back", &query.list_url());
+    ctx.insert("narrowed", &query.narrowed());
     ctx.insert(
         "export",
-        &format!(
-            "/admin/userkeys/export.php?{}",
-            serde_urlencoded::to_string(KeyQuery { page: None, ..query.clone() }).unwrap_or_default()
-        ),
+        &format!("/admin/userkeys/export.php?{}", KeyQuery { page: None, ..query.clone() }.query_string()),
     );
     let types: Vec<(String, String)> = state.core.registry().all().map(|t| (t.id.clone(), t.label.clone())).collect();
     ctx.insert("types", &types);
-    ctx.insert("services", &found.services);
     ctx.insert("can_revoke", &admin.can(Capability::RevokeAnyKey));
     ctx.insert("revoked", &query.revoked);
-    render(&state.templates, "admin_keys.html", &ctx)
+    let mut response = render(&state.templates, "admin_keys.html", &ctx)?;
+    if failed {
+        *response.status_mut() = actix_web::http::StatusCode::BAD_REQUEST;
+    }
+    Ok(response)
 }
 
 fn csv_field(s: &str) -> String {
@@ -180,7 +336,7 @@ fn csv_field(s: &str) -> String {
 /// The filtered view as CSV, streamed in chunks, so a million keys never sit in memory.
 pub async fn export(state: State, admin: AdminSession, query: web::Query<KeyQuery>) -> Result<HttpResponse, AppError> {
     admin.require(Capability::ViewAllKeys)?;
-    let (filter, _) = query.filter(&state).map_err(AppError::BadRequest)?;
+    let (filter, _) = query.filter(&state).map_err(|e| AppError::BadRequest(e.message))?;
     let header =
         "id,username,fullname,type,name,service,state,disabled,created,valid_until,ip_restriction,last_used,last_ip\n";
     let stream = futures_util::stream::unfold(Some(0i64), move |cursor| {
@@ -235,8 +391,135 @@ pub async fn export(state: State, admin: AdminSession, query: web::Query<KeyQuer
 
 use futures_util::StreamExt;
 
+/// Where a revocation's confirmation and result lead back to: the list it came from (with its
+/// filter) or the person's page; anything else is the unfiltered list.
+pub fn safe_back(raw: Option<&str>) -> String {
+    match raw.map(str::trim) {
+        Some(back)
+            if (back == "/admin/userkeys/index.php"
+                || back.starts_with("/admin/userkeys/index.php?")
+                || back.starts_with("/admin/userkeys/user.php?id="))
+                && !back.contains(|c: char| c.is_control() || c == '\\' || c == '#')
+                && back.len() <= 2000 =>
+        {
+            back.to_owned()
+        }
+        _ => "/admin/userkeys/index.php".to_owned(),
+    }
+}
+
+/// The list or person `back` names, answered 400 with `message` beside its Revoke button.
+async fn back_with_error(
+    state: &State,
+    admin: &AdminSession,
+    back: &str,
+    message: String,
+) -> Result<HttpResponse, AppError> {
+    if let Some(id) = back.strip_prefix("/admin/userkeys/user.php?id=") {
+        if let Ok(id) = id.parse::<i64>() {
+            return super::user::user_page(state, admin, id, None, Some(message)).await;
+        }
+    }
+    let query = back.split_once('?').map_or("", |(_, q)| q);
+    let query: KeyQuery = serde_urlencoded::from_str(query).unwrap_or_default();
+    list_page(state, admin, query, None, Some(message)).await
+}
+
+/// How many of the keys a confirmation names one by one; the rest are "and N more".
+const NAMED_ON_CONFIRMATION: usize = 20;
+
+/// The confirmation of a revocation: the question with counts, the keys by name, type and
+/// owner (the first 20, then "and N more"), a reason, and Cancel back to where it came from.
+fn confirm_revocation(
+    state: &State,
+    admin: &AdminSession,
+    entries: &[KeyEntry],
+    back: &str,
+    title: &str,
+) -> Result<HttpResponse, AppError> {
+    let mut owners: Vec<(&str, usize)> = Vec::new();
+    for k in entries {
+        let Some((username, _)) = k.owner.as_ref() else { continue };
+        match owners.iter_mut().find(|(u, _)| u == username) {
+            Some((_, count)) => *count += 1,
+            None => owners.push((username, 1)),
+        }
+    }
+    let n = entries.len();
+    let whose = match owners.as_slice() {
+        [] => String::new(),
+        [(one, _)] => format!(" They belong to {one}."),
+        few if few.len() <= 5 => {
+            let named: Vec<String> = few
+                .iter()
+                .map(|(u, c)| format!("{u} ({} key{})", thousands(*c as i64), if *c == 1 { "" } else { "s" }))
+                .collect();
+            format!(" They belong to {} people: {}.", few.len(), named.join(", "))
+        }
+        many => format!(" They belong to {} people.", many.len()),
+    };
+    let mut listed: Vec<String> = entries.iter().take(NAMED_ON_CONFIRMATION).map(key_label).collect();
+    if n > NAMED_ON_CONFIRMATION {
+        listed.push(format!("and {} more", thousands((n - NAMED_ON_CONFIRMATION) as i64)));
+    }
+    let mut ctx = admin.context(state);
+    ctx.insert("title", title);
+    ctx.insert(
+        "question",
+        &format!(
+            "Revoke {} selected key{}?{whose} Whatever uses {} stops working at once.",
+            thousands(n as i64),
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "it" } else { "them" }
+        ),
+    );
+    ctx.insert("listed", &listed);
+    ctx.insert("action_url", "/admin/userkeys/revoke.php");
+    ctx.insert("cancel_url", back);
+    let mut fields: Vec<(&str, String)> = entries.iter().map(|k| ("key", k.id.to_string())).collect();
+    fields.push(("back", back.to_owned()));
+    fields.push(("confirm", "1".into()));
+    ctx.insert("fields", &fields);
+    ctx.insert("reason_field", &true);
+    ctx.insert(
+        "confirm_label",
+        &if n == 1 { "Revoke this key".to_owned() } else { format!("Revoke {} keys", thousands(n as i64)) },
+    );
+    render(&state.templates, "confirm.html", &ctx)
+}
+
+/// "Revoke all matching", the way to revoke a whole filtered list without a script: the
+/// confirmation names the active keys the filter selects (at most 1000) and posts their ids,
+/// so what is revoked is exactly what was confirmed.
+pub async fn confirm_matching(
+    state: State,
+    admin: AdminSession,
+    query: web::Query<KeyQuery>,
+) -> Result<HttpResponse, AppError> {
+    admin.require(Capability::RevokeAnyKey)?;
+    let query = query.into_inner();
+    let (filter, _) = match query.filter(&state) {
+        Ok(parsed) => parsed,
+        Err(e) => return list_page(&state, &admin, query, Some(e), None).await,
+    };
+    let back = query.list_url();
+    if filter.state != Some(KeyState::Active) {
+        let message = "Only active keys can be revoked: choose the state “Active”.".to_owned();
+        return list_page(&state, &admin, query, None, Some(message)).await;
+    }
+    let entries = state.core.keys_after(filter, 0, MOST_AT_ONCE as i64 + 1).await?;
+    if entries.is_empty() {
+        return list_page(&state, &admin, query, None, Some("No active key matches: nothing to revoke.".into())).await;
+    }
+    if entries.len() > MOST_AT_ONCE {
+        let message = format!("More than {MOST_AT_ONCE} keys match: narrow the filter to revoke them at once.");
+        return list_page(&state, &admin, query, None, Some(message)).await;
+    }
+    confirm_revocation(&state, &admin, &entries, &back, "Revoke all matching keys")
+}
+
 /// Revoke selected: the table's checkboxes post here; a confirmation page posts again with
-/// `confirm=1`.
+/// `confirm=1`. `back` is the list (or person) to return to.
 pub async fn revoke_selected(
     state: State,
     admin: AdminSession,
@@ -244,6 +527,7 @@ pub async fn revoke_selected(
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let pairs = admin.posted_form(Capability::RevokeAnyKey, &body)?;
+    let back = safe_back(field(&pairs, "back"));
     let mut ids: Vec<i64> = Vec::new();
     for (_, v) in pairs.iter().filter(|(k, _)| k == "key") {
         ids.push(v.trim().parse().map_err(|_| AppError::BadRequest(format!("“{v}” is not a key id.")))?);
@@ -251,32 +535,21 @@ pub async fn revoke_selected(
     ids.sort_unstable();
     ids.dedup();
     if ids.is_empty() {
-        return Err(AppError::BadRequest("Select at least one key to revoke.".into()));
+        return back_with_error(&state, &admin, &back, "Select at least one key to revoke.".into()).await;
     }
-    if ids.len() > 1000 {
-        return Err(AppError::BadRequest("Revoke at most 1000 keys at once.".into()));
+    if ids.len() > MOST_AT_ONCE {
+        return back_with_error(&state, &admin, &back, format!("Revoke at most {MOST_AT_ONCE} keys at once.")).await;
     }
     let reason = field(&pairs, "reason").unwrap_or("").trim().chars().take(500).collect::<String>();
     if field(&pairs, "confirm") != Some("1") {
-        let mut ctx = admin.context(&state);
-        ctx.insert("title", "Revoke selected keys");
-        ctx.insert(
-            "question",
-            &format!(
-                "Revoke {} selected key{}? Whatever uses them stops working at once.",
-                ids.len(),
-                if ids.len() == 1 { "" } else { "s" }
-            ),
-        );
-        ctx.insert("action_url", "/admin/userkeys/revoke.php");
-        ctx.insert("cancel_url", "/admin/userkeys/index.php");
-        let mut fields: Vec<(&str, String)> = ids.iter().map(|id| ("key", id.to_string())).collect();
-        fields.push(("confirm", "1".into()));
-        ctx.insert("fields", &fields);
-        ctx.insert("reason_field", &true);
-        ctx.insert("confirm_label", "Revoke");
-        return render(&state.templates, "confirm.html", &ctx);
+        let filter = KeyFilter { key_ids: Some(ids), ..Default::default() };
+        let entries = state.core.keys_after(filter, 0, MOST_AT_ONCE as i64).await?;
+        if entries.is_empty() {
+            return back_with_error(&state, &admin, &back, "Those keys do not exist.".into()).await;
+        }
+        return confirm_revocation(&state, &admin, &entries, &back, "Revoke selected keys");
     }
     let count = state.core.revoke_keys(admin.session.user.id, ids, reason, &client).await?;
-    Ok(crate::web::redirect(&format!("/admin/userkeys/index.php?revoked={count}")))
+    let join = if back.contains('?') { '&' } else { '?' };
+    Ok(crate::web::redirect(&format!("{back}{join}revoked={count}")))
 }

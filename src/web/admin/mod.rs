@@ -19,6 +19,7 @@ use std::pin::Pin;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/userkeys/index.php", web::get().to(keys::index))
         .route("/admin/userkeys/export.php", web::get().to(keys::export))
+        .route("/admin/userkeys/revoke.php", web::get().to(keys::confirm_matching))
         .route("/admin/userkeys/revoke.php", web::post().to(keys::revoke_selected))
         .route("/admin/userkeys/user.php", web::get().to(user::page))
         .route("/admin/userkeys/forcelogout.php", web::get().to(user::confirm_force_logout))
@@ -29,7 +30,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/userkeys/issue.php", web::post().to(issue::submit))
         .route("/admin/userkeys/services.php", web::get().to(services::page))
         .route("/admin/userkeys/services.php", web::post().to(services::toggle))
-        .route("/admin/userkeys/audit.php", web::get().to(audit::page));
+        .route("/admin/userkeys/audit.php", web::get().to(audit::page))
+        .route("/static/admin.js", web::get().to(script));
+}
+
+/// The admin console's one script: "select all" for the key tables (where no script runs, the
+/// list offers "Revoke all matching" instead). Served from the site, as the policy allows.
+async fn script() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(include_str!("../../../static/admin.js"))
 }
 
 /// A signed-in person and what they may do on the admin side.

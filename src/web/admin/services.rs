@@ -31,6 +31,7 @@ pub async fn page(state: State, admin: AdminSession, query: web::Query<DoneQuery
         })
         .collect();
     let mut ctx = admin.context(&state);
+    ctx.insert("nav", "services");
     ctx.insert("services", &services);
     ctx.insert("types", &types);
     ctx.insert("done", &query.done.as_deref().map(|d| d.chars().take(300).collect::<String>()));

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 pub struct UserQuery {
     id: Option<String>,
     done: Option<String>,
+    revoked: Option<String>,
 }
 
 fn user_id(raw: Option<&str>) -> Result<i64, AppError> {
@@ -29,12 +30,15 @@ struct KeyLine {
     type_label: String,
     hidden: bool,
     name: String,
+    /// For labels: "Pixel 8 (Web-service token)".
+    label: String,
     service: String,
     state: &'static str,
     disabled: bool,
     created: String,
     created_exact: String,
     expires: String,
+    expires_exact: String,
     ip_restriction: String,
     last_used: String,
     last_ip: String,
@@ -52,50 +56,78 @@ struct AgentLine {
 }
 
 pub async fn page(state: State, admin: AdminSession, query: web::Query<UserQuery>) -> Result<HttpResponse, AppError> {
-    admin.require(Capability::ViewAllKeys)?;
     let id = user_id(query.id.as_deref())?;
+    let done = match (&query.done, &query.revoked) {
+        (Some(done), _) => Some(done.clone()),
+        (None, Some(n)) => n.trim().parse::<usize>().ok().map(|n| format!("revoked-{n}")),
+        _ => None,
+    };
+    user_page(&state, &admin, id, done, None).await
+}
+
+/// One person's keys; `error` (answered 400) is shown beside the Revoke button.
+pub async fn user_page(
+    state: &State,
+    admin: &AdminSession,
+    id: i64,
+    done: Option<String>,
+    error: Option<String>,
+) -> Result<HttpResponse, AppError> {
+    admin.require(Capability::ViewAllKeys)?;
     let person = state.core.person_keys(id).await?;
     let user = person.user;
     let now = now();
     let lines: Vec<KeyLine> = person
         .entries
         .into_iter()
-        .map(|k| KeyLine {
-            id: k.id,
-            type_label: k.type_label,
-            hidden: !k.type_visible,
-            name: k.name,
-            service: k.service.unwrap_or_default(),
-            state: k.state.as_str(),
-            disabled: k.disabled,
-            created: relative(k.created_at, now),
-            created_exact: exact(k.created_at),
-            expires: k.valid_until.map_or("Never".into(), |v| relative(v, now)),
-            ip_restriction: k.ip_restriction.unwrap_or_default(),
-            last_used: k.last_used_at.map_or("Never".into(), |v| relative(v, now)),
-            last_ip: k.last_used_ip.unwrap_or_default(),
-            revoked_reason: k.revoked_reason.unwrap_or_default(),
-            agents: k
-                .agents
-                .into_iter()
-                .map(|a| AgentLine {
-                    when: relative(a.last_seen, now),
-                    when_exact: exact(a.last_seen),
-                    agent: a.agent,
-                    ip: a.last_ip,
-                    hits: a.hits,
-                })
-                .collect(),
+        .map(|k| {
+            let (expires, expires_exact) = super::keys::ending(&k, now);
+            KeyLine {
+                id: k.id,
+                label: super::keys::key_label(&k),
+                type_label: k.type_label,
+                hidden: !k.type_visible,
+                name: k.name,
+                service: k.service.unwrap_or_default(),
+                state: k.state.as_str(),
+                disabled: k.disabled,
+                created: relative(k.created_at, now),
+                created_exact: exact(k.created_at),
+                expires,
+                expires_exact,
+                ip_restriction: k.ip_restriction.unwrap_or_default(),
+                last_used: k.last_used_at.map_or("Never".into(), |v| relative(v, now)),
+                last_ip: k.last_used_ip.unwrap_or_default(),
+                revoked_reason: k.revoked_reason.unwrap_or_default(),
+                agents: k
+                    .agents
+                    .into_iter()
+                    .map(|a| AgentLine {
+                        when: relative(a.last_seen, now),
+                        when_exact: exact(a.last_seen),
+                        agent: a.agent,
+                        ip: a.last_ip,
+                        hits: a.hits,
+                    })
+                    .collect(),
+            }
         })
         .collect();
-    let mut ctx = admin.context(&state);
+    let mut ctx = admin.context(state);
+    ctx.insert("nav", "keys");
     ctx.insert("target", &serde_json::json!({"id": user.id, "username": user.username, "fullname": user.fullname, "email": user.email, "suspended": user.suspended}));
+    ctx.insert("any_active", &lines.iter().any(|k| k.state == "active"));
     ctx.insert("keys", &lines);
-    ctx.insert("done", &query.done);
+    ctx.insert("done", &done);
+    ctx.insert("bulk_error", &error);
     ctx.insert("can_revoke", &admin.can(Capability::RevokeAnyKey));
     ctx.insert("can_end", &admin.can(Capability::EndSessions));
     ctx.insert("can_issue", &admin.can(Capability::IssueTokens));
-    render(&state.templates, "admin_user.html", &ctx)
+    let mut response = render(&state.templates, "admin_user.html", &ctx)?;
+    if error.is_some() {
+        *response.status_mut() = actix_web::http::StatusCode::BAD_REQUEST;
+    }
+    Ok(response)
 }
 
 pub async fn confirm_force_logout(
