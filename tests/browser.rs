@@ -308,6 +308,8 @@ async fn on_a_phone_a_typical_page_fits_about_two_screens() {
     summary.click().await.unwrap();
     let chart = browser.find(Locator::Css("li.entry details.more[open] svg.usage")).await.unwrap();
     assert!(chart.is_displayed().await.unwrap());
+    driver.client.clone().close().await.unwrap();
+}
 
 /// Saves what the browser shows at phone and desktop width, when USERKEYS_SCREENSHOTS names a
 /// folder (for looking at the pages; nothing is asserted about the pictures).
