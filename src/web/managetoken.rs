@@ -6,14 +6,13 @@
 use super::error::AppError;
 use super::flash;
 use super::session::CurrentSession;
-use super::templates::{base_context, render, viewer_zone};
+use super::templates::{base_context, render, Clock, Moment};
 use super::State;
 use crate::core::{CheckedRevocation, Client, CoreError, KeyEntry, OwnRevocation};
-use crate::domain::time::{exact_in, now, relative};
+use crate::domain::time::relative;
 use crate::keys::{KeyTypeRegistry, PUSH_DEVICE, WEBSERVICE_TOKEN};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::NaiveDateTime;
-use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -277,25 +276,6 @@ struct AgentView {
     hits: i64,
 }
 
-/// A time as people read it ("3 days ago"), with the exact time in the viewer's zone.
-#[derive(Serialize)]
-struct Moment {
-    relative: String,
-    exact: String,
-    iso: String,
-}
-
-struct Clock {
-    now: NaiveDateTime,
-    zone: Tz,
-}
-
-impl Clock {
-    fn moment(&self, at: NaiveDateTime) -> Moment {
-        Moment { relative: relative(at, self.now), exact: exact_in(at, self.zone), iso: at.and_utc().to_rfc3339() }
-    }
-}
-
 async fn list_page(
     state: &State,
     session: &CurrentSession,
@@ -303,7 +283,7 @@ async fn list_page(
     show: Option<&str>,
 ) -> Result<HttpResponse, AppError> {
     let own = state.core.own_keys(session.user.id, KEYS_PER_TYPE, show).await?;
-    let clock = Clock { now: now(), zone: viewer_zone(req, state) };
+    let clock = Clock::for_request(req, state);
     let registry = state.core.registry();
     let listed_per_type = own.entries.iter().fold(HashMap::<String, usize>::new(), |mut m, k| {
         *m.entry(k.key_type.clone()).or_default() += 1;

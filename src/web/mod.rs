@@ -4,9 +4,9 @@
 
 mod admin;
 mod autologin;
-mod chart;
+pub(crate) mod chart;
 pub mod error;
-mod flash;
+pub(crate) mod flash;
 mod launch;
 mod login;
 mod managetoken;

@@ -66,3 +66,36 @@ pub fn viewer_zone(req: &actix_web::HttpRequest, state: &WebState) -> chrono_tz:
 fn percent_decode(value: &str) -> Option<String> {
     serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("tz={value}")).ok()?.pop().map(|(_, v)| v)
 }
+
+/// "Now" and the viewer's time zone: how a page writes times.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    pub now: chrono::NaiveDateTime,
+    pub zone: chrono_tz::Tz,
+}
+
+/// A time as people read it ("3 days ago"), with the exact time in the viewer's zone.
+#[derive(serde::Serialize)]
+pub struct Moment {
+    pub relative: String,
+    pub exact: String,
+    pub iso: String,
+}
+
+impl Clock {
+    pub fn for_request(req: &actix_web::HttpRequest, state: &WebState) -> Self {
+        Clock { now: crate::domain::time::now(), zone: viewer_zone(req, state) }
+    }
+
+    pub fn relative(&self, at: chrono::NaiveDateTime) -> String {
+        crate::domain::time::relative(at, self.now)
+    }
+
+    pub fn exact(&self, at: chrono::NaiveDateTime) -> String {
+        crate::domain::time::exact_in(at, self.zone)
+    }
+
+    pub fn moment(&self, at: chrono::NaiveDateTime) -> Moment {
+        Moment { relative: self.relative(at), exact: self.exact(at), iso: at.and_utc().to_rfc3339() }
+    }
+}

@@ -4,7 +4,6 @@
 use super::{page_number, AdminSession};
 use crate::core::{AuditFilter, Capability};
 use crate::db::models::AuditEntry;
-use crate::domain::time::exact;
 use crate::web::error::AppError;
 use crate::web::templates::render;
 use crate::web::State;
@@ -76,9 +75,10 @@ impl AuditQuery {
 }
 
 /// Every action the application records, in the order the filter lists them.
-const ACTIONS: [&str; 13] = [
+const ACTIONS: [&str; 14] = [
     "key_issued",
     "key_revoked",
+    "key_renamed",
     "force_logout",
     "force_logout_and_suspend",
     "suspended",
@@ -219,7 +219,7 @@ pub async fn page(state: State, admin: AdminSession, query: web::Query<AuditQuer
                 action_words(&head.action)
             };
             Line {
-                at: exact(head.at),
+                at: admin.clock.exact(head.at),
                 action: head.action.clone(),
                 action_words,
                 actor: actor.clone(),
@@ -253,6 +253,7 @@ fn action_words(action: &str) -> String {
     match action {
         "key_issued" => "Key issued",
         "key_revoked" => "Key revoked",
+        "key_renamed" => "Key renamed by its owner",
         "force_logout" => "Signed out everywhere by an administrator",
         "force_logout_and_suspend" => "Signed out everywhere and suspended",
         "sign_in_failed" => "Failed sign-in",

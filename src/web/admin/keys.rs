@@ -5,12 +5,11 @@ use super::{field, page_number, AdminSession};
 use crate::core::{Capability, Client, KeyEntry, KeyFilter, KeySort, KeyState};
 use crate::db::key_search::KEY_COUNT_CAP;
 use crate::domain::ip_restriction::network_hex_range;
-use crate::domain::time::{exact, now, relative};
+use crate::domain::time::now;
 use crate::web::error::AppError;
-use crate::web::templates::render;
+use crate::web::templates::{render, Clock};
 use crate::web::State;
 use actix_web::{web, HttpResponse};
-use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 
 pub const PAGE_SIZE: i64 = 50;
@@ -35,8 +34,6 @@ pub struct KeyQuery {
     pub sort: String,
     #[serde(default)]
     pub page: Option<String>,
-    #[serde(default, skip_serializing)]
-    pub revoked: Option<String>,
 }
 
 /// A filter the list cannot apply: which field, and what to say beside the form.
@@ -176,20 +173,20 @@ fn singular(label: &str) -> &str {
 
 /// When a key stops or stopped: "Revoked 3 minutes ago", "Expired 2 days ago", "in 7 days",
 /// "Never"; and the exact time.
-pub fn ending(k: &KeyEntry, now: NaiveDateTime) -> (String, String) {
+pub fn ending(k: &KeyEntry, clock: &Clock) -> (String, String) {
     match (k.revoked_at, k.valid_until) {
-        (Some(at), _) => (format!("Revoked {}", relative(at, now)), exact(at)),
-        (None, Some(v)) if v <= now => (format!("Expired {}", relative(v, now)), exact(v)),
-        (None, Some(v)) => (relative(v, now), exact(v)),
+        (Some(at), _) => (format!("Revoked {}", clock.relative(at)), clock.exact(at)),
+        (None, Some(v)) if v <= clock.now => (format!("Expired {}", clock.relative(v)), clock.exact(v)),
+        (None, Some(v)) => (clock.relative(v), clock.exact(v)),
         (None, None) => ("Never".into(), String::new()),
     }
 }
 
-fn rows(keys: Vec<KeyEntry>, now: NaiveDateTime) -> Vec<Row> {
+fn rows(keys: Vec<KeyEntry>, clock: &Clock) -> Vec<Row> {
     keys.into_iter()
         .map(|k| {
             let (username, fullname) = k.owner.clone().unwrap_or_default();
-            let (expires, expires_exact) = ending(&k, now);
+            let (expires, expires_exact) = ending(&k, clock);
             Row {
                 id: k.id,
                 user_id: k.user_id,
@@ -202,14 +199,14 @@ fn rows(keys: Vec<KeyEntry>, now: NaiveDateTime) -> Vec<Row> {
                 name: k.name.clone(),
                 service: k.service.clone().unwrap_or_default(),
                 state: k.state.as_str(),
-                created: relative(k.created_at, now),
-                created_exact: exact(k.created_at),
+                created: clock.relative(k.created_at),
+                created_exact: clock.exact(k.created_at),
                 expires,
                 expires_exact,
                 revoked_reason: k.revoked_at.and(k.revoked_reason.clone()).unwrap_or_default(),
                 ip_restriction: k.ip_restriction.clone().unwrap_or_default(),
-                last_used: k.last_used_at.map_or("Never".into(), |v| relative(v, now)),
-                last_used_exact: k.last_used_at.map(exact).unwrap_or_default(),
+                last_used: k.last_used_at.map_or("Never".into(), |v| clock.relative(v)),
+                last_used_exact: k.last_used_at.map(|v| clock.exact(v)).unwrap_or_default(),
                 last_ip: k.last_used_ip.clone().unwrap_or_default(),
             }
         })
@@ -272,7 +269,7 @@ pub async fn list_page(
         Ok((filter, sort)) => {
             let active_only = filter.state == Some(KeyState::Active);
             let found = state.core.search_keys(filter, sort, page, PAGE_SIZE).await?;
-            let listed = rows(found.entries, now());
+            let listed = rows(found.entries, &admin.clock);
             ctx.insert("any_active", &listed.iter().any(|r| r.state == "active"));
             ctx.insert("rows", &listed);
             ctx.insert("count", &count_words(found.total));
@@ -319,8 +316,7 @@ pub async fn list_page(
     let types: Vec<(String, String)> = state.core.registry().all().map(|t| (t.id.clone(), t.label.clone())).collect();
     ctx.insert("types", &types);
     ctx.insert("can_revoke", &admin.can(Capability::RevokeAnyKey));
-    ctx.insert("revoked", &query.revoked);
-    let mut response = render(&state.templates, "admin_keys.html", &ctx)?;
+    let mut response = admin.page(state, "admin_keys.html", &ctx)?;
     if failed {
         *response.status_mut() = actix_web::http::StatusCode::BAD_REQUEST;
     }
@@ -343,7 +339,8 @@ pub async fn export(state: State, admin: AdminSession, query: web::Query<KeyQuer
         let (state, filter) = (state.clone(), filter.clone());
         async move {
             let after = cursor?;
-            let now = now();
+            // The export's times are RFC 3339 in UTC; the clock only fills the row's other fields.
+            let clock = Clock { now: now(), zone: chrono_tz::UTC };
             let chunk = state.core.keys_after(filter, after, 1000).await;
             let keys = match chunk {
                 Ok(keys) => keys,
@@ -355,7 +352,7 @@ pub async fn export(state: State, admin: AdminSession, query: web::Query<KeyQuer
             let last = keys.last().map(|k| k.id);
             let mut out = String::new();
             for k in keys {
-                let row = &rows(vec![k.clone()], now)[0];
+                let row = &rows(vec![k.clone()], &clock)[0];
                 let fields = [
                     row.id.to_string(),
                     row.username.clone(),
@@ -417,7 +414,7 @@ async fn back_with_error(
 ) -> Result<HttpResponse, AppError> {
     if let Some(id) = back.strip_prefix("/admin/userkeys/user.php?id=") {
         if let Ok(id) = id.parse::<i64>() {
-            return super::user::user_page(state, admin, id, None, Some(message)).await;
+            return super::user::user_page(state, admin, id, Some(message)).await;
         }
     }
     let query = back.split_once('?').map_or("", |(_, q)| q);
@@ -550,6 +547,10 @@ pub async fn revoke_selected(
         return confirm_revocation(&state, &admin, &entries, &back, "Revoke selected keys");
     }
     let count = state.core.revoke_keys(admin.session.user.id, ids, reason, &client).await?;
-    let join = if back.contains('?') { '&' } else { '?' };
-    Ok(crate::web::redirect(&format!("{back}{join}revoked={count}")))
+    let message = match count {
+        0 => "Nothing was revoked: those keys had already gone.".to_owned(),
+        1 => "Revoked 1 key.".to_owned(),
+        n => format!("Revoked {n} keys."),
+    };
+    crate::web::flash::redirect_with(&state, &back, &message)
 }

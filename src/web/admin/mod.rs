@@ -47,6 +47,10 @@ async fn script() -> actix_web::HttpResponse {
 pub struct AdminSession {
     pub session: CurrentSession,
     pub capabilities: HashSet<Capability>,
+    /// Now, and the admin's time zone, for the times the pages write.
+    pub clock: crate::web::templates::Clock,
+    /// What the last action did ("Revoked 2 keys."), shown once by `page`.
+    pub flash: Option<String>,
 }
 
 impl AdminSession {
@@ -80,7 +84,22 @@ impl AdminSession {
         let mut ctx = super::templates::base_context(state, &self.session, true);
         let caps: Vec<&str> = self.capabilities.iter().map(|c| c.name()).collect();
         ctx.insert("caps", &caps);
+        ctx.insert("flash", &self.flash);
         ctx
+    }
+
+    /// Renders a page that shows the last action's message, which then goes.
+    pub fn page(
+        &self,
+        state: &WebState,
+        template: &str,
+        ctx: &tera::Context,
+    ) -> Result<actix_web::HttpResponse, AppError> {
+        let mut response = super::templates::render(&state.templates, template, ctx)?;
+        if self.flash.is_some() {
+            super::flash::clear(&mut response)?;
+        }
+        Ok(response)
     }
 }
 
@@ -91,6 +110,8 @@ impl FromRequest for AdminSession {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let session = CurrentSession::from_request(req, payload);
         let state = req.app_data::<State>().cloned();
+        let clock = state.as_ref().map(|state| crate::web::templates::Clock::for_request(req, state));
+        let flash = crate::web::flash::take(req);
         Box::pin(async move {
             let session = session.await?;
             let state = state.ok_or_else(|| AppError::Internal("application state missing".into()))?;
@@ -98,7 +119,8 @@ impl FromRequest for AdminSession {
             if capabilities.is_empty() {
                 return Err(AppError::Forbidden("This page is for site administrators.".into()));
             }
-            Ok(AdminSession { session, capabilities })
+            let clock = clock.ok_or_else(|| AppError::Internal("application state missing".into()))?;
+            Ok(AdminSession { session, capabilities, clock, flash })
         })
     }
 }

@@ -2,18 +2,15 @@
 
 use super::{field, AdminSession};
 use crate::core::{Capability, Client};
-use crate::domain::time::{exact, now, relative};
 use crate::web::error::AppError;
 use crate::web::templates::render;
-use crate::web::{redirect, State};
+use crate::web::{flash, State};
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
 pub struct UserQuery {
     id: Option<String>,
-    done: Option<String>,
-    revoked: Option<String>,
 }
 
 fn user_id(raw: Option<&str>) -> Result<i64, AppError> {
@@ -44,6 +41,9 @@ struct KeyLine {
     last_ip: String,
     revoked_reason: String,
     agents: Vec<AgentLine>,
+    uses_30_days: i64,
+    /// Uses per day over the last 30 days, as a small SVG chart.
+    chart: String,
 }
 
 #[derive(Serialize)]
@@ -57,12 +57,7 @@ struct AgentLine {
 
 pub async fn page(state: State, admin: AdminSession, query: web::Query<UserQuery>) -> Result<HttpResponse, AppError> {
     let id = user_id(query.id.as_deref())?;
-    let done = match (&query.done, &query.revoked) {
-        (Some(done), _) => Some(done.clone()),
-        (None, Some(n)) => n.trim().parse::<usize>().ok().map(|n| format!("revoked-{n}")),
-        _ => None,
-    };
-    user_page(&state, &admin, id, done, None).await
+    user_page(&state, &admin, id, None).await
 }
 
 /// One person's keys; `error` (answered 400) is shown beside the Revoke button.
@@ -70,18 +65,17 @@ pub async fn user_page(
     state: &State,
     admin: &AdminSession,
     id: i64,
-    done: Option<String>,
     error: Option<String>,
 ) -> Result<HttpResponse, AppError> {
     admin.require(Capability::ViewAllKeys)?;
     let person = state.core.person_keys(id).await?;
     let user = person.user;
-    let now = now();
+    let clock = &admin.clock;
     let lines: Vec<KeyLine> = person
         .entries
         .into_iter()
         .map(|k| {
-            let (expires, expires_exact) = super::keys::ending(&k, now);
+            let (expires, expires_exact) = super::keys::ending(&k, clock);
             KeyLine {
                 id: k.id,
                 label: super::keys::key_label(&k),
@@ -91,20 +85,22 @@ pub async fn user_page(
                 service: k.service.unwrap_or_default(),
                 state: k.state.as_str(),
                 disabled: k.disabled,
-                created: relative(k.created_at, now),
-                created_exact: exact(k.created_at),
+                created: clock.relative(k.created_at),
+                created_exact: clock.exact(k.created_at),
                 expires,
                 expires_exact,
                 ip_restriction: k.ip_restriction.unwrap_or_default(),
-                last_used: k.last_used_at.map_or("Never".into(), |v| relative(v, now)),
+                last_used: k.last_used_at.map_or("Never".into(), |v| clock.relative(v)),
+                uses_30_days: k.daily_uses.iter().sum(),
+                chart: crate::web::chart::daily_uses_svg(&k.daily_uses, clock.now.date()),
                 last_ip: k.last_used_ip.unwrap_or_default(),
                 revoked_reason: k.revoked_reason.unwrap_or_default(),
                 agents: k
                     .agents
                     .into_iter()
                     .map(|a| AgentLine {
-                        when: relative(a.last_seen, now),
-                        when_exact: exact(a.last_seen),
+                        when: clock.relative(a.last_seen),
+                        when_exact: clock.exact(a.last_seen),
                         agent: a.agent,
                         ip: a.last_ip,
                         hits: a.hits,
@@ -118,12 +114,11 @@ pub async fn user_page(
     ctx.insert("target", &serde_json::json!({"id": user.id, "username": user.username, "fullname": user.fullname, "email": user.email, "suspended": user.suspended}));
     ctx.insert("any_active", &lines.iter().any(|k| k.state == "active"));
     ctx.insert("keys", &lines);
-    ctx.insert("done", &done);
     ctx.insert("bulk_error", &error);
     ctx.insert("can_revoke", &admin.can(Capability::RevokeAnyKey));
     ctx.insert("can_end", &admin.can(Capability::EndSessions));
     ctx.insert("can_issue", &admin.can(Capability::IssueTokens));
-    let mut response = render(&state.templates, "admin_user.html", &ctx)?;
+    let mut response = admin.page(state, "admin_user.html", &ctx)?;
     if error.is_some() {
         *response.status_mut() = actix_web::http::StatusCode::BAD_REQUEST;
     }
@@ -163,7 +158,13 @@ pub async fn force_logout(
     let suspend = field(&pairs, "suspend") == Some("1");
     let target = user.id;
     let count = state.core.force_logout(admin.session.user.id, target, suspend, reason, &client).await?;
-    Ok(redirect(&format!("/admin/userkeys/user.php?id={target}&done=logout-{count}")))
+    let message = format!(
+        "{} was signed out everywhere: {count} {} revoked{}.",
+        user.username,
+        if count == 1 { "key" } else { "keys" },
+        if suspend { ", and the account is suspended" } else { "" }
+    );
+    flash::redirect_with(&state, &format!("/admin/userkeys/user.php?id={target}"), &message)
 }
 
 /// Suspends an account or lifts its suspension (`suspend=0`), audited.
@@ -180,9 +181,14 @@ pub async fn suspend(
         Some("0") => false,
         _ => return Err(AppError::BadRequest("Say whether to suspend or to lift the suspension.".into())),
     };
+    let user = load_user(&state, target).await?;
     state.core.set_suspended(Some(admin.session.user.id), target, suspend, Some(&client)).await?;
-    let done = if suspend { "suspended" } else { "unsuspended" };
-    Ok(redirect(&format!("/admin/userkeys/user.php?id={target}&done={done}")))
+    let message = if suspend {
+        format!("{} is suspended: they cannot sign in until the suspension is lifted.", user.username)
+    } else {
+        format!("{} can sign in again. Their keys stay revoked; they sign in anew.", user.username)
+    };
+    flash::redirect_with(&state, &format!("/admin/userkeys/user.php?id={target}"), &message)
 }
 
 /// A help desk makes a password reset link for someone, shown once (to pass on by phone or in
@@ -204,7 +210,7 @@ pub async fn reset_link(
     ctx.insert("qr_svg", &Option::<String>::None);
     let expires =
         crate::domain::time::now() + chrono::Duration::minutes(crate::keys::types::password_reset::LIFETIME_MINUTES);
-    ctx.insert("expires", &Some(exact(expires)));
+    ctx.insert("expires", &Some(admin.clock.exact(expires)));
     ctx.insert("back_url", &format!("/admin/userkeys/user.php?id={}", target.id));
     ctx.insert("back_label", &format!("Back to {}'s keys", target.username));
     render(&state.templates, "newkey.html", &ctx)
