@@ -87,6 +87,18 @@ pub struct Config {
     #[arg(long, env = "USERKEYS_MAIL_FROM", default_value = "userkeys <noreply@localhost>")]
     pub mail_from: String,
 
+    /// Keys of these types unused for this many days (since their last use, or since they were
+    /// made if never used) are revoked by a background job, reason "expired unused"; the
+    /// owner's page says beforehand by when. Off unless set, e.g.
+    /// `webservice_token=90,rss=180,calendar_export=180`.
+    #[arg(long, env = "USERKEYS_EXPIRE_UNUSED_DAYS", default_value = "", value_parser = parse_unused_limits)]
+    pub expire_unused_days: UnusedLimits,
+
+    /// Seconds between two runs of the background upkeep: mailing new-client alerts, revoking
+    /// keys unused too long.
+    #[arg(long, env = "USERKEYS_UPKEEP_SECONDS", default_value_t = 60)]
+    pub upkeep_seconds: u64,
+
     /// HTTP worker threads (default: one per CPU).
     #[arg(long, env = "USERKEYS_WORKERS")]
     pub workers: Option<usize>,
@@ -138,4 +150,32 @@ impl Config {
 fn parse_zone(name: &str) -> Result<chrono_tz::Tz, String> {
     crate::domain::time::zone_named(name)
         .ok_or_else(|| format!("“{name}” is not a time zone name such as Europe/Berlin"))
+}
+
+/// Days after which an unused key of a type is revoked, per type (`USERKEYS_EXPIRE_UNUSED_DAYS`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnusedLimits(pub Vec<(String, i64)>);
+
+impl UnusedLimits {
+    /// The days for a type, if its unused keys expire.
+    pub fn days_for(&self, key_type: &str) -> Option<i64> {
+        self.0.iter().find(|(t, _)| t == key_type).map(|(_, d)| *d)
+    }
+}
+
+fn parse_unused_limits(text: &str) -> Result<UnusedLimits, String> {
+    let mut limits = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key_type, days) = part
+            .split_once('=')
+            .ok_or_else(|| format!("“{part}”: write a key type and a number of days, as webservice_token=90"))?;
+        let days: i64 = days
+            .trim()
+            .parse()
+            .ok()
+            .filter(|d| (1..=36_500).contains(d))
+            .ok_or_else(|| format!("“{part}”: the days are a whole number from 1 to 36500"))?;
+        limits.push((key_type.trim().to_owned(), days));
+    }
+    Ok(UnusedLimits(limits))
 }

@@ -48,6 +48,8 @@ pub struct KeyEntry {
     /// Uses per day over the last `USAGE_DAYS` days, oldest first, today last (UTC days);
     /// empty in lists that do not show usage.
     pub daily_uses: Vec<i64>,
+    /// When it is revoked if not used before, where the site expires its type's unused keys.
+    pub expires_unused_at: Option<NaiveDateTime>,
 }
 
 /// Days of the usage picture.
@@ -135,6 +137,7 @@ impl EntryMaker<'_> {
             device_uuid,
             agents: self.usage.remove(&k.id).unwrap_or_default(),
             daily_uses: self.daily.remove(&k.id).unwrap_or_default(),
+            expires_unused_at: None,
             key_type: k.key_type,
             name: k.name,
         }
@@ -183,6 +186,8 @@ pub struct OwnKeys {
     pub has_admin_pages: bool,
     /// Signed-in clients (browsers, apps, devices) of the person, the asking session included.
     pub signed_in: usize,
+    /// Keys used by a client, or from a network, new to them, still to be looked at.
+    pub alerts: Vec<super::ClientAlert>,
 }
 
 /// Everything about one person, for an admin.
@@ -219,7 +224,8 @@ impl Core {
         self.usage.settle(&self.db).await?;
         let (registry, now, all_of) = (self.registry.clone(), now(), all_of.map(str::to_owned));
         let has_admin_pages = !self.capabilities_of(user_id).await?.is_empty();
-        self.db
+        let mut own = self
+            .db
             .read(move |conn| {
                 let (keys, counts) = crate::db::keys::listed_for_user(conn, user_id, now, per_type, all_of.as_deref())?;
                 let switches = SiteSwitches::read(conn)?;
@@ -231,10 +237,23 @@ impl Core {
                     registry.all().filter(|t| !switches.type_enabled(&registry, &t.id)).map(|t| t.id.clone()).collect();
                 let counts: HashMap<String, usize> = counts.into_iter().map(|(t, n)| (t, n as usize)).collect();
                 let signed_in = registry.sign_in_types().iter().filter_map(|t| counts.get(t)).sum();
-                Ok(OwnKeys { entries, counts, types_off, has_admin_pages, signed_in })
+                Ok(OwnKeys { entries, counts, types_off, has_admin_pages, signed_in, alerts: Vec::new() })
             })
             .await
             .map_err(CoreError::from)
+            .map(|mut own| {
+                self.mark_unused_expiry(&mut own.entries);
+                own
+            })?;
+        own.alerts = self.open_client_alerts(user_id).await?;
+        Ok(own)
+    }
+
+    /// Says when each active key is revoked if it stays unused (types the site expires unused).
+    fn mark_unused_expiry(&self, entries: &mut [KeyEntry]) {
+        for e in entries.iter_mut().filter(|e| e.state == KeyState::Active) {
+            e.expires_unused_at = self.expires_unused_at(&e.key_type, e.created_at, e.last_used_at);
+        }
     }
 
     /// One person and every key they have had (hidden types and revoked keys too), newest first.
@@ -254,6 +273,10 @@ impl Core {
             })
             .await?
             .ok_or(CoreError::NotFound)
+            .map(|mut person| {
+                self.mark_unused_expiry(&mut person.entries);
+                person
+            })
     }
 
     /// Every key on the site that the filter selects, one page of them.
@@ -286,6 +309,10 @@ impl Core {
             })
             .await
             .map_err(CoreError::from)
+            .map(|mut page| {
+                self.mark_unused_expiry(&mut page.entries);
+                page
+            })
     }
 
     /// The next `limit` keys the filter selects after key `after`, in id order (for export).

@@ -9,6 +9,7 @@
 mod accounts;
 mod admin;
 mod client;
+mod client_alerts;
 mod devices;
 mod error;
 mod listings;
@@ -17,18 +18,21 @@ mod password_reset;
 mod sessions;
 mod sign_in;
 mod token_cache;
+mod unused_keys;
 mod valid_key;
 mod validate;
 
 pub use accounts::MIN_PASSWORD_CHARS;
 pub use admin::{IssueToken, Switch, SwitchTarget, Switches};
 pub use client::Client;
+pub use client_alerts::{ClientAlert, MAIL_EVERY_MINUTES};
 pub use devices::{DeviceRegistration, GrantedToken, AUTOLOGIN_MIN_MINUTES_BETWEEN, MOBILE_SERVICE};
 pub use error::{CoreError, Refusal, SignInRefusal};
 pub use listings::{AuditPage, KeyEntry, KeyPage, KeyState, OwnKeys, PersonKeys};
 pub use own_keys::{CheckedRevocation, CreatedKey, OwnRevocation, MAX_KEY_NAME_CHARS};
 pub use sessions::Session;
 pub use sign_in::Channel;
+pub use unused_keys::{UnusedWalks, EXPIRED_UNUSED};
 pub use valid_key::{KeyOwner, ServiceAccess, ValidKey};
 pub use validate::Expected;
 
@@ -74,12 +78,23 @@ impl Core {
             db.on_invalidation(Arc::new(move |what| cache.invalidate(what)));
         }
         let mailer = Arc::new(crate::mail::Mailer::new(config.smtp_url.as_deref(), &config.mail_from)?);
+        // A single-use key is revoked by its one use: it has no second client to tell of.
+        let alerting = registry
+            .all()
+            .filter(|t| t.policy.new_clients == crate::keys::policy::NewClients::Alert && !t.policy.single_use)
+            .map(|t| t.id.clone())
+            .collect();
+        for (key_type, _) in &config.expire_unused_days.0 {
+            if registry.get(key_type).is_none() {
+                tracing::warn!(key_type, "USERKEYS_EXPIRE_UNUSED_DAYS names a key type nobody registered");
+            }
+        }
         Ok(Core {
             mailer,
             db,
             registry: Arc::new(registry),
             config: Arc::new(config),
-            usage: Arc::new(UsageRecorder::default()),
+            usage: Arc::new(UsageRecorder::alerting_on(alerting)),
             // Half the cores at most: validation keeps the other half during a sign-in burst.
             passwords: PasswordCheck::new(std::thread::available_parallelism().map(|n| n.get() / 2).unwrap_or(1)),
             cache,
@@ -160,21 +175,27 @@ impl Core {
                 }
             })?;
         }
-        Ok(Background { writer: Some(writer), core: self.clone() })
+        let upkeep = unused_keys::Upkeep::spawn(self.clone())?;
+        Ok(Background { writer: Some(writer), upkeep: Some(upkeep), core: self.clone() })
     }
 }
 
 /// The background work of a running site; `finish` writes what usage is still pending.
 pub struct Background {
     writer: Option<UsageWriter>,
+    upkeep: Option<unused_keys::Upkeep>,
     core: Arc<Core>,
 }
 
 impl Background {
     pub async fn finish(mut self) -> anyhow::Result<()> {
         let writer = self.writer.take();
+        let upkeep = self.upkeep.take();
         let core = self.core.clone();
         tokio::task::spawn_blocking(move || {
+            if let Some(upkeep) = upkeep {
+                upkeep.stop();
+            }
             if let Some(writer) = writer {
                 writer.stop();
             }

@@ -41,6 +41,9 @@ pub struct KeyFilter {
     pub last_ip_range: Option<(String, String)>,
     /// Only these keys (for a confirmation that names what it will revoke).
     pub key_ids: Option<Vec<i64>>,
+    /// Active keys of these types unused (last used, or made if never used) before the type's
+    /// time: those the unused-key expiry revokes by then. Empty selects nothing.
+    pub unused_expiry: Option<Vec<(String, NaiveDateTime)>>,
 }
 
 #[derive(Clone, Debug)]
@@ -107,10 +110,34 @@ fn filtered<'a>(filter: &'a KeyFilter, now: NaiveDateTime) -> Boxed<'a> {
                 .or(key_last_use::last_used_at.is_null().and(user_keys::created_at.lt(since))),
         );
     }
+    if let Some(types) = &filter.unused_expiry {
+        q = q.filter(super::keys::is_active(now)).filter(unused_before(types));
+    }
     if let Some((lo, hi)) = &filter.last_ip_range {
         q = q.filter(key_last_use::last_used_ip_hex.between(lo.clone(), hi.clone()));
     }
     q
+}
+
+type Condition = Box<
+    dyn BoxableExpression<
+        diesel::dsl::InnerJoinQuerySource<user_keys::table, key_last_use::table>,
+        <DbConn as diesel::Connection>::Backend,
+        SqlType = diesel::sql_types::Nullable<diesel::sql_types::Bool>,
+    >,
+>;
+
+/// Keys of one of the types whose idle time began before the type's time: per type, a range
+/// of key_last_use_order (used keys) or of user_keys_unrevoked_type_created (never used).
+fn unused_before(types: &[(String, NaiveDateTime)]) -> Condition {
+    let mut condition: Condition = Box::new(user_keys::id.lt(0).nullable());
+    for (key_type, before) in types {
+        let idle = key_last_use::last_used_at
+            .lt(*before)
+            .or(key_last_use::last_used_at.is_null().and(user_keys::created_at.lt(*before)).nullable());
+        condition = Box::new(condition.or(user_keys::key_type.eq(key_type.clone()).nullable().and(idle)));
+    }
+    condition
 }
 
 /// One page of keys, with their owners. Asks for `limit + 1` so the caller knows if there is more.

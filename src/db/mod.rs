@@ -3,6 +3,7 @@
 //! on a pool of their own, each write telling the caches what it made invalid.
 
 pub mod audit;
+pub mod client_alerts;
 mod connection;
 mod error;
 mod invalidation;
@@ -17,6 +18,7 @@ pub mod roles;
 pub mod schema;
 pub mod services;
 pub mod sign_in_failures;
+pub mod unused_keys;
 pub mod usage;
 pub mod users;
 

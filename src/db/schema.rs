@@ -157,6 +157,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// A key used by a client or from a network new to it (see migrations' client_alerts).
+    client_alerts (id) {
+        id -> BigInt,
+        key_id -> BigInt,
+        user_id -> BigInt,
+        agent -> Text,
+        ip -> Text,
+        new_client -> Bool,
+        first_seen -> Timestamp,
+        created_at -> Timestamp,
+        dismissed_at -> Nullable<Timestamp>,
+        mailed_at -> Nullable<Timestamp>,
+        mail_claimed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(client_alerts -> user_keys (key_id));
 diesel::joinable!(key_usage -> user_keys (key_id));
 diesel::joinable!(key_last_use -> user_keys (key_id));
 diesel::joinable!(key_usage -> user_agents (agent_id));
@@ -177,4 +195,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     roles,
     role_capabilities,
     user_roles,
+    client_alerts,
 );

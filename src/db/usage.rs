@@ -177,15 +177,44 @@ pub fn pending_uses(conn: &mut DbConn) -> DbResult<Vec<KeyUse>> {
     Ok(batches.iter().flat_map(|b| unpack(b)).collect())
 }
 
+/// A row of key_usage as an upsert left it: the hits it holds now.
+#[derive(QueryableByName)]
+struct Upserted {
+    #[diesel(sql_type = BigInt)]
+    key_id: i64,
+    #[diesel(sql_type = BigInt)]
+    agent_id: i64,
+    #[diesel(sql_type = Text)]
+    ip: String,
+    #[diesel(sql_type = BigInt)]
+    hits: i64,
+}
+
+/// The uses whose (key, agent, IP) row the upsert created: a row it only added to holds more
+/// hits than the use brought.
+fn created_rows(uses: &[KeyUse], upserted: Vec<Upserted>) -> Vec<KeyUse> {
+    let brought: HashMap<(i64, i64, String), &KeyUse> =
+        uses.iter().map(|u| ((u.key_id, u.agent_id, u.ip.to_string()), u)).collect();
+    upserted
+        .into_iter()
+        .filter_map(|row| {
+            let u = brought.get(&(row.key_id, row.agent_id, row.ip))?;
+            (row.hits == u.hits).then(|| (*u).clone())
+        })
+        .collect()
+}
+
 /// Adds uses to key_usage as atomic increments (call inside a transaction), so concurrent
 /// folds from several instances add up exactly. Each (key, agent, IP) appears once in `uses`,
 /// which come sorted so that neighbouring rows share pages. Uses of keys deleted meanwhile
-/// are dropped.
-pub fn add_uses(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<()> {
+/// are dropped. Returns the uses that made a row of their own: a key used by an agent, or from
+/// an address, for the first time.
+pub fn add_uses(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<Vec<KeyUse>> {
     add_daily(conn, uses)?;
     if let DbConn::Pg(pg) = conn {
         return add_uses_pg(pg, uses);
     }
+    let mut created = Vec::new();
     for chunk in uses.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO key_usage (key_id, agent_id, ip, first_seen, last_seen, hits) \
@@ -193,7 +222,8 @@ pub fn add_uses(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<()> {
              WHERE EXISTS (SELECT 1 FROM user_keys k WHERE k.id = v.column1) \
              ON CONFLICT (key_id, agent_id, ip) DO UPDATE SET hits = key_usage.hits + excluded.hits, \
                first_seen = MIN(key_usage.first_seen, excluded.first_seen), \
-               last_seen = MAX(key_usage.last_seen, excluded.last_seen)",
+               last_seen = MAX(key_usage.last_seen, excluded.last_seen) \
+             RETURNING key_id, agent_id, ip, hits",
             placeholders(conn, chunk.len(), 6)
         );
         let mut query = diesel::sql_query(sql).into_boxed::<Backend>();
@@ -206,23 +236,25 @@ pub fn add_uses(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<()> {
                 .bind::<Timestamp, _>(u.last_seen)
                 .bind::<BigInt, _>(u.hits);
         }
-        query.execute(conn)?;
+        created.extend(created_rows(chunk, query.load::<Upserted>(conn)?));
     }
-    Ok(())
+    Ok(created)
 }
 
 /// PostgreSQL takes the rows as six arrays in one statement: one plan, however many rows.
-fn add_uses_pg(conn: &mut diesel::PgConnection, uses: &[KeyUse]) -> DbResult<()> {
+fn add_uses_pg(conn: &mut diesel::PgConnection, uses: &[KeyUse]) -> DbResult<Vec<KeyUse>> {
     use diesel::sql_types::Array;
+    let mut created = Vec::new();
     for chunk in uses.chunks(10_000) {
-        diesel::sql_query(
+        let upserted = diesel::sql_query(
             "INSERT INTO key_usage (key_id, agent_id, ip, first_seen, last_seen, hits) \
              SELECT v.key_id, v.agent_id, v.ip, v.first_seen, v.last_seen, v.hits \
              FROM unnest($1, $2, $3, $4, $5, $6) AS v(key_id, agent_id, ip, first_seen, last_seen, hits) \
              WHERE EXISTS (SELECT 1 FROM user_keys k WHERE k.id = v.key_id) \
              ON CONFLICT (key_id, agent_id, ip) DO UPDATE SET hits = key_usage.hits + excluded.hits, \
                first_seen = LEAST(key_usage.first_seen, excluded.first_seen), \
-               last_seen = GREATEST(key_usage.last_seen, excluded.last_seen)",
+               last_seen = GREATEST(key_usage.last_seen, excluded.last_seen) \
+             RETURNING key_id, agent_id, ip, hits",
         )
         .bind::<Array<BigInt>, _>(chunk.iter().map(|u| u.key_id).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(chunk.iter().map(|u| u.agent_id).collect::<Vec<_>>())
@@ -230,9 +262,39 @@ fn add_uses_pg(conn: &mut diesel::PgConnection, uses: &[KeyUse]) -> DbResult<()>
         .bind::<Array<Timestamp>, _>(chunk.iter().map(|u| u.first_seen).collect::<Vec<_>>())
         .bind::<Array<Timestamp>, _>(chunk.iter().map(|u| u.last_seen).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(chunk.iter().map(|u| u.hits).collect::<Vec<_>>())
-        .execute(conn)?;
+        .load::<Upserted>(conn)?;
+        created.extend(created_rows(chunk, upserted));
     }
-    Ok(())
+    Ok(created)
+}
+
+/// Every (agent, address) these keys have been used by and from: (key, agent number, agent, ip).
+pub fn clients_of_keys(conn: &mut DbConn, key_ids: &[i64]) -> DbResult<Vec<(i64, i64, String, String)>> {
+    let mut out = Vec::new();
+    for chunk in key_ids.chunks(500) {
+        out.extend(
+            key_usage::table
+                .inner_join(user_agents::table)
+                .filter(key_usage::key_id.eq_any(chunk))
+                .select((key_usage::key_id, key_usage::agent_id, user_agents::agent, key_usage::ip))
+                .load::<(i64, i64, String, String)>(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// The user agents with these numbers, as sent.
+pub fn agents_named(conn: &mut DbConn, ids: &[i64]) -> DbResult<HashMap<i64, String>> {
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(500) {
+        out.extend(
+            user_agents::table
+                .filter(user_agents::id.eq_any(chunk))
+                .select((user_agents::id, user_agents::agent))
+                .load::<(i64, String)>(conn)?,
+        );
+    }
+    Ok(out)
 }
 
 /// Days of uses kept per key: the page shows 30.

@@ -4,6 +4,7 @@ pub mod capability;
 pub mod device_models;
 pub mod ip_restriction;
 pub mod local_url;
+pub mod new_client;
 pub mod password;
 pub mod secret;
 pub mod throttle;

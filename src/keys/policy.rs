@@ -69,6 +69,19 @@ pub struct KeyPolicy {
     /// A signed-in client (a browser, an app on a device, the keys that sign the app in):
     /// ended by "sign out everywhere else" and by a new password. Feed keys are not.
     pub signs_in: bool,
+    /// Whether the owner hears of a client, or a network, the key had not been used by before.
+    pub new_clients: NewClients,
+}
+
+/// What a key's first use by a new client (or from a new network) tells its owner.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NewClients {
+    /// A notice on their page and a mail: tokens, feed and calendar keys, plugins' keys.
+    #[default]
+    Alert,
+    /// Nothing: the key is born with its client (a browser's session), is used once within
+    /// minutes (auto-login, QR and reset keys), or is used by the site itself (push devices).
+    Quiet,
 }
 
 /// A key a person creates for themselves on their page, shown once as an address to copy.

@@ -89,7 +89,7 @@ impl UsageRecorder {
         let mut folded = 0;
         loop {
             let step = match state.pieces.pop_front() {
-                Some(piece) => match db.write_quietly(|conn| fold_piece(conn, piece)) {
+                Some(piece) => match db.write_quietly(|conn| fold_piece(conn, piece, &self.alerting)) {
                     Ok(uses) => FoldStep::Folded(uses),
                     Err(e) => {
                         state.pieces.push_front(piece);
@@ -104,7 +104,7 @@ impl UsageRecorder {
                         Fold::IfSmall => uses <= SMALL_BACKLOG,
                         Fold::WhenDue => uses <= SMALL_BACKLOG || interval_passed || catching_up,
                     };
-                    let merged = db.write_quietly(|conn| merge_due_batches(conn, due))?;
+                    let merged = db.write_quietly(|conn| merge_due_batches(conn, due, &self.alerting))?;
                     let Some((step, more)) = merged else { break };
                     state.catching_up = more;
                     if !more {
@@ -135,7 +135,11 @@ impl UsageRecorder {
 /// Takes the oldest pending batches if the log's length (in uses) is `due`, and merges them:
 /// folded at once if they fit in one transaction, otherwise written back as pieces. Returns
 /// what was done and whether batches were left behind.
-fn merge_due_batches(conn: &mut crate::db::DbConn, due: impl Fn(i64) -> bool) -> DbResult<Option<(FoldStep, bool)>> {
+fn merge_due_batches(
+    conn: &mut crate::db::DbConn,
+    due: impl Fn(i64) -> bool,
+    alerting: &[String],
+) -> DbResult<Option<(FoldStep, bool)>> {
     let (batches, uses) = crate::db::usage::backlog(conn)?;
     if batches == 0 || !due(uses) {
         return Ok(None);
@@ -158,7 +162,8 @@ fn merge_due_batches(conn: &mut crate::db::DbConn, due: impl Fn(i64) -> bool) ->
     }
     let merged = merged.into_sorted();
     let step = if merged.len() <= PIECE_ROWS {
-        crate::db::usage::add_uses(conn, &merged)?;
+        let created = crate::db::usage::add_uses(conn, &merged)?;
+        super::alerts::note_new_clients(conn, &created, alerting)?;
         FoldStep::Folded(merged)
     } else {
         let pieces =
@@ -170,12 +175,13 @@ fn merge_due_batches(conn: &mut crate::db::DbConn, due: impl Fn(i64) -> bool) ->
 }
 
 /// Folds one piece of a merged fold, unless another instance has folded it meanwhile.
-fn fold_piece(conn: &mut crate::db::DbConn, piece: i64) -> DbResult<Vec<KeyUse>> {
+fn fold_piece(conn: &mut crate::db::DbConn, piece: i64, alerting: &[String]) -> DbResult<Vec<KeyUse>> {
     if !crate::db::usage::claim_pending(conn, piece)? {
         return Ok(Vec::new());
     }
     let uses: Vec<KeyUse> = crate::db::usage::unpack(&crate::db::usage::pending_batch(conn, piece)?).collect();
-    crate::db::usage::add_uses(conn, &uses)?;
+    let created = crate::db::usage::add_uses(conn, &uses)?;
+    super::alerts::note_new_clients(conn, &created, alerting)?;
     crate::db::usage::remove_pending(conn, &[piece])?;
     Ok(uses)
 }

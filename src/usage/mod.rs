@@ -3,6 +3,7 @@
 //! from there into the usage table in sorted batches — at once when the site is quiet, every
 //! few seconds under load. Nothing is written per request.
 
+mod alerts;
 mod flush;
 mod fold;
 mod last_used;
@@ -41,6 +42,15 @@ pub struct UsageRecorder {
     /// User agents' numbers in `user_agents`.
     agent_ids: Mutex<FastMap<String, i64>>,
     folding: Mutex<FoldState>,
+    /// Key types whose new clients are news to their owners (see `alerts`).
+    alerting: Vec<String>,
+}
+
+impl UsageRecorder {
+    /// A recorder that notes new clients of keys of these types as it folds.
+    pub fn alerting_on(types: Vec<String>) -> Self {
+        UsageRecorder { alerting: types, ..Default::default() }
+    }
 }
 
 #[derive(Clone, Copy)]

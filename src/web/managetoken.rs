@@ -42,6 +42,8 @@ pub struct ActionForm {
     sesskey: Option<String>,
     /// A new key's name, when creating one; a key's new name, when renaming.
     name: Option<String>,
+    /// A new-client alert, for "It was me" and "Revoke it".
+    alert: Option<String>,
 }
 
 pub async fn page(
@@ -76,6 +78,9 @@ pub async fn act(
     if form.action == "create" {
         let key_type = form.key_type.as_deref().unwrap_or("");
         return super::newkey::create(&state, &session, &client, key_type, form.name.as_deref()).await;
+    }
+    if form.action == "dismissalert" || form.action == "revokealert" {
+        return alert_action(&state, &session, &client, &form).await;
     }
     if form.action == "rename" {
         let key = form.key.as_deref().and_then(|k| k.trim().parse().ok()).ok_or(AppError::NotFound)?;
@@ -115,6 +120,59 @@ pub async fn act(
         }
     };
     flash::redirect_with(&state, "/user/managetoken.php", &message)
+}
+
+/// "It was me" dismisses a new-client alert; "Revoke it" asks the usual confirmation to revoke
+/// its key.
+async fn alert_action(
+    state: &State,
+    session: &CurrentSession,
+    client: &Client,
+    form: &ActionForm,
+) -> Result<HttpResponse, AppError> {
+    let id = form.alert.as_deref().and_then(|a| a.trim().parse().ok()).ok_or(AppError::NotFound)?;
+    let outcome = if form.action == "dismissalert" {
+        state.core.dismiss_client_alert(session.user.id, id, client).await.map(|alert| {
+            format!(
+                "Noted: {} using “{}” was you. If it happens again, you will hear of it again.",
+                alert.agent, alert.key_name
+            )
+        })
+    } else {
+        let alert = state.core.open_client_alert(session.user.id, id).await;
+        match alert {
+            Ok(alert) => {
+                let request = OwnRevocation::One(alert.key_id);
+                return match state.core.check_own_revocation(session.user.id, Some(session.key_id), &request).await {
+                    Ok(checked) => confirm_page(state, session, &checked),
+                    Err(CoreError::Invalid(message)) => flash::redirect_with(state, "/user/managetoken.php", &message),
+                    Err(e) => Err(e.into()),
+                };
+            }
+            Err(e) => Err(e),
+        }
+    };
+    match outcome {
+        Ok(message) => flash::redirect_with(state, "/user/managetoken.php", &message),
+        // Dismissed already, in another tab, or its key revoked.
+        Err(CoreError::NotFound) => {
+            flash::redirect_with(state, "/user/managetoken.php", "That notice had already gone.")
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A new-client alert as the page shows it.
+#[derive(Serialize)]
+struct AlertView {
+    id: i64,
+    key_id: i64,
+    key_name: String,
+    key_kind: String,
+    agent: String,
+    ip: String,
+    new_client: bool,
+    when: Moment,
 }
 
 /// The revocation a page's action names.
@@ -245,6 +303,8 @@ struct Entry {
     status_time: Option<Moment>,
     /// Said beside the status: switched off by the site, expiring soon.
     warning: Option<String>,
+    /// "Expires if unused by 3 March", where the site revokes keys of its type left unused.
+    expires_unused: Option<String>,
     keys: Vec<KeyView>,
 }
 
@@ -340,7 +400,22 @@ async fn list_page(
             false,
         ),
     ];
+    let alerts: Vec<AlertView> = own
+        .alerts
+        .iter()
+        .map(|a| AlertView {
+            id: a.id,
+            key_id: a.key_id,
+            key_name: a.key_name.clone(),
+            key_kind: a.key_kind.clone(),
+            agent: a.agent.clone(),
+            ip: a.ip.clone(),
+            new_client: a.new_client,
+            when: clock.moment(a.first_seen),
+        })
+        .collect();
     let mut ctx = base_context(state, session, own.has_admin_pages);
+    ctx.insert("alerts", &alerts);
     ctx.insert("sections", &sections);
     ctx.insert("flash", &flash::take(req));
     // This browser is one; the button shows when something else is signed in.
@@ -415,8 +490,9 @@ fn entry_of(registry: &KeyTypeRegistry, key: KeyEntry, push: Option<KeyEntry>, c
             .map(|v| format!("Expires {}", relative(v, clock.now)))
     };
     let (id, title) = (key.id, key.name.clone());
+    let expires_unused = key.expires_unused_at.map(|at| format!("Expires if unused by {}", clock.day(at)));
     let keys = std::iter::once(key).chain(push).map(|k| key_view(registry, k, clock)).collect();
-    Entry { id, title, kind, current: is_current, revocable, status, status_time, warning, keys }
+    Entry { id, title, kind, current: is_current, revocable, status, status_time, warning, expires_unused, keys }
 }
 
 fn key_view(registry: &KeyTypeRegistry, k: KeyEntry, clock: &Clock) -> KeyView {

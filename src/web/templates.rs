@@ -95,6 +95,18 @@ impl Clock {
         crate::domain::time::exact_in(at, self.zone)
     }
 
+    /// The day of a time in the viewer's zone: "3 March", with the year when it is not this one.
+    pub fn day(&self, at: chrono::NaiveDateTime) -> String {
+        use chrono::Datelike;
+        let local = at.and_utc().with_timezone(&self.zone);
+        let this_year = self.now.and_utc().with_timezone(&self.zone).year();
+        if local.year() == this_year {
+            local.format("%-d %B").to_string()
+        } else {
+            local.format("%-d %B %Y").to_string()
+        }
+    }
+
     pub fn moment(&self, at: chrono::NaiveDateTime) -> Moment {
         Moment { relative: self.relative(at), exact: self.exact(at), iso: at.and_utc().to_rfc3339() }
     }

@@ -1,7 +1,7 @@
 //! tool_mobile's auto-login key: the app opens the browser signed in with it, once, from the
 //! address that asked, within a minute (Moodle's LOGIN_KEY_TTL).
 
-use crate::keys::policy::{KeyPolicy, Lifetime, SecretKind};
+use crate::keys::policy::{KeyPolicy, Lifetime, NewClients, SecretKind};
 use crate::keys::KeyType;
 use chrono::Duration;
 
@@ -18,6 +18,7 @@ pub fn key_type() -> KeyType {
             bound_to_address: true,
             single_use: true,
             signs_in: true,
+            new_clients: NewClients::Quiet,
             ..Default::default()
         })
 }

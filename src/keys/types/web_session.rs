@@ -1,6 +1,6 @@
 //! A browser signed in: the cookie holds the secret, the database its hash.
 
-use crate::keys::policy::{KeyPolicy, Lifetime, SecretKind};
+use crate::keys::policy::{KeyPolicy, Lifetime, NewClients, SecretKind};
 use crate::keys::KeyType;
 
 pub const ID: &str = "web_session";
@@ -10,6 +10,7 @@ pub fn key_type() -> KeyType {
         secret: SecretKind::Long,
         lifetime: Lifetime::SessionTimeout,
         signs_in: true,
+        new_clients: NewClients::Quiet,
         ..Default::default()
     })
 }

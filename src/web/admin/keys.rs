@@ -28,6 +28,9 @@ pub struct KeyQuery {
     pub unused: String,
     #[serde(default)]
     pub never: String,
+    /// Keys the unused-key expiry revokes within this many days, unless they are used.
+    #[serde(default)]
+    pub expiring: String,
     #[serde(default)]
     pub ip: String,
     #[serde(default)]
@@ -79,6 +82,13 @@ impl KeyQuery {
             filter.unused_days = Some(days);
         }
         filter.never_used = self.never == "1";
+        if !self.expiring.trim().is_empty() {
+            let days: i64 =
+                self.expiring.trim().parse().ok().filter(|d| (0..=36500).contains(d)).ok_or_else(|| {
+                    bad("f-expiring", "“Expires unused within” must be a number of days, 0 to 36500.")
+                })?;
+            filter.unused_expiry = Some(state.core.unused_expiry_thresholds(days, now()));
+        }
         if !self.ip.trim().is_empty() {
             let network: ipnetwork::IpNetwork = self
                 .ip
@@ -121,6 +131,7 @@ impl KeyQuery {
             && matches!(self.state.as_str(), "" | "active")
             && self.unused.trim().is_empty()
             && self.never.is_empty()
+            && self.expiring.trim().is_empty()
             && self.ip.trim().is_empty()
             && matches!(self.sort.as_str(), "" | "lastused_desc"))
     }
@@ -177,6 +188,11 @@ pub fn ending(k: &KeyEntry, clock: &Clock) -> (String, String) {
     match (k.revoked_at, k.valid_until) {
         (Some(at), _) => (format!("Revoked {}", clock.relative(at)), clock.exact(at)),
         (None, Some(v)) if v <= clock.now => (format!("Expired {}", clock.relative(v)), clock.exact(v)),
+        // Revoked sooner if left unused.
+        (None, v) if k.expires_unused_at.is_some_and(|u| v.is_none_or(|v| u < v)) => {
+            let u = k.expires_unused_at.unwrap_or(clock.now);
+            (format!("{} if unused", clock.relative(u)), clock.exact(u))
+        }
         (None, Some(v)) => (clock.relative(v), clock.exact(v)),
         (None, None) => ("Never".into(), String::new()),
     }

@@ -1,0 +1,2 @@
+DROP INDEX user_keys_unrevoked_type_created;
+DROP TABLE client_alerts;

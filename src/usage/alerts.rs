@@ -1,0 +1,88 @@
+//! New-client alerts, found as usage is folded: among the (key, agent, address) rows a fold
+//! creates, those of keys whose type alerts (`KeyPolicy::alerts_on_new_client`) are compared
+//! with what the key was used by and from before (`domain::new_client`), and news becomes an
+//! alert in the same transaction, so a use is folded and its alert written together or not at all.
+
+use crate::db::client_alerts::NewClientAlert;
+use crate::db::schema::user_keys;
+use crate::db::usage::KeyUse;
+use crate::db::{DbConn, DbResult};
+use crate::domain::new_client::{news, Novelty};
+use crate::domain::user_agent::describe_user_agent;
+use diesel::prelude::*;
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+
+/// Writes an alert for each use in `created` (rows the fold just created) that is news to its
+/// key: a client, or a network, the key had not been used by or from, when it had been used
+/// before. Keys of types not in `alerting` are skipped without a read.
+pub(super) fn note_new_clients(conn: &mut DbConn, created: &[KeyUse], alerting: &[String]) -> DbResult<usize> {
+    if created.is_empty() || alerting.is_empty() {
+        return Ok(0);
+    }
+    let mut per_key: BTreeMap<i64, Vec<&KeyUse>> = BTreeMap::new();
+    for u in created {
+        per_key.entry(u.key_id).or_default().push(u);
+    }
+    let ids: Vec<i64> = per_key.keys().copied().collect();
+    let mut owners: Vec<(i64, i64)> = Vec::new();
+    for chunk in ids.chunks(500) {
+        owners.extend(
+            user_keys::table
+                .filter(user_keys::id.eq_any(chunk))
+                .filter(user_keys::key_type.eq_any(alerting))
+                .filter(user_keys::revoked_at.is_null())
+                .select((user_keys::id, user_keys::user_id))
+                .load::<(i64, i64)>(conn)?,
+        );
+    }
+    if owners.is_empty() {
+        return Ok(0);
+    }
+    let alerting_ids: Vec<i64> = owners.iter().map(|(id, _)| *id).collect();
+    // What each key was used by and from before: its rows but those this fold created.
+    let mut before: BTreeMap<i64, Vec<(String, IpAddr)>> = BTreeMap::new();
+    for (key_id, agent_id, agent, ip) in crate::db::usage::clients_of_keys(conn, &alerting_ids)? {
+        let Ok(ip) = ip.parse::<IpAddr>() else { continue };
+        let fresh = per_key.get(&key_id).is_some_and(|uses| uses.iter().any(|u| u.agent_id == agent_id && u.ip == ip));
+        if !fresh {
+            before.entry(key_id).or_default().push((describe_user_agent(&agent), ip));
+        }
+    }
+    let mut agent_ids: Vec<i64> = alerting_ids
+        .iter()
+        .flat_map(|id| per_key[id].iter().map(|u| u.agent_id))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    agent_ids.sort_unstable();
+    let agents = crate::db::usage::agents_named(conn, &agent_ids)?;
+    let now = crate::domain::time::now();
+    let mut alerts = Vec::new();
+    for (key_id, user_id) in owners {
+        let Some(mut new_uses) = per_key.remove(&key_id) else { continue };
+        new_uses.sort_by_key(|u| (u.first_seen, u.agent_id, u.ip));
+        let before = before.remove(&key_id).unwrap_or_default();
+        let named: Vec<(String, IpAddr)> = new_uses
+            .iter()
+            .map(|u| (describe_user_agent(agents.get(&u.agent_id).map_or("", String::as_str)), u.ip))
+            .collect();
+        let verdicts =
+            news(before.iter().map(|(n, ip)| (n.as_str(), *ip)), named.iter().map(|(n, ip)| (n.as_str(), *ip)));
+        for ((u, (name, ip)), novelty) in new_uses.iter().zip(&named).zip(verdicts) {
+            if let Some(novelty) = novelty {
+                alerts.push(NewClientAlert {
+                    key_id,
+                    user_id,
+                    agent: name.clone(),
+                    ip: ip.to_string(),
+                    new_client: novelty == Novelty::Client,
+                    first_seen: u.first_seen,
+                    created_at: now,
+                });
+            }
+        }
+    }
+    crate::db::client_alerts::insert(conn, &alerts)?;
+    Ok(alerts.len())
+}
