@@ -268,16 +268,15 @@ fn add_uses_pg(conn: &mut diesel::PgConnection, uses: &[KeyUse]) -> DbResult<Vec
     Ok(created)
 }
 
-/// Every (agent, address) these keys have been used by and from: (key, agent number, agent, ip).
-pub fn clients_of_keys(conn: &mut DbConn, key_ids: &[i64]) -> DbResult<Vec<(i64, i64, String, String)>> {
+/// Every (agent, address) these keys have been used by and from: (key, agent number, ip).
+pub fn clients_of_keys(conn: &mut DbConn, key_ids: &[i64]) -> DbResult<Vec<(i64, i64, String)>> {
     let mut out = Vec::new();
     for chunk in key_ids.chunks(500) {
         out.extend(
             key_usage::table
-                .inner_join(user_agents::table)
                 .filter(key_usage::key_id.eq_any(chunk))
-                .select((key_usage::key_id, key_usage::agent_id, user_agents::agent, key_usage::ip))
-                .load::<(i64, i64, String, String)>(conn)?,
+                .select((key_usage::key_id, key_usage::agent_id, key_usage::ip))
+                .load::<(i64, i64, String)>(conn)?,
         );
     }
     Ok(out)

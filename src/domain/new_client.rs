@@ -47,8 +47,11 @@ pub fn news<'a>(
 ) -> Vec<Option<Novelty>> {
     let mut clients = std::collections::HashSet::new();
     let mut networks = std::collections::HashSet::new();
+    let mut named = std::collections::HashSet::new();
     for (name, ip) in seen {
-        clients.insert(client_family(name));
+        if named.insert(name) {
+            clients.insert(client_family(name));
+        }
         networks.insert(network_of(ip));
     }
     let mut first = clients.is_empty();

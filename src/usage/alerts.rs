@@ -10,7 +10,7 @@ use crate::db::{DbConn, DbResult};
 use crate::domain::new_client::{news, Novelty};
 use crate::domain::user_agent::describe_user_agent;
 use diesel::prelude::*;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
 /// Writes an alert for each use in `created` (rows the fold just created) that is news to its
@@ -41,40 +41,38 @@ pub(super) fn note_new_clients(conn: &mut DbConn, created: &[KeyUse], alerting: 
     }
     let alerting_ids: Vec<i64> = owners.iter().map(|(id, _)| *id).collect();
     // What each key was used by and from before: its rows but those this fold created.
-    let mut before: BTreeMap<i64, Vec<(String, IpAddr)>> = BTreeMap::new();
-    for (key_id, agent_id, agent, ip) in crate::db::usage::clients_of_keys(conn, &alerting_ids)? {
+    let fresh: HashSet<(i64, i64, IpAddr)> = created.iter().map(|u| (u.key_id, u.agent_id, u.ip)).collect();
+    let mut before: BTreeMap<i64, Vec<(i64, IpAddr)>> = BTreeMap::new();
+    for (key_id, agent_id, ip) in crate::db::usage::clients_of_keys(conn, &alerting_ids)? {
         let Ok(ip) = ip.parse::<IpAddr>() else { continue };
-        let fresh = per_key.get(&key_id).is_some_and(|uses| uses.iter().any(|u| u.agent_id == agent_id && u.ip == ip));
-        if !fresh {
-            before.entry(key_id).or_default().push((describe_user_agent(&agent), ip));
+        if !fresh.contains(&(key_id, agent_id, ip)) {
+            before.entry(key_id).or_default().push((agent_id, ip));
         }
     }
-    let mut agent_ids: Vec<i64> = alerting_ids
-        .iter()
-        .flat_map(|id| per_key[id].iter().map(|u| u.agent_id))
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
+    // Each agent named once, however many rows use it.
+    let mut agent_ids: HashSet<i64> = before.values().flatten().map(|(agent_id, _)| *agent_id).collect();
+    agent_ids.extend(alerting_ids.iter().flat_map(|id| per_key[id].iter().map(|u| u.agent_id)));
+    let mut agent_ids: Vec<i64> = agent_ids.into_iter().collect();
     agent_ids.sort_unstable();
-    let agents = crate::db::usage::agents_named(conn, &agent_ids)?;
+    let names: HashMap<i64, String> = crate::db::usage::agents_named(conn, &agent_ids)?
+        .into_iter()
+        .map(|(id, agent)| (id, describe_user_agent(&agent)))
+        .collect();
+    let name_of = |agent_id: i64| names.get(&agent_id).map_or("", String::as_str);
     let now = crate::domain::time::now();
     let mut alerts = Vec::new();
     for (key_id, user_id) in owners {
         let Some(mut new_uses) = per_key.remove(&key_id) else { continue };
         new_uses.sort_by_key(|u| (u.first_seen, u.agent_id, u.ip));
         let before = before.remove(&key_id).unwrap_or_default();
-        let named: Vec<(String, IpAddr)> = new_uses
-            .iter()
-            .map(|u| (describe_user_agent(agents.get(&u.agent_id).map_or("", String::as_str)), u.ip))
-            .collect();
-        let verdicts =
-            news(before.iter().map(|(n, ip)| (n.as_str(), *ip)), named.iter().map(|(n, ip)| (n.as_str(), *ip)));
+        let named: Vec<(&str, IpAddr)> = new_uses.iter().map(|u| (name_of(u.agent_id), u.ip)).collect();
+        let verdicts = news(before.iter().map(|(agent_id, ip)| (name_of(*agent_id), *ip)), named.iter().copied());
         for ((u, (name, ip)), novelty) in new_uses.iter().zip(&named).zip(verdicts) {
             if let Some(novelty) = novelty {
                 alerts.push(NewClientAlert {
                     key_id,
                     user_id,
-                    agent: name.clone(),
+                    agent: (*name).to_owned(),
                     ip: ip.to_string(),
                     new_client: novelty == Novelty::Client,
                     first_seen: u.first_seen,

@@ -132,12 +132,11 @@ async fn alert_action(
 ) -> Result<HttpResponse, AppError> {
     let id = form.alert.as_deref().and_then(|a| a.trim().parse().ok()).ok_or(AppError::NotFound)?;
     let outcome = if form.action == "dismissalert" {
-        state.core.dismiss_client_alert(session.user.id, id, client).await.map(|alert| {
-            format!(
-                "Noted: {} using “{}” was you. If it happens again, you will hear of it again.",
-                alert.agent, alert.key_name
-            )
-        })
+        state
+            .core
+            .dismiss_client_alert(session.user.id, id, client)
+            .await
+            .map(|alert| format!("Noted: {} using “{}” was you.", alert.agent, alert.key_name))
     } else {
         let alert = state.core.open_client_alert(session.user.id, id).await;
         match alert {
