@@ -351,9 +351,12 @@ impl TokenCache {
         if !matches!(self.entries.peek(&owner), Some(Cached::Owner(o)) if o.id == token.user.id) {
             self.entries.insert_with_lifecycle(owner, Cached::Owner(token.user.clone()), &mut evicted);
         }
+        // quick_cache reports a replaced value as evicted too (the same token cached again by
+        // two misses at once): unlisted only if that slot no longer holds that key.
         for (slot, value) in &evicted {
             if let Cached::Token(t) = value {
-                if writer.by_key.get(&t.key_id) == Some(slot) {
+                let still = matches!(self.entries.peek(slot), Some(Cached::Token(c)) if c.key_id == t.key_id);
+                if !still && writer.by_key.get(&t.key_id) == Some(slot) {
                     writer.by_key.remove(&t.key_id);
                 }
             }
@@ -527,6 +530,18 @@ mod tests {
         assert!(cache.get(&digest(5000)).is_none());
         let stats = cache.stats();
         assert_eq!((stats.hits, stats.misses, stats.tokens), (1, 2, 1000));
+    }
+
+    /// Two misses of one token at once both cache it: the second replaces the first, and a
+    /// revocation still finds it.
+    #[test]
+    fn a_token_cached_twice_is_still_dropped_when_revoked() {
+        let cache = TokenCache::new(None, 16 << 20);
+        fill(&cache, 10, 10);
+        fill(&cache, 10, 10);
+        assert_eq!(cache.stats().tokens, 10);
+        cache.invalidate(&Invalidation::Keys(vec![4]));
+        assert!(cache.get(&digest(4)).is_none());
     }
 
     #[test]
