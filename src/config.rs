@@ -62,6 +62,13 @@ pub struct Config {
     #[arg(long, env = "USERKEYS_TOKEN_CACHE", default_value = "auto", value_parser = ["auto", "on", "off"])]
     pub token_cache: String,
 
+    /// Memory for the token cache, in MiB: validated tokens and their owners, about 110 bytes a
+    /// token plus 400 an owner. Past it the least useful are evicted (a later use of one reads
+    /// the database once), so a site with more active tokens than fit keeps its busy ones.
+    /// The default holds about two million tokens; 0 gives the smallest cache (64 KiB).
+    #[arg(long, env = "USERKEYS_TOKEN_CACHE_MB", default_value_t = 256)]
+    pub token_cache_mb: u64,
+
     /// How the Moodle app signs people in (Moodle's `typeoflogin`): `app` (a form in the app),
     /// `browser` (the site's own sign-in page in a browser, handing the token back through
     /// launch.php) or `embedded` (the same page inside the app).

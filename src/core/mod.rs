@@ -32,6 +32,7 @@ pub use listings::{AuditPage, KeyEntry, KeyPage, KeyState, OwnKeys, PersonKeys};
 pub use own_keys::{CheckedRevocation, CreatedKey, OwnRevocation, MAX_KEY_NAME_CHARS};
 pub use sessions::Session;
 pub use sign_in::Channel;
+pub use token_cache::CacheStats;
 pub use unused_keys::{UnusedWalks, EXPIRED_UNUSED};
 pub use valid_key::{KeyOwner, ServiceAccess, ValidKey};
 pub use validate::Expected;
@@ -69,7 +70,9 @@ pub struct Core {
 
 impl Core {
     pub fn new(db: Db, registry: KeyTypeRegistry, config: Config) -> anyhow::Result<Self> {
-        let cache = config.token_cache_enabled().then(|| Arc::new(TokenCache::new(db.peers().cloned())));
+        let cache = config
+            .token_cache_enabled()
+            .then(|| Arc::new(TokenCache::new(db.peers().cloned(), config.token_cache_mb << 20)));
         if let (Some(_), Some(peers)) = (&cache, db.peers()) {
             peers.clone().spawn_listener(db.clone())?;
         }
@@ -99,6 +102,11 @@ impl Core {
             passwords: PasswordCheck::new(std::thread::available_parallelism().map(|n| n.get() / 2).unwrap_or(1)),
             cache,
         })
+    }
+
+    /// The token cache's counters, if it is on.
+    pub fn token_cache_stats(&self) -> Option<token_cache::CacheStats> {
+        self.cache.as_ref().map(|c| c.stats())
     }
 
     pub fn config(&self) -> &Config {

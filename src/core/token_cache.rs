@@ -7,60 +7,128 @@
 //! it is not cached. On PostgreSQL, other instances' writes reach it through `db::peers`, and
 //! it is used only while that link holds. Writes by other processes on one SQLite file are not
 //! seen: there, several instances must turn the cache off.
+//!
+//! Bounded by a memory budget (`USERKEYS_TOKEN_CACHE_MB`), not by a count: one `quick_cache`
+//! (CLOCK-Pro / S3-FIFO-like eviction) holds two kinds of entry, each weighed in bytes —
+//!
+//! - a token: 8 bytes of its digest as the key, 8 more to check, its key id, owner id, expiry
+//!   and a pointer to what it shares with every token of its type and service (`Kind`); the
+//!   rare extras (an IP restriction, a private token) behind one more pointer. No `String`s.
+//! - an owner, by user id, shared by all their tokens. A token is a hit only when its owner is
+//!   cached too, so suspending a person drops one entry, not a scan of millions.
+//!
+//! Evicting a token also drops it from `by_key` (key id → cache slot, for revocations by id), so
+//! that index is exactly as large as the tokens cached: every cached token is in it, which is
+//! what makes a revocation by id always find it.
 
 use super::valid_key::{load_service, KeyOwner, ServiceAccess, ValidKey};
 use crate::db::peers::Peers;
 use crate::db::{Db, Invalidation};
+use crate::domain::ip_restriction::IpRestriction;
 use crate::keys::KeyTypeRegistry;
+use chrono::NaiveDateTime;
+use quick_cache::sync::Cache;
+use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
-/// Past this many entries the cache starts again, bounding memory (about 200 bytes each).
-const MAX_ENTRIES: usize = 500_000;
+/// What a cached token costs, in bytes, beyond its rare extras: its slot in the cache (key,
+/// value, state and list links), its share of the cache's hash table and of the ghost list
+/// (recently evicted keys, 10% of the entries), and its row in `by_key`. Measured with
+/// `bytes_per_token` below (RSS growth / tokens), rounded up.
+const TOKEN_BYTES: u64 = 112;
+/// What a cached owner costs beyond its two names: slot, table, the shared `KeyOwner` and an
+/// allowance for its site-info answer, serialised at first use.
+const OWNER_BYTES: u64 = 96 + 112 + 160;
+/// Share of the entries kept as ghosts (hashes of recently evicted keys, which come back hot).
+const GHOSTS: f64 = 0.1;
 
-#[derive(Default)]
-pub struct TokenCache {
-    inner: RwLock<Inner>,
-    /// On PostgreSQL: the cache is used only while other instances' writes reach it.
-    coherence: Option<Arc<Peers>>,
+/// A slot of the cache: the first 8 bytes of a token's digest, or a mix of an owner's id.
+type Slot = u64;
+
+#[derive(Clone)]
+enum Cached {
+    Token(Token),
+    Owner(Arc<KeyOwner>),
 }
 
-#[derive(Default)]
-struct Inner {
-    /// Keyed by the raw SHA-256 of the token.
-    entries: HashMap<[u8; 32], Arc<ValidKey>, DigestHash>,
-    by_key: HashMap<i64, [u8; 32]>,
-    /// One copy of each owner and service, shared by all their tokens.
-    owners: HashMap<i64, Arc<KeyOwner>>,
-    services: HashMap<i64, Arc<ServiceAccess>>,
+/// A cached token, compact: everything a hit needs but the owner, which is looked up beside it.
+#[derive(Clone)]
+struct Token {
+    /// Bytes 8..16 of the digest: with the slot, 128 bits of it must match.
+    check: u64,
+    key_id: i64,
+    user_id: i64,
+    /// `valid_until` in microseconds since the epoch (rounded down, so never later); `i64::MAX`
+    /// for none.
+    valid_until: i64,
+    kind: Arc<Kind>,
+    rare: Option<Arc<Rare>>,
 }
 
-impl Inner {
-    fn clear(&mut self) {
-        self.entries.clear();
-        self.by_key.clear();
-        self.owners.clear();
-        self.services.clear();
-    }
+/// What tokens of one type and service share.
+struct Kind {
+    key_type: Box<str>,
+    type_enabled: bool,
+    service: Option<Arc<ServiceAccess>>,
+}
 
-    fn add(&mut self, hash: [u8; 32], mut token: ValidKey) -> Arc<ValidKey> {
-        if self.entries.len() >= MAX_ENTRIES {
-            self.clear();
+/// What few tokens have.
+struct Rare {
+    ip_restriction: Option<IpRestriction>,
+    private_hash: Option<Box<str>>,
+    bytes: u64,
+}
+
+fn split(digest: &[u8; 32]) -> (Slot, u64) {
+    let (head, rest) = digest.split_at(8);
+    (u64::from_le_bytes(head.try_into().unwrap()), u64::from_le_bytes(rest[..8].try_into().unwrap()))
+}
+
+/// An owner's slot: its id times an odd constant (a bijection), spread over the bits the cache
+/// picks shards and buckets with. That it could meet a token's slot is harmless: a hit checks
+/// which kind of entry it found and whose it is, and one replacing the other is only a miss.
+fn owner_slot(user_id: i64) -> Slot {
+    (user_id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+fn micros(at: Option<NaiveDateTime>) -> i64 {
+    at.map_or(i64::MAX, |t| t.and_utc().timestamp_micros())
+}
+
+fn from_micros(m: i64) -> Option<NaiveDateTime> {
+    (m != i64::MAX).then(|| chrono::DateTime::from_timestamp_micros(m).map(|t| t.naive_utc())).flatten()
+}
+
+#[derive(Clone)]
+struct Weigh;
+
+impl Weighter<Slot, Cached> for Weigh {
+    fn weight(&self, _: &Slot, value: &Cached) -> u64 {
+        match value {
+            Cached::Token(t) => TOKEN_BYTES + t.rare.as_ref().map_or(0, |r| r.bytes),
+            Cached::Owner(o) => OWNER_BYTES + 2 * (o.username.len() + o.fullname.len()) as u64,
         }
-        token.user = self.owners.entry(token.user.id).or_insert_with(|| token.user.clone()).clone();
-        if let Some(service) = token.service.take() {
-            token.service = Some(self.services.entry(service.service.id).or_insert(service).clone());
-        }
-        let token = Arc::new(token);
-        self.by_key.insert(token.key_id, hash);
-        self.entries.insert(hash, token.clone());
-        token
     }
 }
 
-/// Keys are SHA-256 digests, already uniformly spread: their first eight bytes are the hash,
-/// which spares every lookup a SipHash pass. (Digests come from the server's own hashing of
-/// whatever a client sends, so a client cannot choose them to collide.)
+/// Collects the tokens an insert evicted, so that `by_key` drops them too.
+#[derive(Clone)]
+struct Evictions;
+
+impl Lifecycle<Slot, Cached> for Evictions {
+    /// Evicted entries, dropped once the cache's lock is released.
+    type RequestState = Vec<(Slot, Cached)>;
+
+    fn on_evict(&self, state: &mut Self::RequestState, slot: Slot, value: Cached) {
+        state.push((slot, value));
+    }
+}
+
+/// Keys are SHA-256 digests (or mixed ids), already uniformly spread: their eight bytes are the
+/// hash, which spares every lookup a hashing pass. (Digests come from the server's own hashing
+/// of whatever a client sends, so a client cannot choose them to collide.)
 #[derive(Clone, Copy, Default)]
 struct DigestHash;
 
@@ -80,13 +148,19 @@ impl std::hash::Hasher for DigestHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        if let Some(head) = bytes.first_chunk::<8>() {
-            self.0 = u64::from_le_bytes(*head);
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
         }
     }
 
-    // The length an array's hash starts with says nothing; the bytes that follow decide.
-    fn write_usize(&mut self, _: usize) {}
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+
+    fn write_i64(&mut self, v: i64) {
+        // Key ids in `by_key`: sequential, so mixed.
+        self.0 = (v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 fn raw(hash: &str) -> Option<[u8; 32]> {
@@ -95,13 +169,93 @@ fn raw(hash: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// What the writers (inserts after a miss, invalidations) keep, under one lock.
+#[derive(Default)]
+struct Writer {
+    /// Key id → slot, for every cached token (and no more: evictions drop theirs).
+    by_key: HashMap<i64, Slot, DigestHash>,
+    kinds: HashMap<(Box<str>, bool, Option<i64>), Arc<Kind>>,
+}
+
+/// Counters for the benchmark and the logs.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub tokens: usize,
+    /// Entries, tokens and owners.
+    pub entries: usize,
+    pub weight_bytes: u64,
+    pub budget_bytes: u64,
+}
+
+#[repr(align(64))]
+#[derive(Default)]
+struct Counter(AtomicU64);
+
+pub struct TokenCache {
+    entries: Cache<Slot, Cached, Weigh, DigestHash, Evictions>,
+    writer: Mutex<Writer>,
+    services: RwLock<HashMap<i64, Arc<ServiceAccess>>>,
+    /// On PostgreSQL: the cache is used only while other instances' writes reach it.
+    coherence: Option<Arc<Peers>>,
+    hits: Counter,
+    misses: Counter,
+    budget: u64,
+}
+
+impl Token {
+    fn valid_key(&self, user: Arc<KeyOwner>) -> ValidKey {
+        ValidKey {
+            key_id: self.key_id,
+            key_type: self.kind.key_type.clone(),
+            valid_until: from_micros(self.valid_until),
+            ip_restriction: self.rare.as_ref().and_then(|r| r.ip_restriction.clone()),
+            private_hash: self.rare.as_ref().and_then(|r| r.private_hash.clone()),
+            type_enabled: self.kind.type_enabled,
+            user,
+            service: self.kind.service.clone(),
+        }
+    }
+}
+
 impl TokenCache {
-    pub fn new(coherence: Option<Arc<Peers>>) -> Self {
-        TokenCache { inner: Default::default(), coherence }
+    /// A cache holding at most about `budget_bytes` of tokens and their owners.
+    pub fn new(coherence: Option<Arc<Peers>>, budget_bytes: u64) -> Self {
+        let budget = budget_bytes.max(64 * 1024);
+        let estimated = (budget / TOKEN_BYTES) as usize;
+        let options = OptionsBuilder::new()
+            .estimated_items_capacity(estimated)
+            .weight_capacity(budget)
+            .ghost_allocation(GHOSTS)
+            .build()
+            .expect("cache options");
+        let entries = Cache::with_options(options, Weigh, DigestHash, Evictions);
+        TokenCache {
+            entries,
+            writer: Default::default(),
+            services: Default::default(),
+            coherence,
+            hits: Default::default(),
+            misses: Default::default(),
+            budget,
+        }
     }
 
     fn usable(&self) -> bool {
         self.coherence.as_ref().is_none_or(|peers| peers.cache_usable())
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        CacheStats {
+            hits: self.hits.0.load(Ordering::Relaxed),
+            misses: self.misses.0.load(Ordering::Relaxed),
+            tokens: writer.by_key.len(),
+            entries: self.entries.len(),
+            weight_bytes: self.entries.weight(),
+            budget_bytes: self.budget,
+        }
     }
 
     /// The cached token whose secret has this SHA-256.
@@ -109,67 +263,141 @@ impl TokenCache {
         if !self.usable() {
             return None;
         }
-        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        inner.entries.get(digest).cloned()
+        let found = self.lookup(digest);
+        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        counter.0.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    fn lookup(&self, digest: &[u8; 32]) -> Option<Arc<ValidKey>> {
+        let (slot, check) = split(digest);
+        let Some(Cached::Token(token)) = self.entries.get(&slot) else { return None };
+        if token.check != check {
+            return None;
+        }
+        let Some(Cached::Owner(owner)) = self.entries.get(&owner_slot(token.user_id)) else { return None };
+        if owner.id != token.user_id {
+            return None;
+        }
+        Some(Arc::new(token.valid_key(owner)))
     }
 
     pub fn service(&self, id: i64) -> Option<Arc<ServiceAccess>> {
         if !self.usable() {
             return None;
         }
-        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        inner.services.get(&id).cloned()
+        self.services.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
     }
 
     /// Keeps `token`, read from the database at write generation `read_at`, unless an
     /// invalidating write has been committed since (`now`): what was read may be stale.
-    /// The generation is compared under the lock: a writer moves it on before it takes the lock
-    /// to drop entries, so either this insert sees the new generation and gives up, or the
-    /// writer's drop comes after it.
+    /// The generation is compared under the writers' lock: a writer moves it on before it takes
+    /// the lock to drop entries, so either this insert sees the new generation and gives up, or
+    /// the writer's drop comes after it.
     pub fn insert(&self, digest: [u8; 32], token: ValidKey, read_at: u64, db: &Db) -> Arc<ValidKey> {
         if !self.usable() {
             return Arc::new(token);
         }
-        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         if db.generation() != read_at {
             return Arc::new(token);
         }
-        inner.add(digest, token)
+        self.add(&mut writer, &digest, &token);
+        Arc::new(token)
+    }
+
+    fn add(&self, writer: &mut Writer, digest: &[u8; 32], token: &ValidKey) {
+        let service_id = token.service.as_ref().map(|s| s.service.id);
+        let kind = writer
+            .kinds
+            .entry((token.key_type.clone(), token.type_enabled, service_id))
+            .or_insert_with(|| {
+                Arc::new(Kind {
+                    key_type: token.key_type.clone(),
+                    type_enabled: token.type_enabled,
+                    service: token.service.clone(),
+                })
+            })
+            .clone();
+        if let Some(service) = &token.service {
+            let mut services = self.services.write().unwrap_or_else(|p| p.into_inner());
+            services.entry(service.service.id).or_insert_with(|| service.clone());
+        }
+        let rare = (token.ip_restriction.is_some() || token.private_hash.is_some()).then(|| {
+            let bytes = 64
+                + token.private_hash.as_ref().map_or(0, |p| p.len() as u64)
+                + token.ip_restriction.as_ref().map_or(0, |_| 64);
+            Arc::new(Rare {
+                ip_restriction: token.ip_restriction.clone(),
+                private_hash: token.private_hash.clone(),
+                bytes,
+            })
+        });
+        let (slot, check) = split(digest);
+        let entry = Token {
+            check,
+            key_id: token.key_id,
+            user_id: token.user.id,
+            valid_until: micros(token.valid_until),
+            kind,
+            rare,
+        };
+        let mut evicted = Vec::new();
+        // Listed before it is cached: should caching it evict it at once, the eviction unlists it.
+        writer.by_key.insert(token.key_id, slot);
+        self.entries.insert_with_lifecycle(slot, Cached::Token(entry), &mut evicted);
+        let owner = owner_slot(token.user.id);
+        // Peeked, not got: only a hit makes an entry look used, or owners would outlive their tokens.
+        if !matches!(self.entries.peek(&owner), Some(Cached::Owner(o)) if o.id == token.user.id) {
+            self.entries.insert_with_lifecycle(owner, Cached::Owner(token.user.clone()), &mut evicted);
+        }
+        // quick_cache reports a replaced value as evicted too (the same token cached again by
+        // two misses at once): unlisted only if that slot no longer holds that key.
+        for (slot, value) in &evicted {
+            if let Cached::Token(t) = value {
+                let still = matches!(self.entries.peek(slot), Some(Cached::Token(c)) if c.key_id == t.key_id);
+                if !still && writer.by_key.get(&t.key_id) == Some(slot) {
+                    writer.by_key.remove(&t.key_id);
+                }
+            }
+        }
     }
 
     /// Drops what a committed write may have made invalid.
     pub fn invalidate(&self, what: &Invalidation) {
-        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         match what {
-            Invalidation::All => inner.clear(),
+            Invalidation::All => {
+                writer.by_key.clear();
+                writer.kinds.clear();
+                self.entries.clear();
+                self.services.write().unwrap_or_else(|p| p.into_inner()).clear();
+            }
             Invalidation::Keys(ids) => {
                 for id in ids {
-                    if let Some(hash) = inner.by_key.remove(id) {
-                        inner.entries.remove(&hash);
+                    if let Some(slot) = writer.by_key.remove(id) {
+                        self.entries.remove_if(&slot, |v| matches!(v, Cached::Token(t) if t.key_id == *id));
                     }
                 }
             }
+            // Their tokens stay, but are no hit without their owner: the next use reads it anew.
             Invalidation::Users(users) => {
-                let doomed: Vec<(i64, [u8; 32])> = inner
-                    .entries
-                    .iter()
-                    .filter(|(_, t)| users.contains(&t.user.id))
-                    .map(|(hash, t)| (t.key_id, *hash))
-                    .collect();
-                for (id, hash) in doomed {
-                    inner.entries.remove(&hash);
-                    inner.by_key.remove(&id);
-                }
                 for user in users {
-                    inner.owners.remove(user);
+                    self.entries.remove_if(&owner_slot(*user), |v| matches!(v, Cached::Owner(o) if o.id == *user));
                 }
             }
         }
     }
 
-    /// Loads every active key of every cached type, in chunks, so the first request of each is
-    /// a hit too. A chunk read while some write commits is dropped (the next request reads it
-    /// anew).
+    /// Whether warming up should stop: the budget is nearly spent, and loading more would only
+    /// evict what was loaded.
+    fn nearly_full(&self) -> bool {
+        self.entries.weight() >= self.entries.capacity() / 100 * 90
+    }
+
+    /// Loads active keys of every cached type, in chunks, so the first request of each is
+    /// a hit too, until the budget is nearly spent. A chunk read while some write commits is
+    /// dropped (the next request reads it anew).
     pub fn preload(
         &self,
         db: &Db,
@@ -193,6 +421,9 @@ impl TokenCache {
         let mut after = 0;
         let mut loaded = 0;
         loop {
+            if self.nearly_full() {
+                return Ok(loaded);
+            }
             let read_at = db.generation();
             let (rows, services, type_enabled) = db.read_blocking(|conn| {
                 let now = crate::domain::time::now();
@@ -211,22 +442,178 @@ impl TokenCache {
             let Some(last) = rows.last().map(|(k, _)| k.id) else { return Ok(loaded) };
             after = last;
             usage.known_last_used(rows.iter().filter_map(|(k, _)| Some((k.id, k.last_used_at?))));
-            let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+            // Shared with what is cached already, as a miss's insert would.
+            let services: HashMap<i64, Arc<ServiceAccess>> = services
+                .into_iter()
+                .map(|(id, s)| {
+                    (id, self.services.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned().unwrap_or(s))
+                })
+                .collect();
+            let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
             if db.generation() != read_at {
                 continue;
-            }
-            if inner.entries.len() + rows.len() >= MAX_ENTRIES {
-                return Ok(loaded);
             }
             for (key, user) in rows {
                 let Some(hash) = key.secret_hash.as_deref().and_then(raw) else { continue };
                 let service = key.service_id.and_then(|id| services.get(&id)).cloned();
-                let owner = inner.owners.get(&user.id).cloned().unwrap_or_else(|| Arc::new(KeyOwner::of(&user)));
-                if let Some(token) = ValidKey::from_rows(key, owner, service, type_enabled, registry) {
-                    inner.add(hash, token);
+                let user = match self.entries.peek(&owner_slot(user.id)) {
+                    Some(Cached::Owner(o)) if o.id == user.id => o,
+                    _ => Arc::new(KeyOwner::of(&user)),
+                };
+                if let Some(token) = ValidKey::from_rows(key, user, service, type_enabled, registry) {
+                    self.add(&mut writer, &hash, &token);
                     loaded += 1;
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::models::User;
+
+    fn owner(id: i64) -> Arc<KeyOwner> {
+        Arc::new(KeyOwner::of(&User {
+            id,
+            username: format!("user{id}"),
+            fullname: format!("User Number {id}"),
+            email: String::new(),
+            password_hash: String::new(),
+            suspended: false,
+            is_site_admin: false,
+            created_at: crate::domain::time::now(),
+        }))
+    }
+
+    fn token(key_id: i64, user: Arc<KeyOwner>) -> ValidKey {
+        ValidKey {
+            key_id,
+            key_type: "webservice_token".into(),
+            valid_until: Some(crate::domain::time::now() + chrono::Duration::days(30)),
+            ip_restriction: None,
+            private_hash: None,
+            type_enabled: true,
+            user,
+            service: None,
+        }
+    }
+
+    fn digest(i: i64) -> [u8; 32] {
+        crate::domain::secret::SecretHash::digest(&format!("token{i}"))
+    }
+
+    fn fill(cache: &TokenCache, tokens: i64, per_owner: i64) {
+        let mut writer = cache.writer.lock().unwrap();
+        let mut user = owner(0);
+        for i in 0..tokens {
+            if i % per_owner == 0 {
+                user = owner(i / per_owner);
+            }
+            cache.add(&mut writer, &digest(i), &token(i, user.clone()));
+        }
+    }
+
+    #[test]
+    fn a_hit_is_the_token_it_was_given_and_nothing_else() {
+        let cache = TokenCache::new(None, 16 << 20);
+        fill(&cache, 1000, 10);
+        let hit = cache.get(&digest(7)).expect("cached");
+        assert_eq!((hit.key_id, hit.user.id, hit.key_type.as_ref()), (7, 0, "webservice_token"));
+        let at = hit.valid_until.unwrap();
+        assert!(at.and_utc().timestamp_micros() > 0);
+        // Same first 8 bytes, other 8 different: not a hit.
+        let mut other = digest(7);
+        other[12] ^= 1;
+        assert!(cache.get(&other).is_none());
+        assert!(cache.get(&digest(5000)).is_none());
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses, stats.tokens), (1, 2, 1000));
+    }
+
+    /// Two misses of one token at once both cache it: the second replaces the first, and a
+    /// revocation still finds it.
+    #[test]
+    fn a_token_cached_twice_is_still_dropped_when_revoked() {
+        let cache = TokenCache::new(None, 16 << 20);
+        fill(&cache, 10, 10);
+        fill(&cache, 10, 10);
+        assert_eq!(cache.stats().tokens, 10);
+        cache.invalidate(&Invalidation::Keys(vec![4]));
+        assert!(cache.get(&digest(4)).is_none());
+    }
+
+    #[test]
+    fn revoking_by_id_and_suspending_an_owner_drop_their_tokens() {
+        let cache = TokenCache::new(None, 16 << 20);
+        fill(&cache, 100, 10);
+        cache.invalidate(&Invalidation::Keys(vec![3, 4]));
+        assert!(cache.get(&digest(3)).is_none() && cache.get(&digest(4)).is_none());
+        assert!(cache.get(&digest(5)).is_some());
+        // Owner 2 has keys 20..30.
+        cache.invalidate(&Invalidation::Users(vec![2]));
+        assert!((20..30).all(|i| cache.get(&digest(i)).is_none()));
+        assert!(cache.get(&digest(30)).is_some());
+        cache.invalidate(&Invalidation::All);
+        assert!(cache.get(&digest(50)).is_none());
+        assert_eq!(cache.stats().tokens, 0);
+    }
+
+    /// Far more tokens than the budget holds: the cache stays within it, every token it holds is
+    /// listed by id (so a revocation finds it) and only those are.
+    #[test]
+    fn a_small_budget_evicts_and_keeps_the_index_exact() {
+        let budget = 1 << 20;
+        let cache = TokenCache::new(None, budget);
+        fill(&cache, 50_000, 5);
+        let stats = cache.stats();
+        assert!(stats.weight_bytes <= budget, "{stats:?}");
+        assert!(stats.tokens > 2_000 && stats.tokens < 10_000, "{stats:?}");
+        let writer = cache.writer.lock().unwrap();
+        let cached: Vec<i64> = cache
+            .entries
+            .iter()
+            .filter_map(|(_, v)| match v {
+                Cached::Token(t) => Some(t.key_id),
+                Cached::Owner(_) => None,
+            })
+            .collect();
+        assert_eq!(cached.len(), writer.by_key.len());
+        assert!(cached.iter().all(|id| writer.by_key.contains_key(id)));
+        drop(writer);
+        // Revoking every cached one leaves none of them a hit.
+        cache.invalidate(&Invalidation::Keys(cached.clone()));
+        assert!(cached.iter().all(|&i| cache.get(&digest(i)).is_none()));
+        assert_eq!(cache.stats().tokens, 0);
+    }
+
+    fn rss_bytes() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        pages * 4096
+    }
+
+    /// Bytes per cached token, measured: `cargo test --release --lib bytes_per_token -- --ignored --nocapture`
+    /// (alone: other tests would move the process's RSS too).
+    #[test]
+    #[ignore]
+    fn bytes_per_token() {
+        const TOKENS: i64 = 2_000_000;
+        const PER_OWNER: i64 = 10;
+        let cache = TokenCache::new(None, 1 << 30);
+        let before = rss_bytes();
+        fill(&cache, TOKENS, PER_OWNER);
+        let after = rss_bytes();
+        let stats = cache.stats();
+        let per_token = (after - before) as f64 / TOKENS as f64;
+        println!(
+            "{TOKENS} tokens, {} owners: RSS +{} MB, {per_token:.0} bytes per token with its owner's share; weighed {:.0} per token",
+            TOKENS / PER_OWNER,
+            (after - before) >> 20,
+            stats.weight_bytes as f64 / TOKENS as f64
+        );
+        println!("size of a slot's value: {} bytes", std::mem::size_of::<Cached>());
+        assert_eq!(stats.tokens, TOKENS as usize);
     }
 }

@@ -51,7 +51,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// The benchmark's ceilings, served only when the site is started for a benchmark
 /// (`USERKEYS_BENCH_ENDPOINTS`): the same server doing no work.
 pub fn bench_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ping", web::get().to(|| async { "pong" })).route("/ping", web::post().to(shaped_ping));
+    cfg.route("/ping", web::get().to(|| async { "pong" }))
+        .route("/ping", web::post().to(shaped_ping))
+        .route("/bench/token-cache", web::get().to(token_cache_stats));
+}
+
+/// For the benchmark: the token cache's hits, misses, size and budget.
+async fn token_cache_stats(state: State) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().json(state.core.token_cache_stats())
 }
 
 /// The default user picture, where Moodle's theme serves it (`userpictureurl` in site info).

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# The hot path at scale: the validated-versus-ceiling run of bench/run.sh on sites of 100,000,
+# 1,000,000 and 10,000,000 web-service tokens (ten per user), each with requests spread
+# uniformly over every token and with a Zipf-like skew, as real devices are.
+#
+#   bench/scale.sh                                   # SQLite, the default budget
+#   SCALES="100000 1000000" SPREADS=uniform bench/scale.sh
+#   BENCH_POSTGRES=postgres://postgres@127.0.0.1:5432/postgres SCALES=100000 bench/scale.sh
+#
+# For each site: seeds a fresh database, starts the server (USERKEYS_TOKEN_CACHE_MB as set, or
+# the default), waits for the cache's warm-up, then for each spread: a warm-up run, and ROUNDS
+# rounds of the ceiling (GET /ping), validated calls (core_webservice_get_site_info) and the
+# same calls to a no-op shaped like them. Prints the medians: requests/s, p99, the cache's hit
+# rate over the validated runs (from /bench/token-cache) and the server's RSS.
+# Settings: SCALES, SPREADS (uniform zipf), ZIPF_S (1.0), DURATION (10s), ROUNDS (3),
+# CONNECTIONS (64), THREADS (2), PORT (18182).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SCALES=${SCALES:-100000 1000000 10000000}
+SPREADS=${SPREADS:-uniform zipf}
+ZIPF_S=${ZIPF_S:-1.0}
+DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+PORT=${PORT:-18182}
+BASE="http://127.0.0.1:$PORT"
+
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk (Debian package)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+cargo build --release --bin userkeys --example bench_seed 2>&1 | tail -1
+BIN=target/release/userkeys
+[ -n "${CARGO_TARGET_DIR:-}" ] && BIN=$CARGO_TARGET_DIR/release/userkeys
+SEED=$(dirname "$BIN")/examples/bench_seed
+
+WORK=$(mktemp -d /tmp/userkeys-scale.XXXXXX)
+NAME=
+SERVER_PID=
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  rm -rf "$WORK"
+  [ -z "$NAME" ] || psql "$BENCH_POSTGRES" -qc "DROP DATABASE IF EXISTS $NAME WITH (FORCE)" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+start_server() {
+  USERKEYS_BENCH_ENDPOINTS=true USERKEYS_BIND="127.0.0.1:$PORT" RUST_LOG=error $BIN >"$WORK/server.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 300); do curl -sf "$BASE/ping" >/dev/null && return; sleep 0.1; done
+  echo "server did not start"; cat "$WORK/server.log"; exit 1
+}
+stop_server() { kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; }
+rss_mb() { awk -v k="$1" '$1 == k":" {printf "%.0f", $2/1024}' "/proc/$SERVER_PID/status"; }
+stat_of() { curl -s "$BASE/bench/token-cache" | python3 -c "import json,sys; s=json.load(sys.stdin); print(s['$1'] if s else 0)"; }
+
+# Calls spread over tokens 0..N-1, each made from its index as the seed made it; `uniform` or
+# `zipf` (rank r with probability about 1/r^ZIPF_S; ranks scattered over the tokens by a
+# multiplication modulo N, so the busy tokens are not the first ones the warm-up loads).
+lua_calls() { # path tokens spread → a wrk script
+cat <<LUA
+local n, spread, s = $2, "$3", $ZIPF_S
+local agents = {
+  "Mozilla/5.0 (Linux; Android 15; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36 MoodleMobile 4.4.0 (44004)",
+  "Mozilla/5.0 (iPhone; CPU iPhone OS 18_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MoodleMobile 5.0.0 (50003)",
+  "python-requests/2.28.2", "curl/8.5.0", "moodle-dl/2.3",
+}
+local heads, tail = {}, nil
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("id", threads)
+end
+function init(args)
+  math.randomseed(os.time() * 100 + (id or 0))
+  local hole = string.rep("X", 32)
+  for a = 1, #agents do
+    local r = wrk.format("POST", "$1",
+      { ["Content-Type"] = "application/x-www-form-urlencoded", ["User-Agent"] = agents[a] },
+      "wstoken=" .. hole .. "&wsfunction=core_webservice_get_site_info&moodlewsrestformat=json")
+    local at = string.find(r, hole, 1, true)
+    heads[a] = string.sub(r, 1, at - 1)
+    tail = string.sub(r, at + 32)
+  end
+end
+local top = (n + 1) ^ (1 - s)
+local function pick()
+  if spread == "uniform" then return math.random(n) - 1 end
+  local u = math.random()
+  local r
+  if s == 1 then r = math.floor(math.exp(u * math.log(n + 1))) else r = math.floor(((top - 1) * u + 1) ^ (1 / (1 - s))) end
+  if r < 1 then r = 1 elseif r > n then r = n end
+  return math.fmod((r - 1) * 1000003, n)
+end
+request = function()
+  local i = pick()
+  local v = i * 7919
+  local hi = math.floor(v / 4294967296)
+  local token = string.format("be4c%020x%08x", hi, v - hi * 4294967296)
+  return heads[i % #agents + 1] .. token .. tail
+end
+LUA
+}
+
+# wrk's summary → "requests/s p50_ms p99_ms total_requests non2xx"
+run_wrk() {
+  local out
+  out=$(wrk -t"$THREADS" -c"$1" -d"$DURATION" --latency "${@:2}")
+  echo "$out" >>"$WORK/wrk.log"
+  echo "$out" | awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    /Requests\/sec/ { rps = $2 }
+    /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
+    /requests in/ { total = $1 }
+    /Non-2xx/ { bad = $4 }
+    END { printf "%s %.2f %.2f %d %d\n", rps, p50, p99, total, bad + 0 }'
+}
+median() { sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+
+SUMMARY="$WORK/summary"
+: >"$SUMMARY"
+for N in $SCALES; do
+  USERS=$((N / 10))
+  if [ -n "${BENCH_POSTGRES:-}" ]; then
+    [ -z "$NAME" ] || psql "$BENCH_POSTGRES" -qc "DROP DATABASE IF EXISTS $NAME WITH (FORCE)" >/dev/null
+    NAME="userkeys_scale_$$_$N"
+    psql "$BENCH_POSTGRES" -qc "CREATE DATABASE $NAME" >/dev/null
+    DATABASE_URL="${BENCH_POSTGRES%/*}/$NAME"
+    BACKEND=PostgreSQL
+  else
+    rm -f "$WORK"/bench.sqlite3*
+    DATABASE_URL="sqlite://$WORK/bench.sqlite3"
+    BACKEND=SQLite
+  fi
+  export DATABASE_URL
+  echo "== $N tokens, $USERS users ($BACKEND): seeding"
+  $SEED "$DATABASE_URL" hot-path "$USERS" "$N" - | tail -1
+  if [ -z "${BENCH_POSTGRES:-}" ]; then
+    echo "database: $(du -sh "$WORK" | cut -f1) on disk"
+    # What a miss costs: the key with its owner and last use, found by its hash, and its type's switch.
+    python3 - "$WORK/bench.sqlite3" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+for sql in ["SELECT * FROM user_keys INNER JOIN users ON users.id = user_keys.user_id "
+            "INNER JOIN key_last_use ON key_last_use.key_id = user_keys.id WHERE user_keys.secret_hash = ? LIMIT 1",
+            "SELECT enabled FROM key_type_settings WHERE key_type = ? LIMIT 1"]:
+    plan = "; ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, ("x",)))
+    print("query plan of a miss:", plan)
+PY
+  else
+    psql "$DATABASE_URL" -Atc "EXPLAIN SELECT * FROM user_keys INNER JOIN users ON users.id = user_keys.user_id INNER JOIN key_last_use ON key_last_use.key_id = user_keys.id WHERE user_keys.secret_hash = 'x' LIMIT 1" | sed 's/^/query plan of a miss: /'
+  fi
+  start_server
+  # Warm-up done: the cache stops growing.
+  LAST=-1
+  for _ in $(seq 1 600); do
+    NOW=$(stat_of tokens); [ "$NOW" = "$LAST" ] && [ "$NOW" != 0 ] && break; LAST=$NOW; sleep 1
+  done
+  echo "warmed: $NOW tokens cached, $(( $(stat_of weight_bytes) >> 20 )) of $(( $(stat_of budget_bytes) >> 20 )) MB; RSS $(rss_mb VmRSS) MB"
+  ANSWER_BYTES=$(curl -s -d "wstoken=$(printf 'be4c%028x' 0)&wsfunction=core_webservice_get_site_info&moodlewsrestformat=json" \
+    "$BASE/webservice/rest/server.php" | wc -c)
+  for SPREAD in $SPREADS; do
+    lua_calls /webservice/rest/server.php "$N" "$SPREAD" >"$WORK/validate.lua"
+    lua_calls "/ping?bytes=$ANSWER_BYTES" "$N" "$SPREAD" >"$WORK/shaped.lua"
+    run_wrk "$CONNECTIONS" -s "$WORK/validate.lua" "$BASE/webservice/rest/server.php" >/dev/null
+    : >"$WORK/rounds"
+    BAD=0
+    for round in $(seq 1 "$ROUNDS"); do
+      read -r C_RPS _ C_P99 _ _ < <(run_wrk "$CONNECTIONS" "$BASE/ping")
+      H0=$(stat_of hits); M0=$(stat_of misses)
+      read -r V_RPS _ V_P99 _ B < <(run_wrk "$CONNECTIONS" -s "$WORK/validate.lua" "$BASE/webservice/rest/server.php")
+      H1=$(stat_of hits); M1=$(stat_of misses)
+      read -r S_RPS _ S_P99 _ _ < <(run_wrk "$CONNECTIONS" -s "$WORK/shaped.lua" "$BASE/ping")
+      BAD=$((BAD + B))
+      HIT=$(awk -v h=$((H1 - H0)) -v m=$((M1 - M0)) 'BEGIN {printf "%.1f", (h + m) ? 100 * h / (h + m) : 0}')
+      printf "  %s round %d: ceiling %6.0f/s p99 %6.2f ms | validated %6.0f/s p99 %6.2f ms, hits %5s%% | no-op %6.0f/s p99 %6.2f ms\n" \
+        "$SPREAD" "$round" "$C_RPS" "$C_P99" "$V_RPS" "$V_P99" "$HIT" "$S_RPS" "$S_P99"
+      echo "$C_RPS $C_P99 $V_RPS $V_P99 $S_RPS $S_P99 $HIT" >>"$WORK/rounds"
+    done
+    col() { awk -v c="$1" '{print $c}' "$WORK/rounds" | median; }
+    RATIO=$(awk '{print $3 / $5}' "$WORK/rounds" | median)
+    printf "%-10s %-8s ceiling %6.0f/s | validated %6.0f/s p99 %6.2f ms | no-op %6.0f/s p99 %6.2f ms | validated/no-op %3.0f%% | hits %5.1f%% | RSS %s MB (peak %s)\n" \
+      "$N" "$SPREAD" "$(col 1)" "$(col 3)" "$(col 4)" "$(col 5)" "$(col 6)" "$(awk -v r="$RATIO" 'BEGIN {print 100 * r}')" "$(col 7)" \
+      "$(rss_mb VmRSS)" "$(rss_mb VmHWM)" | tee -a "$SUMMARY"
+    [ "$BAD" = 0 ] || echo "WARNING: $BAD validated requests were not 2xx"
+  done
+  stop_server
+done
+echo "== summary (medians of $ROUNDS rounds of $DURATION, $CONNECTIONS connections; $BACKEND; budget ${USERKEYS_TOKEN_CACHE_MB:-default} MB)"
+cat "$SUMMARY"
