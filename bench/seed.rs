@@ -18,7 +18,11 @@ pub const PASSWORD: &str = "bench-password";
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let db = Db::connect(&args[1], 1)?;
-    userkeys::setup::seed_site(&db, &userkeys::moodle::functions::mobile_app_functions())?;
+    userkeys::setup::seed_site(
+        &db,
+        &userkeys::moodle::functions::mobile_app_functions(),
+        &userkeys::moodle::functions::admin_service_functions(),
+    )?;
     match args[2].as_str() {
         "hot-path" => hot_path(&db, args[3].parse()?, args[4].parse()?, &args[5]),
         "pages" => pages(&db, args[3].parse()?),

@@ -26,7 +26,11 @@ impl Application {
     /// Opens (creating and migrating) the database and binds the listener.
     pub fn build(config: Config) -> anyhow::Result<Self> {
         let db = Db::connect(&config.database_url, config.db_pool_size)?;
-        crate::setup::seed_site(&db, &moodle::functions::mobile_app_functions())?;
+        crate::setup::seed_site(
+            &db,
+            &moodle::functions::mobile_app_functions(),
+            &moodle::functions::admin_service_functions(),
+        )?;
         let listener =
             TcpListener::bind(&config.bind).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
         let templates = web::templates::load()?;

@@ -106,6 +106,15 @@ pub struct Config {
     #[arg(long, env = "USERKEYS_UPKEEP_SECONDS", default_value_t = 60)]
     pub upkeep_seconds: u64,
 
+    /// The longest a personal access token may be valid, in days (its expiry is required).
+    #[arg(long, env = "USERKEYS_PERSONAL_TOKEN_MAX_DAYS", default_value_t = 90)]
+    pub personal_token_max_days: i64,
+
+    /// Let every person create personal access tokens; otherwise only site admins and holders
+    /// of `tool/userkeys:createpersonaltoken` (the `integrator` role) may.
+    #[arg(long, env = "USERKEYS_PERSONAL_TOKENS_FOR_EVERYONE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub personal_tokens_for_everyone: bool,
+
     /// HTTP worker threads (default: one per CPU).
     #[arg(long, env = "USERKEYS_WORKERS")]
     pub workers: Option<usize>,

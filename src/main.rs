@@ -135,7 +135,11 @@ fn main() -> anyhow::Result<()> {
         ),
         Command::Role { command: RoleCommand::Assign { username, role } } => {
             let db = Db::connect(&cli.config.database_url, 1)?;
-            userkeys::setup::seed_services_and_roles(&db, &userkeys::moodle::functions::mobile_app_functions())?;
+            userkeys::setup::seed_services_and_roles(
+                &db,
+                &userkeys::moodle::functions::mobile_app_functions(),
+                &userkeys::moodle::functions::admin_service_functions(),
+            )?;
             let name = username.trim().to_lowercase();
             db.write_blocking(|conn| {
                 let user = userkeys::db::users::find_by_username(conn, &name)?;

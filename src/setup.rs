@@ -6,19 +6,21 @@ use crate::domain::capability::DEFAULT_ROLES;
 use crate::domain::secret::ClearSecret;
 use crate::domain::time::now;
 
-pub use crate::core::MOBILE_SERVICE;
+pub use crate::core::{ADMIN_SERVICE, MOBILE_SERVICE};
 
-/// The mobile app's service (offering `functions`) and the default roles, then a first site
-/// admin if there is none.
-pub fn seed_site(db: &Db, functions: &[&str]) -> anyhow::Result<()> {
-    seed_services_and_roles(db, functions)?;
+/// The mobile app's service (offering `functions`), the administrators' scripting service
+/// (offering `admin_functions`) and the default roles, then a first site admin if there is none.
+pub fn seed_site(db: &Db, functions: &[&str], admin_functions: &[&str]) -> anyhow::Result<()> {
+    seed_services_and_roles(db, functions, admin_functions)?;
     create_first_admin(db)
 }
 
-/// What every site has: the mobile app's service and the default roles (idempotent).
-pub fn seed_services_and_roles(db: &Db, functions: &[&str]) -> anyhow::Result<()> {
+/// What every site has: the mobile app's service, the administrators' scripting service and the
+/// default roles (idempotent).
+pub fn seed_services_and_roles(db: &Db, functions: &[&str], admin_functions: &[&str]) -> anyhow::Result<()> {
     db.write_blocking(|conn| {
         services::ensure(conn, MOBILE_SERVICE, "Moodle mobile web service", true, functions, now())?;
+        services::ensure(conn, ADMIN_SERVICE, "userkeys administration", true, admin_functions, now())?;
         for (shortname, name, capabilities) in DEFAULT_ROLES {
             let names: Vec<&str> = capabilities.iter().map(|c| c.name()).collect();
             roles::ensure(conn, shortname, name, &names)?;

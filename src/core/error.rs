@@ -17,9 +17,15 @@ pub enum CoreError {
     /// Input the asker must correct, in words for a person.
     #[error("{0}")]
     Invalid(String),
+    /// Input the asker must correct, in words for a person, about one field of a form.
+    #[error("{message}")]
+    InvalidField { field: &'static str, message: String },
     /// The asker may not do this, in words for a person.
     #[error("{0}")]
     NotAllowed(String),
+    /// The asker lacks this capability.
+    #[error("missing capability {}", .0.name())]
+    MissingCapability(crate::domain::capability::Capability),
     /// The service asked for does not exist or is switched off.
     #[error("service not available")]
     ServiceUnavailable,

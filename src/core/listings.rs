@@ -30,6 +30,8 @@ pub struct KeyEntry {
     pub service_id: Option<i64>,
     pub service: Option<String>,
     pub service_off: bool,
+    /// A personal access token's own functions (narrower than its service's), if it has them.
+    pub function_scope: Option<Vec<String>>,
     /// Its type or its service is switched off by the site.
     pub disabled: bool,
     pub state: KeyState,
@@ -125,6 +127,7 @@ impl EntryMaker<'_> {
             service: service.map(|(name, _)| name.clone()),
             service_id: k.service_id,
             service_off,
+            function_scope: k.function_scope.as_deref().map(|f| f.split_whitespace().map(str::to_owned).collect()),
             state: KeyState::of(&k, self.now),
             created_at: k.created_at,
             created_by: k.created_by.filter(|c| *c != k.user_id).and_then(|c| self.creators.get(&c).cloned()),
@@ -184,6 +187,8 @@ pub struct OwnKeys {
     pub types_off: HashSet<String>,
     /// Whether the person may open any admin page.
     pub has_admin_pages: bool,
+    /// Whether the person may create personal access tokens.
+    pub personal_tokens: bool,
     /// Signed-in clients (browsers, apps, devices) of the person, the asking session included.
     pub signed_in: usize,
     /// Keys used by a client, or from a network, new to them, still to be looked at.
@@ -223,7 +228,9 @@ impl Core {
         // Uses recorded by this instance but not yet written belong on the page too.
         self.usage.settle(&self.db).await?;
         let (registry, now, all_of) = (self.registry.clone(), now(), all_of.map(str::to_owned));
-        let has_admin_pages = !self.capabilities_of(user_id).await?.is_empty();
+        let capabilities = self.capabilities_of(user_id).await?;
+        let has_admin_pages = capabilities.iter().any(|c| c.is_admin());
+        let personal_tokens = self.may_create_personal_tokens_with(&capabilities);
         let mut own = self
             .db
             .read(move |conn| {
@@ -237,7 +244,15 @@ impl Core {
                     registry.all().filter(|t| !switches.type_enabled(&registry, &t.id)).map(|t| t.id.clone()).collect();
                 let counts: HashMap<String, usize> = counts.into_iter().map(|(t, n)| (t, n as usize)).collect();
                 let signed_in = registry.sign_in_types().iter().filter_map(|t| counts.get(t)).sum();
-                Ok(OwnKeys { entries, counts, types_off, has_admin_pages, signed_in, alerts: Vec::new() })
+                Ok(OwnKeys {
+                    entries,
+                    counts,
+                    types_off,
+                    has_admin_pages,
+                    personal_tokens,
+                    signed_in,
+                    alerts: Vec::new(),
+                })
             })
             .await
             .map_err(CoreError::from)

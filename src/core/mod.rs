@@ -15,6 +15,8 @@ mod error;
 mod listings;
 mod own_keys;
 mod password_reset;
+mod personal_tokens;
+mod scripted;
 mod sessions;
 mod sign_in;
 mod token_cache;
@@ -30,6 +32,8 @@ pub use devices::{DeviceRegistration, GrantedToken, AUTOLOGIN_MIN_MINUTES_BETWEE
 pub use error::{CoreError, Refusal, SignInRefusal};
 pub use listings::{AuditPage, KeyEntry, KeyPage, KeyState, OwnKeys, PersonKeys};
 pub use own_keys::{CheckedRevocation, CreatedKey, OwnRevocation, MAX_KEY_NAME_CHARS};
+pub use personal_tokens::{PersonalToken, ServiceChoice, PERSONAL_TOKEN_LABEL};
+pub use scripted::{TokenActor, ADMIN_SERVICE, MAX_KEYS_PER_CALL};
 pub use sessions::Session;
 pub use sign_in::Channel;
 pub use token_cache::CacheStats;

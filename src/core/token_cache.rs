@@ -308,18 +308,24 @@ impl TokenCache {
 
     fn add(&self, writer: &mut Writer, digest: &[u8; 32], token: &ValidKey) {
         let service_id = token.service.as_ref().map(|s| s.service.id);
-        let kind = writer
-            .kinds
-            .entry((token.key_type.clone(), token.type_enabled, service_id))
-            .or_insert_with(|| {
-                Arc::new(Kind {
-                    key_type: token.key_type.clone(),
-                    type_enabled: token.type_enabled,
-                    service: token.service.clone(),
-                })
+        let new_kind = || {
+            Arc::new(Kind {
+                key_type: token.key_type.clone(),
+                type_enabled: token.type_enabled,
+                service: token.service.clone(),
             })
-            .clone();
-        if let Some(service) = &token.service {
+        };
+        // A personal access token's view of its service, narrowed to its own functions, is its
+        // own: never shared with the service's other tokens, nor handed out as the service.
+        let kind = match &token.service {
+            Some(service) if service.narrowed => new_kind(),
+            _ => writer
+                .kinds
+                .entry((token.key_type.clone(), token.type_enabled, service_id))
+                .or_insert_with(new_kind)
+                .clone(),
+        };
+        if let Some(service) = token.service.as_ref().filter(|s| !s.narrowed) {
             let mut services = self.services.write().unwrap_or_else(|p| p.into_inner());
             services.entry(service.service.id).or_insert_with(|| service.clone());
         }

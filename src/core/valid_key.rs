@@ -42,9 +42,23 @@ pub struct ServiceAccess {
     pub functions: Vec<String>,
     /// This service's fields of Moodle's site-info answer, serialised at first use.
     pub site_info: std::sync::OnceLock<Box<str>>,
+    /// Narrowed to one token's own scope (a personal access token): not shared between tokens.
+    pub narrowed: bool,
 }
 
 impl ServiceAccess {
+    /// The service as a token with its own scope sees it: only the functions both offer, in
+    /// the service's order. The service's switch still applies.
+    pub fn narrowed_to(&self, scope: &str) -> Self {
+        let scope: Vec<&str> = scope.split_whitespace().collect();
+        ServiceAccess {
+            service: self.service.clone(),
+            functions: self.functions.iter().filter(|f| scope.contains(&f.as_str())).cloned().collect(),
+            site_info: Default::default(),
+            narrowed: true,
+        }
+    }
+
     /// Whether a call of this function is allowed: the service is on and offers it.
     pub fn allows(&self, function: &str) -> bool {
         self.service.enabled && self.functions.iter().any(|f| f == function)
@@ -85,6 +99,11 @@ impl ValidKey {
         {
             return None;
         }
+        // A personal access token opens only its own functions of its service.
+        let service = match (service, row.function_scope.as_deref()) {
+            (Some(s), Some(scope)) => Some(Arc::new(s.narrowed_to(scope))),
+            (service, _) => service,
+        };
         // An unreadable restriction refuses everything rather than allowing anything.
         let ip_restriction = IpRestriction::from_stored(row.ip_restriction.as_deref());
         Some(ValidKey {
@@ -125,5 +144,6 @@ pub(super) fn load_service(conn: &mut DbConn, service_id: i64) -> DbResult<Optio
         functions: crate::db::services::functions(conn, service.id)?,
         service,
         site_info: Default::default(),
+        narrowed: false,
     }))
 }

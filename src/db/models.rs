@@ -66,6 +66,8 @@ pub struct KeyRow {
     pub revoked_reason: Option<String>,
     /// When the owner's client was first told the key had expired (tokens only).
     pub expiry_reported_at: Option<NaiveDateTime>,
+    /// The functions a personal access token may call, space-separated; `None`: its service's.
+    pub function_scope: Option<String>,
 }
 
 #[derive(Insertable, Clone, Debug, Default)]
@@ -83,6 +85,7 @@ pub struct NewKey {
     pub created_by: Option<i64>,
     pub ip_restriction: Option<String>,
     pub valid_until: Option<NaiveDateTime>,
+    pub function_scope: Option<String>,
 }
 
 /// Use of a key by one agent, as a page reads it (the agent's text joined in): its latest use,

@@ -58,6 +58,7 @@ diesel::table! {
         revoked_by -> Nullable<BigInt>,
         revoked_reason -> Nullable<Text>,
         expiry_reported_at -> Nullable<Timestamp>,
+        function_scope -> Nullable<Text>,
     }
 }
 

@@ -1,4 +1,5 @@
-//! What a role may do on the admin side. A site admin may do everything.
+//! What a role may do: on the admin side, and (`CreatePersonalToken`) for oneself. A site
+//! admin may do everything.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Capability {
@@ -8,17 +9,26 @@ pub enum Capability {
     IssueTokens,
     ManageServices,
     ViewAudit,
+    /// Create one's own personal access tokens (not an admin power: it opens no admin page).
+    CreatePersonalToken,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 6] = [
+    pub const ALL: [Capability; 7] = [
         Capability::ViewAllKeys,
         Capability::RevokeAnyKey,
         Capability::EndSessions,
         Capability::IssueTokens,
         Capability::ManageServices,
         Capability::ViewAudit,
+        Capability::CreatePersonalToken,
     ];
+
+    /// Whether it is a power over other people's keys: those open the admin pages, and a
+    /// person holding one is not acted on by someone without it.
+    pub fn is_admin(self) -> bool {
+        self != Capability::CreatePersonalToken
+    }
 
     /// Stored names, in Moodle's `component:capability` style.
     pub fn name(self) -> &'static str {
@@ -29,6 +39,7 @@ impl Capability {
             Capability::IssueTokens => "tool/userkeys:issuetokens",
             Capability::ManageServices => "tool/userkeys:manageservices",
             Capability::ViewAudit => "tool/userkeys:viewaudit",
+            Capability::CreatePersonalToken => "tool/userkeys:createpersonaltoken",
         }
     }
 
@@ -40,6 +51,7 @@ impl Capability {
             Capability::IssueTokens => "issue tokens for other users",
             Capability::ManageServices => "enable and disable services and key types",
             Capability::ViewAudit => "view the audit trail",
+            Capability::CreatePersonalToken => "create personal access tokens for oneself",
         }
     }
 
@@ -53,4 +65,5 @@ pub const DEFAULT_ROLES: &[(&str, &str, &[Capability])] = &[
     ("keymanager", "Key manager", &Capability::ALL),
     ("auditor", "Auditor", &[Capability::ViewAllKeys, Capability::ViewAudit]),
     ("helpdesk", "Help desk", &[Capability::ViewAllKeys, Capability::EndSessions, Capability::RevokeAnyKey]),
+    ("integrator", "Integrator (personal access tokens)", &[Capability::CreatePersonalToken]),
 ];

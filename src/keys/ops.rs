@@ -25,6 +25,10 @@ pub struct KeyRequest {
     pub details: Option<String>,
     pub ip_restriction: Option<IpRestriction>,
     pub valid_until: Option<NaiveDateTime>,
+    /// The functions a token may call, when narrower than its service (personal access tokens).
+    pub function_scope: Option<Vec<String>>,
+    /// Said in the `key_issued` audit entry (a personal access token's scope, for admins).
+    pub audit_note: Option<String>,
 }
 
 /// A key just issued: the clear secrets exist only here, to be shown once.
@@ -63,6 +67,7 @@ pub fn issue(
         created_by: actor.user_id,
         ip_restriction: request.ip_restriction.map(|r| r.to_stored()),
         valid_until: request.valid_until,
+        function_scope: request.function_scope.map(|f| f.join(" ")),
     };
     let id = keys::insert(conn, &row)?;
     audit::append(
@@ -75,7 +80,7 @@ pub fn issue(
             key_id: Some(id),
             key_type: Some(request.key_type),
             ip: actor.ip.clone(),
-            reason: None,
+            reason: request.audit_note,
         },
     )?;
     Ok(IssuedKey { id, secret, private_token })

@@ -171,6 +171,8 @@ impl From<CoreError> for MoodleError {
             CoreError::NotFound => MoodleError::invalid_parameter("No such record of yours."),
             CoreError::Invalid(m) => MoodleError::invalid_parameter(m),
             CoreError::NotAllowed(m) => MoodleError::access(m),
+            CoreError::InvalidField { message, .. } => MoodleError::invalid_parameter(message),
+            CoreError::MissingCapability(c) => MoodleError::no_permissions(c.description(), c.name()),
             CoreError::ServiceUnavailable => MoodleError::service_not_available(),
             CoreError::TokensDisabled(service) => MoodleError::cannot_create_token(&service),
             CoreError::HttpsRequired => MoodleError::https_required(),
@@ -202,6 +204,17 @@ impl MoodleError {
 impl MoodleError {
     pub fn cannot_create_token(service: &str) -> Self {
         Self::new(MOODLE_EXCEPTION, "cannotcreatetoken", format!("Cannot create a new token for service {service}"))
+    }
+
+    /// Moodle's `required_capability_exception`: the capability's description in the message,
+    /// its name in `debuginfo`.
+    pub fn no_permissions(what: &str, capability: &str) -> Self {
+        Self::new(
+            "required_capability_exception",
+            "nopermissions",
+            format!("Sorry, but you do not currently have permissions to do that ({what})."),
+        )
+        .with_debug(capability)
     }
 
     pub fn expired_key() -> Self {

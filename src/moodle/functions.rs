@@ -3,11 +3,12 @@
 
 use super::call::{Answer, Handler, Reply, WsFunction};
 use super::error::MoodleError;
-use super::{batch, devices, mobile, my_keys, qrlogin, site_info};
+use super::{batch, devices, mobile, my_keys, qrlogin, site_info, userkeys_admin};
 use serde_json::Value;
 use std::future::Future;
 
-/// Every function this server implements; all of them are in the mobile app's service.
+/// Every function this server implements: the administrators' `tool_userkeys_*` in their own
+/// service, every other in the mobile app's.
 pub const FUNCTIONS: &[WsFunction] = &[
     WsFunction {
         name: "core_webservice_get_site_info",
@@ -49,7 +50,24 @@ pub const FUNCTIONS: &[WsFunction] = &[
         name: "local_userkeys_revoke_my_key",
         handler: Handler::WithToken(|call| value(my_keys::revoke(call))),
     },
+    WsFunction {
+        name: userkeys_admin::FORCE_LOGOUT,
+        handler: Handler::WithToken(|call| value(userkeys_admin::force_logout(call))),
+    },
+    WsFunction {
+        name: userkeys_admin::GET_USER_KEYS,
+        handler: Handler::WithToken(|call| value(userkeys_admin::get_user_keys(call))),
+    },
+    WsFunction {
+        name: userkeys_admin::REVOKE_KEYS,
+        handler: Handler::WithToken(|call| value(userkeys_admin::revoke_keys(call))),
+    },
 ];
+
+/// The administrators' functions, in their own service (`tool_userkeys_admin`).
+fn is_admin_function(name: &str) -> bool {
+    name.starts_with("tool_userkeys_")
+}
 
 fn value<'a>(answer: impl Future<Output = Result<Value, MoodleError>> + 'a) -> Answer<'a, Reply> {
     Box::pin(async move { answer.await.map(Reply::Value) })
@@ -57,7 +75,12 @@ fn value<'a>(answer: impl Future<Output = Result<Value, MoodleError>> + 'a) -> A
 
 /// The names of the functions of the `moodle_mobile_app` service on a new site.
 pub fn mobile_app_functions() -> Vec<&'static str> {
-    FUNCTIONS.iter().map(|f| f.name).collect()
+    FUNCTIONS.iter().map(|f| f.name).filter(|n| !is_admin_function(n)).collect()
+}
+
+/// The names of the functions of the `tool_userkeys_admin` service.
+pub fn admin_service_functions() -> Vec<&'static str> {
+    FUNCTIONS.iter().map(|f| f.name).filter(|n| is_admin_function(n)).collect()
 }
 
 pub fn find(name: &str) -> Option<&'static WsFunction> {

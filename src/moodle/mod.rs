@@ -18,6 +18,7 @@ mod qrlogin;
 pub mod server;
 pub mod site_info;
 pub mod token;
+mod userkeys_admin;
 
 use crate::core::Core;
 use actix_web::web;

@@ -126,6 +126,37 @@ impl Params {
     }
 }
 
+impl Params {
+    /// A list of integers (`keyids[0]=4&keyids[1]=5`, or `keyids[]=4`), in index order; absent
+    /// means empty. Anything else is Moodle's `invalidparameter`.
+    pub fn int_list(&self, name: &str) -> Result<Vec<i64>, MoodleError> {
+        let bad = |detail: String| {
+            MoodleError::invalid_parameter(format!("{name} => Invalid parameter value detected: {detail}"))
+        };
+        let items = match self.root.get(name) {
+            None => return Ok(Vec::new()),
+            Some(Param::Value(_)) => return Err(bad("Only arrays accepted.".into())),
+            Some(Param::Map(items)) => items,
+        };
+        let mut indexed: Vec<(usize, i64)> = Vec::with_capacity(items.len());
+        for (index, item) in items {
+            let index = index.parse::<usize>().map_err(|_| bad("Only arrays accepted.".into()))?;
+            let Param::Value(raw) = item else {
+                return Err(bad("Scalar type expected, array or object received.".into()));
+            };
+            let value = raw.trim().parse::<i64>().map_err(|_| {
+                bad(format!(
+                    "Invalid external api parameter: the value is \"{}\", the server was expecting \"int\" type",
+                    raw.chars().take(100).collect::<String>()
+                ))
+            })?;
+            indexed.push((index, value));
+        }
+        indexed.sort_by_key(|(i, _)| *i);
+        Ok(indexed.into_iter().map(|(_, v)| v).collect())
+    }
+}
+
 /// `a[0][b]` → ["a", "0", "b"]; a malformed bracket ends the path where PHP would.
 fn split_key(key: &str) -> Vec<String> {
     let (head, mut rest) = match key.find('[') {

@@ -254,6 +254,7 @@ mod tests {
             },
             functions: vec!["core_webservice_get_site_info".into(), "tool_mobile_get_autologin_key".into()],
             site_info: Default::default(),
+            narrowed: false,
         };
         for admin in [false, true] {
             let user = TokenOwner {

@@ -55,6 +55,10 @@ impl From<CoreError> for AppError {
             CoreError::NotFound => AppError::NotFound,
             CoreError::Invalid(m) => AppError::BadRequest(m),
             CoreError::NotAllowed(m) => AppError::Forbidden(m),
+            CoreError::InvalidField { message, .. } => AppError::BadRequest(message),
+            CoreError::MissingCapability(c) => {
+                AppError::Forbidden(format!("You do not have the permission to {}.", c.description()))
+            }
             CoreError::ServiceUnavailable => AppError::Forbidden("That service is not available on this site.".into()),
             CoreError::TokensDisabled(s) => {
                 AppError::Forbidden(format!("Tokens for {s} cannot be issued: web-service tokens are switched off."))

@@ -325,6 +325,8 @@ struct KeyView {
     /// A phone's push registration: the site sends it notifications; nothing signs in with it.
     notifications: bool,
     rename_max: usize,
+    /// A personal access token's own functions.
+    functions: Option<Vec<String>>,
 }
 
 #[derive(Serialize)]
@@ -416,6 +418,7 @@ async fn list_page(
     let mut ctx = base_context(state, session, own.has_admin_pages);
     ctx.insert("alerts", &alerts);
     ctx.insert("sections", &sections);
+    ctx.insert("personal_tokens", &own.personal_tokens);
     ctx.insert("flash", &flash::take(req));
     // This browser is one; the button shows when something else is signed in.
     ctx.insert("others_signed_in", &own.signed_in.saturating_sub(1));
@@ -453,7 +456,11 @@ fn entries_of(registry: &KeyTypeRegistry, keys: Vec<KeyEntry>, current: i64, clo
 }
 
 fn entry_of(registry: &KeyTypeRegistry, key: KeyEntry, push: Option<KeyEntry>, current: i64, clock: &Clock) -> Entry {
-    let kind = registry.get(&key.key_type).map_or(key.type_label.clone(), |t| singular(&t.label).to_owned());
+    let kind = if key.function_scope.is_some() {
+        crate::core::PERSONAL_TOKEN_LABEL.to_owned()
+    } else {
+        registry.get(&key.key_type).map_or(key.type_label.clone(), |t| singular(&t.label).to_owned())
+    };
     let revocable = registry.get(&key.key_type).is_some_and(|t| t.revocable);
     let is_current = key.id == current;
     // The latest use of any of its keys (a phone's push registration is used by the site).
@@ -497,7 +504,11 @@ fn entry_of(registry: &KeyTypeRegistry, key: KeyEntry, push: Option<KeyEntry>, c
 fn key_view(registry: &KeyTypeRegistry, k: KeyEntry, clock: &Clock) -> KeyView {
     KeyView {
         id: k.id,
-        kind: registry.get(&k.key_type).map_or(k.type_label.clone(), |t| singular(&t.label).to_owned()),
+        kind: if k.function_scope.is_some() {
+            crate::core::PERSONAL_TOKEN_LABEL.to_owned()
+        } else {
+            registry.get(&k.key_type).map_or(k.type_label.clone(), |t| singular(&t.label).to_owned())
+        },
         service: k.service.clone(),
         created: clock.moment(k.created_at),
         created_by: k.created_by.clone(),
@@ -514,6 +525,7 @@ fn key_view(registry: &KeyTypeRegistry, k: KeyEntry, clock: &Clock) -> KeyView {
             .collect(),
         rename_max: crate::core::MAX_KEY_NAME_CHARS,
         notifications: k.key_type == PUSH_DEVICE,
+        functions: k.function_scope,
         name: k.name,
     }
 }

@@ -12,6 +12,7 @@ mod login;
 mod managetoken;
 mod newkey;
 mod password;
+mod personal_token;
 mod reset;
 pub mod session;
 pub mod templates;
@@ -45,6 +46,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/user/managetoken.php", web::get().to(managetoken::page))
         .route("/user/managetoken.php", web::post().to(managetoken::act))
         .route("/user/newkey.php", web::get().to(newkey::page))
+        .route("/user/personaltoken.php", web::get().to(personal_token::form))
+        .route("/user/personaltoken.php", web::post().to(personal_token::submit))
         .route("/static/copy.js", web::get().to(copy_script))
         .route("/static/tz.js", web::get().to(zone_script))
         .route("/user/password.php", web::get().to(password::form))

@@ -68,6 +68,12 @@ pub async fn create(
     name: Option<&str>,
 ) -> Result<HttpResponse, AppError> {
     let created = state.core.create_own_key(session.user.id, key_type, name, client).await?;
+    redirect_to_shown_once(state, created)
+}
+
+/// Redirects to the page that shows a key just created, once (its secret in a short-lived cookie
+/// only that page reads).
+pub fn redirect_to_shown_once(state: &State, created: crate::core::CreatedKey) -> Result<HttpResponse, AppError> {
     let shown = ShownOnce {
         id: created.id,
         name: created.name,

@@ -14,6 +14,7 @@ pub fn load() -> anyhow::Result<tera::Tera> {
         ("confirm.html", include_str!("../../templates/confirm.html")),
         ("newkey.html", include_str!("../../templates/newkey.html")),
         ("newkey_form.html", include_str!("../../templates/newkey_form.html")),
+        ("personaltoken_form.html", include_str!("../../templates/personaltoken_form.html")),
         ("password.html", include_str!("../../templates/password.html")),
         ("forgot.html", include_str!("../../templates/forgot.html")),
         ("reset.html", include_str!("../../templates/reset.html")),

@@ -162,6 +162,16 @@ struct Row {
     last_ip: String,
 }
 
+/// A key's service, and a personal access token's own functions after it:
+/// "Moodle mobile web service · personal token: core_webservice_get_site_info".
+pub fn service_and_scope(k: &KeyEntry) -> String {
+    let service = k.service.clone().unwrap_or_default();
+    match &k.function_scope {
+        Some(functions) => format!("{service} · personal token: {}", functions.join(", ")),
+        None => service,
+    }
+}
+
 /// "Pixel 8 (Web-service token of alice)", or "Web-service token of alice" when it has no name.
 pub fn key_label(k: &KeyEntry) -> String {
     let owner = k.owner.as_ref().map_or(String::new(), |(username, _)| format!(" of {username}"));
@@ -203,6 +213,7 @@ fn rows(keys: Vec<KeyEntry>, clock: &Clock) -> Vec<Row> {
         .map(|k| {
             let (username, fullname) = k.owner.clone().unwrap_or_default();
             let (expires, expires_exact) = ending(&k, clock);
+            let service = service_and_scope(&k);
             Row {
                 id: k.id,
                 user_id: k.user_id,
@@ -213,7 +224,7 @@ fn rows(keys: Vec<KeyEntry>, clock: &Clock) -> Vec<Row> {
                 disabled: k.disabled,
                 key_type: k.key_type.clone(),
                 name: k.name.clone(),
-                service: k.service.clone().unwrap_or_default(),
+                service,
                 state: k.state.as_str(),
                 created: clock.relative(k.created_at),
                 created_exact: clock.exact(k.created_at),

@@ -116,7 +116,7 @@ impl FromRequest for AdminSession {
             let session = session.await?;
             let state = state.ok_or_else(|| AppError::Internal("application state missing".into()))?;
             let capabilities = state.core.capabilities_of(session.user.id).await?;
-            if capabilities.is_empty() {
+            if !capabilities.iter().any(|c| c.is_admin()) {
                 return Err(AppError::Forbidden("This page is for site administrators.".into()));
             }
             let clock = clock.ok_or_else(|| AppError::Internal("application state missing".into()))?;

@@ -76,13 +76,14 @@ pub async fn user_page(
         .into_iter()
         .map(|k| {
             let (expires, expires_exact) = super::keys::ending(&k, clock);
+            let service = super::keys::service_and_scope(&k);
             KeyLine {
                 id: k.id,
                 label: super::keys::key_label(&k),
                 type_label: k.type_label,
                 hidden: !k.type_visible,
                 name: k.name,
-                service: k.service.unwrap_or_default(),
+                service,
                 state: k.state.as_str(),
                 disabled: k.disabled,
                 created: clock.relative(k.created_at),
