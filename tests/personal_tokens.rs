@@ -253,3 +253,42 @@ async fn a_person_without_the_capability_cannot_make_one_unless_the_site_lets_ev
     let created = post_form(&browser, &[("name", "Mine"), ("service", &service), ("expires", &expires)]).await;
     assert!(created.input("newkey").is_some(), "{created}");
 }
+
+/// The token cache shares what tokens of one service have in common: a personal token's narrower
+/// view must stay its own, whichever of the two is cached first, and survive a warm-up at start.
+#[tokio::test]
+async fn a_personal_tokens_scope_never_leaks_to_its_services_other_tokens_through_the_cache() {
+    let app = spawn_app();
+    let dev = app.create_user("dev", false);
+    app.assign_role(dev, "integrator");
+    let (_, ordinary_first) = app.key_for(dev).named("Phone").create();
+    let ws = app.ws_client(MOODLE_APP_UA);
+    let config = "tool_mobile_get_config";
+    assert!(ws.call(&ordinary_first, config, &[]).await["settings"].is_array(), "cached with the whole service");
+    let browser = app.signed_in("dev", CHROME_UA).await;
+    let service = mobile_service(&app);
+    let field = format!("functions-{service}");
+    let expires = in_days(7);
+    let created =
+        post_form(&browser, &[("name", "Narrow"), ("service", &service), (&field, SITE_INFO), ("expires", &expires)])
+            .await;
+    let narrow = created.input("newkey").unwrap();
+    for _ in 0..2 {
+        assert_access_exception(&ws.call(&narrow, config, &[]).await, "the personal token, cached or not");
+        assert_eq!(ws.call(&narrow, SITE_INFO, &[]).await["functions"].as_array().unwrap().len(), 1);
+    }
+    // An ordinary token cached after the personal one still has the whole service.
+    let (_, ordinary_after) = app.key_for(dev).named("Tablet").create();
+    for token in [&ordinary_after, &ordinary_first] {
+        assert!(ws.call(token, config, &[]).await["settings"].is_array(), "an ordinary token keeps its service");
+        assert!(ws.call(token, SITE_INFO, &[]).await["functions"].as_array().unwrap().len() > 1);
+    }
+    // A second instance on the same database warms its cache from the rows: the same holds there.
+    let second = spawn_app_with(Options { database_url: Some(app.database_url.clone()), ..Default::default() });
+    let ws2 = second.ws_client(MOODLE_APP_UA);
+    for _ in 0..50 {
+        // Whether the warm-up has run yet or not, the answers are the same.
+        assert_access_exception(&ws2.call(&narrow, config, &[]).await, "on the second instance");
+        assert!(ws2.call(&ordinary_first, config, &[]).await["settings"].is_array());
+    }
+}
