@@ -125,7 +125,7 @@ impl ResponseError for AppError {
         HttpResponse::build(status)
             .content_type("text/html; charset=utf-8")
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .insert_header(super::templates::CONTENT_SECURITY_POLICY)
+            .insert_header(super::headers::CONTENT_SECURITY_POLICY)
             .body(error_page(title, &message))
     }
 }

@@ -7,6 +7,7 @@ use super::error::AppError;
 use super::flash;
 use super::session::CurrentSession;
 use super::templates::{base_context, render, Clock, Moment};
+use super::wording::{in_sentence, singular};
 use super::State;
 use crate::core::{CheckedRevocation, Client, CoreError, KeyEntry, OwnRevocation};
 use crate::domain::time::relative;
@@ -235,22 +236,6 @@ fn confirm_page(
     ctx.insert("confirm_label", label);
     ctx.insert("listed", &listed);
     render(&state.templates, "confirm.html", &ctx)
-}
-
-/// A type's label for one key: "RSS feed keys" → "RSS feed key".
-fn singular(label: &str) -> &str {
-    label.strip_suffix('s').unwrap_or(label)
-}
-
-/// A label inside a sentence: "Calendar export keys" → "calendar export keys", "RSS…" kept.
-fn in_sentence(label: &str) -> String {
-    let mut chars = label.chars();
-    match (chars.next(), chars.next()) {
-        (Some(first), Some(second)) if !second.is_uppercase() => {
-            first.to_lowercase().chain(label[first.len_utf8()..].chars()).collect()
-        }
-        _ => label.to_owned(),
-    }
 }
 
 /// The page: who is signed in, then feeds, calendars and everything else.

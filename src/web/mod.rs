@@ -7,6 +7,7 @@ mod autologin;
 pub(crate) mod chart;
 pub mod error;
 pub(crate) mod flash;
+mod headers;
 mod launch;
 mod login;
 mod managetoken;
@@ -16,6 +17,7 @@ mod personal_token;
 mod reset;
 pub mod session;
 pub mod templates;
+mod wording;
 
 use crate::core::Core;
 use actix_web::http::header;

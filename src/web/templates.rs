@@ -1,6 +1,7 @@
 //! Templates are compiled into the binary, so it runs from any directory.
 
 use super::error::AppError;
+use super::headers::CONTENT_SECURITY_POLICY;
 use super::session::CurrentSession;
 use super::WebState;
 use actix_web::HttpResponse;
@@ -28,13 +29,6 @@ pub fn load() -> anyhow::Result<tera::Tera> {
     ])?;
     Ok(tera)
 }
-
-/// Pages load nothing but the site's own stylesheet, script and images, run no inline script,
-/// and post forms only to the site. (Set on pages only: the web-service answers of the hot path need none.)
-pub const CONTENT_SECURITY_POLICY: (&str, &str) = (
-    "Content-Security-Policy",
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-);
 
 pub fn render(tera: &tera::Tera, name: &str, context: &tera::Context) -> Result<HttpResponse, AppError> {
     let body = tera.render(name, context).map_err(|e| AppError::Internal(format!("template {name}: {e:?}")))?;

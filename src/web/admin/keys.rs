@@ -8,6 +8,7 @@ use crate::domain::ip_restriction::network_hex_range;
 use crate::domain::time::now;
 use crate::web::error::AppError;
 use crate::web::templates::{render, Clock};
+use crate::web::wording::{ending, key_label, service_and_scope};
 use crate::web::State;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -160,52 +161,6 @@ struct Row {
     last_used: String,
     last_used_exact: String,
     last_ip: String,
-}
-
-/// A key's service, and a personal access token's own functions after it:
-/// "Moodle mobile web service · personal token: core_webservice_get_site_info".
-pub fn service_and_scope(k: &KeyEntry) -> String {
-    let service = k.service.clone().unwrap_or_default();
-    match &k.function_scope {
-        Some(functions) => format!("{service} · personal token: {}", functions.join(", ")),
-        None => service,
-    }
-}
-
-/// "Pixel 8 (Web-service token of alice)", or "Web-service token of alice" when it has no name.
-pub fn key_label(k: &KeyEntry) -> String {
-    let owner = k.owner.as_ref().map_or(String::new(), |(username, _)| format!(" of {username}"));
-    let kind = singular(&k.type_label);
-    if k.name.trim().is_empty() {
-        format!("{kind}{owner}")
-    } else {
-        format!("{} ({kind}{owner})", k.name)
-    }
-}
-
-/// One of a type, from the type's label, which names many: "Web-service tokens" → "Web-service
-/// token". A label that is not a plain plural stays as it is.
-fn singular(label: &str) -> &str {
-    match label.strip_suffix('s') {
-        Some(one) if !one.ends_with('s') && !one.is_empty() => one,
-        _ => label,
-    }
-}
-
-/// When a key stops or stopped: "Revoked 3 minutes ago", "Expired 2 days ago", "in 7 days",
-/// "Never"; and the exact time.
-pub fn ending(k: &KeyEntry, clock: &Clock) -> (String, String) {
-    match (k.revoked_at, k.valid_until) {
-        (Some(at), _) => (format!("Revoked {}", clock.relative(at)), clock.exact(at)),
-        (None, Some(v)) if v <= clock.now => (format!("Expired {}", clock.relative(v)), clock.exact(v)),
-        // Revoked sooner if left unused.
-        (None, v) if k.expires_unused_at.is_some_and(|u| v.is_none_or(|v| u < v)) => {
-            let u = k.expires_unused_at.unwrap_or(clock.now);
-            (format!("{} if unused", clock.relative(u)), clock.exact(u))
-        }
-        (None, Some(v)) => (clock.relative(v), clock.exact(v)),
-        (None, None) => ("Never".into(), String::new()),
-    }
 }
 
 fn rows(keys: Vec<KeyEntry>, clock: &Clock) -> Vec<Row> {

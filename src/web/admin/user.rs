@@ -4,7 +4,7 @@ use super::{field, AdminSession};
 use crate::core::{Capability, Client};
 use crate::web::error::AppError;
 use crate::web::templates::render;
-use crate::web::{flash, State};
+use crate::web::{flash, wording, State};
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
@@ -75,11 +75,11 @@ pub async fn user_page(
         .entries
         .into_iter()
         .map(|k| {
-            let (expires, expires_exact) = super::keys::ending(&k, clock);
-            let service = super::keys::service_and_scope(&k);
+            let (expires, expires_exact) = wording::ending(&k, clock);
+            let service = wording::service_and_scope(&k);
             KeyLine {
                 id: k.id,
-                label: super::keys::key_label(&k),
+                label: wording::key_label(&k),
                 type_label: k.type_label,
                 hidden: !k.type_visible,
                 name: k.name,
