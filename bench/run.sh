@@ -55,14 +55,7 @@ export DATABASE_URL
 echo "== seeding ($BACKEND)"
 $SEED "$DATABASE_URL" hot-path 10000 100000 "$WORK/tokens.txt"
 
-SERVER_PID=
-start_server() {
-  USERKEYS_BENCH_ENDPOINTS=true USERKEYS_BIND="127.0.0.1:$PORT" RUST_LOG="${SERVER_LOG:-error}" $BIN >"$WORK/server.log" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 1 100); do curl -sf "$BASE/ping" >/dev/null && return; sleep 0.1; done
-  echo "server did not start"; cat "$WORK/server.log"; exit 1
-}
-stop_server() { kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; }
+. bench/common.sh
 peak_rss_mb() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$SERVER_PID/status"; }
 
 # One request per token, each token with the agent of its one device, built before the run so
@@ -104,19 +97,6 @@ request = function()
 end
 LUA
 
-# wrk's summary → "requests/s p50_ms p99_ms total_requests non2xx"
-run_wrk() {
-  local out
-  out=$(wrk -t"$THREADS" -c"$1" -d"$DURATION" --latency "${@:2}")
-  echo "$out" >>"$WORK/wrk.log"
-  echo "$out" | awk '
-    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-    /Requests\/sec/ { rps = $2 }
-    /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
-    /requests in/ { total = $1 }
-    /Non-2xx/ { bad = $4 }
-    END { printf "%s %.2f %.2f %d %d\n", rps, p50, p99, total, bad + 0 }'
-}
 
 start_server
 # The same calls to a handler doing no work that answers as many bytes as site info does.
@@ -140,7 +120,6 @@ for round in $(seq 1 "$ROUNDS"); do
   printf "%-28s %12.0f %10.2f %10.2f\n" "round $round: same-shaped no-op" "$H_RPS" "$H_P50" "$H_P99"
   echo "$C_RPS $C_P99 $V_RPS $V_P99 $H_RPS $H_P99" >>"$WORK/rounds"
 done
-median() { sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 C_RPS=$(awk '{print $1}' "$WORK/rounds" | median); C_P99=$(awk '{print $2}' "$WORK/rounds" | median)
 V_RPS=$(awk '{print $3}' "$WORK/rounds" | median); V_P99=$(awk '{print $4}' "$WORK/rounds" | median)
 RATIO=$(awk '{print $3 / $1}' "$WORK/rounds" | median); P99_RATIO=$(awk '{print $4 / $2}' "$WORK/rounds" | median)

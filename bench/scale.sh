@@ -38,7 +38,6 @@ SEED=$(dirname "$BIN")/examples/bench_seed
 
 WORK=$(mktemp -d /tmp/userkeys-scale.XXXXXX)
 NAME=
-SERVER_PID=
 cleanup() {
   kill $(jobs -p) 2>/dev/null || true
   rm -rf "$WORK"
@@ -46,13 +45,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_server() {
-  USERKEYS_BENCH_ENDPOINTS=true USERKEYS_BIND="127.0.0.1:$PORT" RUST_LOG=error $BIN >"$WORK/server.log" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 1 300); do curl -sf "$BASE/ping" >/dev/null && return; sleep 0.1; done
-  echo "server did not start"; cat "$WORK/server.log"; exit 1
-}
-stop_server() { kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; }
+. bench/common.sh
 rss_mb() { awk -v k="$1" '$1 == k":" {printf "%.0f", $2/1024}' "/proc/$SERVER_PID/status"; }
 stat_of() { curl -s "$BASE/bench/token-cache" | python3 -c "import json,sys; s=json.load(sys.stdin); print(s['$1'] if s else 0)"; }
 
@@ -104,20 +97,6 @@ end
 LUA
 }
 
-# wrk's summary → "requests/s p50_ms p99_ms total_requests non2xx"
-run_wrk() {
-  local out
-  out=$(wrk -t"$THREADS" -c"$1" -d"$DURATION" --latency "${@:2}")
-  echo "$out" >>"$WORK/wrk.log"
-  echo "$out" | awk '
-    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-    /Requests\/sec/ { rps = $2 }
-    /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
-    /requests in/ { total = $1 }
-    /Non-2xx/ { bad = $4 }
-    END { printf "%s %.2f %.2f %d %d\n", rps, p50, p99, total, bad + 0 }'
-}
-median() { sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
 SUMMARY="$WORK/summary"
 : >"$SUMMARY"
