@@ -68,10 +68,19 @@ async fn a_token_evicted_and_cached_again_is_refused_at_once_when_revoked() {
     let before = n(&stats(&app).await["misses"]);
     assert_eq!(ws.call(&token, "core_webservice_get_site_info", &[]).await["username"], "alice");
     assert_eq!(n(&stats(&app).await["misses"]), before + 1, "it had been evicted, and was read again");
-    // Cached again: a hit now.
-    let before = n(&stats(&app).await["hits"]);
-    assert_eq!(ws.call(&token, "core_webservice_get_site_info", &[]).await["username"], "alice");
-    assert_eq!(n(&stats(&app).await["hits"]), before + 1);
+    // Cached again: a hit now. (A read that overlapped some other write is not cached, by
+    // design, so the next call may read once more; within a few calls it is a hit.)
+    let mut cached = false;
+    for _ in 0..20 {
+        let before = n(&stats(&app).await["hits"]);
+        assert_eq!(ws.call(&token, "core_webservice_get_site_info", &[]).await["username"], "alice");
+        if n(&stats(&app).await["hits"]) == before + 1 {
+            cached = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(cached, "the token was cached again");
     let browser = app.signed_in("alice", CHROME_UA).await;
     browser.confirm(&format!("action=revoke&key={key}")).await;
     let refused = ws.call(&token, "core_webservice_get_site_info", &[]).await;
