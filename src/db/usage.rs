@@ -301,7 +301,7 @@ pub const DAILY_DAYS_KEPT: i64 = 60;
 
 /// A time's day: whole days since 1970-01-01, UTC.
 pub fn day_of(at: NaiveDateTime) -> i64 {
-    at.and_utc().timestamp().div_euclid(86_400)
+    crate::domain::time::to_unix(at).div_euclid(86_400)
 }
 
 /// Adds `uses` to each key's count for the day of its last use (a batch spans seconds), and

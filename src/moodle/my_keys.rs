@@ -4,6 +4,7 @@
 use super::call::Call;
 use super::error::MoodleError;
 use crate::core::{CoreError, OwnRevocation};
+use crate::domain::time::to_unix;
 use serde_json::{json, Value};
 
 #[derive(serde::Serialize)]
@@ -21,10 +22,6 @@ struct MyKey {
     iprestriction: String,
     current: bool,
     agents: Vec<Value>,
-}
-
-fn to_unix(t: chrono::NaiveDateTime) -> i64 {
-    t.and_utc().timestamp()
 }
 
 /// Every key of the app's own service and every other visible key of the caller.

@@ -7,6 +7,7 @@ use super::call::Call;
 use super::error::MoodleError;
 use super::params::Params;
 use crate::core::{CoreError, TokenActor};
+use crate::domain::time::to_unix;
 use serde_json::{json, Value};
 
 pub const FORCE_LOGOUT: &str = "tool_userkeys_force_logout";
@@ -47,10 +48,6 @@ fn boolean(params: &Params, name: &str, default: bool) -> Result<bool, MoodleErr
             v.chars().take(100).collect::<String>()
         ))),
     }
-}
-
-fn to_unix(t: chrono::NaiveDateTime) -> i64 {
-    t.and_utc().timestamp()
 }
 
 pub async fn force_logout(call: Call<'_>) -> Result<Value, MoodleError> {
