@@ -13,7 +13,8 @@
 # same calls to a no-op shaped like them. Prints the medians: requests/s, p99, the cache's hit
 # rate over the validated runs (from /bench/token-cache) and the server's RSS.
 # Settings: SCALES, SPREADS (uniform zipf), ZIPF_S (1.0), DURATION (10s), ROUNDS (3),
-# CONNECTIONS (64), THREADS (2), PORT (18182).
+# CONNECTIONS (64), THREADS (2), PORT (18182); SEED_CACHE=dir keeps each seeded site (a SQLite
+# file there, or a template database on PostgreSQL) and starts later runs from a copy of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -102,20 +103,41 @@ SUMMARY="$WORK/summary"
 : >"$SUMMARY"
 for N in $SCALES; do
   USERS=$((N / 10))
+  # A kept seed (SEED_CACHE) is copied, so that every run starts from the same unused site.
   if [ -n "${BENCH_POSTGRES:-}" ]; then
     [ -z "$NAME" ] || psql "$BENCH_POSTGRES" -qc "DROP DATABASE IF EXISTS $NAME WITH (FORCE)" >/dev/null
     NAME="userkeys_scale_$$_$N"
-    psql "$BENCH_POSTGRES" -qc "CREATE DATABASE $NAME" >/dev/null
+    KEPT="userkeys_scale_seed_$N"
     DATABASE_URL="${BENCH_POSTGRES%/*}/$NAME"
     BACKEND=PostgreSQL
+    if [ -n "${SEED_CACHE:-}" ] && psql "$BENCH_POSTGRES" -Atc "SELECT 1 FROM pg_database WHERE datname = '$KEPT'" | grep -q 1; then
+      echo "== $N tokens, $USERS users ($BACKEND): copying the kept seed"
+      psql "$BENCH_POSTGRES" -qc "CREATE DATABASE $NAME TEMPLATE $KEPT" >/dev/null
+    else
+      echo "== $N tokens, $USERS users ($BACKEND): seeding"
+      psql "$BENCH_POSTGRES" -qc "CREATE DATABASE $NAME" >/dev/null
+      $SEED "$DATABASE_URL" hot-path "$USERS" "$N" - | tail -1
+      if [ -n "${SEED_CACHE:-}" ]; then
+        psql "$BENCH_POSTGRES" -qc "CREATE DATABASE $KEPT TEMPLATE $NAME" >/dev/null
+      fi
+    fi
   else
     rm -f "$WORK"/bench.sqlite3*
     DATABASE_URL="sqlite://$WORK/bench.sqlite3"
     BACKEND=SQLite
+    KEPT="${SEED_CACHE:-}/scale-$N.sqlite3"
+    if [ -n "${SEED_CACHE:-}" ] && [ -f "$KEPT" ]; then
+      echo "== $N tokens, $USERS users ($BACKEND): copying the kept seed"
+      cp "$KEPT" "$WORK/bench.sqlite3"
+    else
+      echo "== $N tokens, $USERS users ($BACKEND): seeding"
+      $SEED "$DATABASE_URL" hot-path "$USERS" "$N" - | tail -1
+      if [ -n "${SEED_CACHE:-}" ]; then
+        mkdir -p "$SEED_CACHE" && cp "$WORK/bench.sqlite3" "$KEPT"
+      fi
+    fi
   fi
   export DATABASE_URL
-  echo "== $N tokens, $USERS users ($BACKEND): seeding"
-  $SEED "$DATABASE_URL" hot-path "$USERS" "$N" - | tail -1
   if [ -z "${BENCH_POSTGRES:-}" ]; then
     echo "database: $(du -sh "$WORK" | cut -f1) on disk"
     # What a miss costs: the key with its owner and last use, found by its hash, and its type's switch.

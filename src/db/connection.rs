@@ -83,4 +83,25 @@ mod tests {
         assert_eq!(DbLocation::parse("keys.db").unwrap().target, "keys.db");
         assert!(DbLocation::parse("mysql://x").is_err());
     }
+
+    /// The bundled SQLite is built as `.cargo/config.toml` says: statements keep their plan when
+    /// a value is bound (else every `.first()` is parsed again each call) and allocations take
+    /// no process-wide lock.
+    #[test]
+    fn sqlite_is_compiled_for_prepared_statements_that_stay_prepared() {
+        #[derive(diesel::QueryableByName)]
+        struct CompileOption {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            compile_options: String,
+        }
+        let mut conn = SqliteConnection::establish(":memory:").unwrap();
+        let options: Vec<String> = diesel::sql_query("PRAGMA compile_options")
+            .load::<CompileOption>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.compile_options)
+            .collect();
+        assert!(options.iter().any(|o| o == "ENABLE_QPSG"), "{options:?}");
+        assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+    }
 }

@@ -101,6 +101,9 @@ impl Db {
                 .max_size(size)
                 .min_idle(Some(1))
                 .connection_timeout(CONNECTION_WAIT)
+                // A SQLite connection is a file handle and does not go stale; testing it with a
+                // query on every checkout cost a parse per request that reads the database.
+                .test_on_check_out(backend == Backend::Postgres)
                 .error_handler(Box::new(reachability.clone()))
                 .build(Manager { location: location.clone() })
         };
