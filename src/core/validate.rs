@@ -121,15 +121,14 @@ impl Core {
     }
 }
 
-/// One trip to the database for the key, its owner, its type's switch and (unless cached) its
-/// service.
+/// One statement for the key, its owner and its type's switch, and (unless cached) its service.
 fn load(
     conn: &mut DbConn,
     registry: &KeyTypeRegistry,
     cache: Option<&super::token_cache::TokenCache>,
     hash: &str,
 ) -> DbResult<Option<ValidKey>> {
-    let Some((row, user)) = crate::db::keys::find_by_secret_hash(conn, hash)? else { return Ok(None) };
+    let Some((row, user, type_switch)) = crate::db::keys::find_by_secret_hash(conn, hash)? else { return Ok(None) };
     let service = match row.service_id {
         None => None,
         Some(id) => match cache.and_then(|c| c.service(id)) {
@@ -137,6 +136,6 @@ fn load(
             None => load_service(conn, id)?.map(Arc::new),
         },
     };
-    let type_enabled = crate::db::key_types::enabled(conn, &row.key_type, registry.on_by_default(&row.key_type))?;
+    let type_enabled = type_switch.unwrap_or_else(|| registry.on_by_default(&row.key_type));
     Ok(ValidKey::from_rows(row, Arc::new(KeyOwner::of(&user)), service, type_enabled, registry))
 }

@@ -16,13 +16,17 @@ pub fn insert(conn: &mut DbConn, key: &NewKey) -> DbResult<i64> {
 }
 
 /// The key holding this secret hash, with its owner, whatever its state.
-pub fn find_by_secret_hash(conn: &mut DbConn, hash: &str) -> DbResult<Option<(KeyRow, User)>> {
+/// The key with this secret's hash, its owner, and whether its type is switched on (`None`:
+/// never set, so the type's default): one statement, as a token's every cache miss reads it.
+pub fn find_by_secret_hash(conn: &mut DbConn, hash: &str) -> DbResult<Option<(KeyRow, User, Option<bool>)>> {
+    use super::schema::key_type_settings;
     Ok(user_keys::table
         .inner_join(users::table)
         .inner_join(key_last_use::table)
+        .left_join(key_type_settings::table.on(key_type_settings::key_type.eq(user_keys::key_type)))
         .filter(user_keys::secret_hash.eq(hash))
-        .select((KeyRow::as_select(), User::as_select()))
-        .first(conn)
+        .select((KeyRow::as_select(), User::as_select(), key_type_settings::enabled.nullable()))
+        .get_result(conn)
         .optional()?)
 }
 

@@ -96,7 +96,7 @@ impl Db {
         let location = DbLocation::parse(url)?;
         let backend = location.backend;
         let reachability = Reachability::default();
-        let build = |size: u32| {
+        let build = |size: u32, page_cache_kib: u32| {
             r2d2::Pool::builder()
                 .max_size(size)
                 .min_idle(Some(1))
@@ -105,14 +105,17 @@ impl Db {
                 // query on every checkout cost a parse per request that reads the database.
                 .test_on_check_out(backend == Backend::Postgres)
                 .error_handler(Box::new(reachability.clone()))
-                .build(Manager { location: location.clone() })
+                .build(Manager { location: location.clone(), page_cache_kib })
         };
         // Writes have connections of their own, so a storm of reads (a cold cache under load)
         // cannot hold up revocations, sign-ins or the usage writer. SQLite has one writer anyway.
-        let write = build(if backend == Backend::Sqlite { 1 } else { (pool_size / 2).max(2) })?;
+        let write = build(
+            if backend == Backend::Sqlite { 1 } else { (pool_size / 2).max(2) },
+            connection::WRITER_PAGE_CACHE_KIB,
+        )?;
         // Migrate before the read pool opens, so SQLite's file and WAL mode exist first.
         migrations::run_migrations(&mut *write.get()?)?;
-        let read = build(pool_size)?;
+        let read = build(pool_size, connection::READER_PAGE_CACHE_KIB)?;
         let peers = (backend == Backend::Postgres).then(|| std::sync::Arc::new(peers::Peers::new(&location.target)));
         Ok(Db {
             read,
