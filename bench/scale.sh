@@ -148,7 +148,8 @@ sql = ("SELECT * FROM user_keys INNER JOIN users ON users.id = user_keys.user_id
        "INNER JOIN key_last_use ON key_last_use.key_id = user_keys.id "
        "LEFT JOIN key_type_settings ON key_type_settings.key_type = user_keys.key_type WHERE user_keys.secret_hash = ?")
 print("query plan of a miss:", "; ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, ("x",))))
-PY  else
+PY
+  else
     psql "$DATABASE_URL" -Atc "EXPLAIN SELECT * FROM user_keys INNER JOIN users ON users.id = user_keys.user_id INNER JOIN key_last_use ON key_last_use.key_id = user_keys.id LEFT JOIN key_type_settings ON key_type_settings.key_type = user_keys.key_type WHERE user_keys.secret_hash = 'x'" | sed 's/^/query plan of a miss: /'
   fi
   start_server
