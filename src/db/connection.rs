@@ -45,10 +45,11 @@ pub(super) struct Manager {
 
 /// The one SQLite writer's page cache: every fold of usage upserts rows of thousands of keys
 /// spread over the usage tables and their indexes, and with SQLite's default 2 MB each of those
-/// pages was read again from the file. (At 10 million tokens, Zipf-spread, this took validated
-/// calls from 13k to 17–19k a second.) Readers keep the default: there are many of them, and a
+/// pages was read again from the file. (At 10 million tokens, Zipf-spread, a larger writer
+/// cache took validated calls from 13k to 16–18k a second; 16 MB keeps the process within its
+/// token cache's budget plus 100 MB.) Readers keep the default: there are many of them, and a
 /// read touches few pages.
-pub(super) const WRITER_PAGE_CACHE_KIB: u32 = 32 * 1024;
+pub(super) const WRITER_PAGE_CACHE_KIB: u32 = 16 * 1024;
 pub(super) const READER_PAGE_CACHE_KIB: u32 = 2_000;
 
 impl r2d2::ManageConnection for Manager {
