@@ -15,8 +15,7 @@ pub fn insert(conn: &mut DbConn, key: &NewKey) -> DbResult<i64> {
     Ok(diesel::insert_into(user_keys::table).values(key).returning(user_keys::id).get_result(conn)?)
 }
 
-/// The key holding this secret hash, with its owner, whatever its state.
-/// The key with this secret's hash, its owner, and whether its type is switched on (`None`:
+/// The key with this secret's hash, whatever its state, its owner, and whether its type is switched on (`None`:
 /// never set, so the type's default): one statement, as a token's every cache miss reads it.
 pub fn find_by_secret_hash(conn: &mut DbConn, hash: &str) -> DbResult<Option<(KeyRow, User, Option<bool>)>> {
     use super::schema::key_type_settings;

@@ -44,7 +44,12 @@ mod tests {
     fn upgrade_keeps_last_use(url: &str) {
         use diesel::migration::MigrationSource;
         use diesel::r2d2::ManageConnection;
-        let mut conn = Manager { location: DbLocation::parse(url).unwrap(), page_cache_kib: 2_000 }.connect().unwrap();
+        let mut conn = Manager {
+            location: DbLocation::parse(url).unwrap(),
+            page_cache_kib: super::connection::READER_PAGE_CACHE_KIB,
+        }
+        .connect()
+        .unwrap();
         let mut names: Vec<String> = match &conn {
             DbConn::Sqlite(_) => MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
                 .unwrap()
