@@ -46,7 +46,7 @@ mod tests {
         use diesel::r2d2::ManageConnection;
         let mut conn = Manager {
             location: DbLocation::parse(url).unwrap(),
-            page_cache_kib: super::connection::READER_PAGE_CACHE_KIB,
+            page_cache_kib: crate::db::connection::READER_PAGE_CACHE_KIB,
         }
         .connect()
         .unwrap();
