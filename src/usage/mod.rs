@@ -1,7 +1,7 @@
 //! Recording use of keys, batched: uses are aggregated in memory per (key, agent, IP), appended
 //! to a pending log in the database four times a second (one packed row per flush), and folded
 //! from there into the usage table in sorted batches — at once when the site is quiet, every
-//! few seconds under load. Nothing is written per request.
+//! 30 seconds under load. Nothing is written per request.
 
 mod alerts;
 mod flush;
