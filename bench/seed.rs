@@ -121,13 +121,12 @@ fn hot_path(db: &Db, users: i64, keys: i64, tokens_file: &str) -> anyhow::Result
         Ok(users::table.select(diesel::dsl::max(users::id)).first::<Option<i64>>(conn)?.unwrap_or(0) + 1)
     })?;
     let started = std::time::Instant::now();
-    let users_list: Vec<i64> = (0..users).collect();
-    for chunk in users_list.chunks(CHUNK) {
+    for from in (0..users).step_by(CHUNK) {
         db.write_blocking(|write| {
             insert_rows(
                 write,
                 "INSERT INTO users (username, fullname, email, password_hash, suspended, is_site_admin, created_at)",
-                chunk.iter().map(|i| {
+                (from..(from + CHUNK as i64).min(users)).map(|i| {
                     format!("('bench{i}', 'Bench User {i}', 'bench{i}@example.org', '{hash}', FALSE, FALSE, '{now}')")
                 }),
             )

@@ -13,9 +13,9 @@ const SMALL_BACKLOG: i64 = 5_000;
 
 /// Under load the log is folded this often: the longer the wait, the more uses of each key are
 /// merged before the random-access upserts, which cost the database most of what usage costs
-/// it. Measured on SQLite with 100,000 tokens in constant use: folding every 10 seconds took a
-/// quarter of the server's CPU beside the requests, which is most of what separated validated
-/// calls from a no-op of the same shape; a page under such load shows usage up to this old.
+/// it. Measured on SQLite with 100,000 tokens in constant use: folding every 10 seconds took
+/// about a fifth of the server's CPU beside the requests, every 30 about a tenth. A page under
+/// such load shows usage up to this old.
 const FOLD_EVERY: Duration = Duration::from_secs(30);
 
 /// Pending batches (one flush each) one fold takes at most.
