@@ -8,11 +8,12 @@
 #   BENCH_POSTGRES=postgres://postgres@127.0.0.1:5432/postgres SCALES=100000 bench/scale.sh
 #
 # For each site: seeds a fresh database, starts the server (USERKEYS_TOKEN_CACHE_MB as set, or
-# the default), waits for the cache's warm-up, then for each spread: a warm-up run, and ROUNDS
+# the default), waits for the cache's warm-up, then for each spread: warm-up runs of validated
+# calls until the cache's hit rate settles (at most WARM_RUNS), and ROUNDS
 # rounds of the ceiling (GET /ping), validated calls (core_webservice_get_site_info) and the
 # same calls to a no-op shaped like them. Prints the medians: requests/s, p99, the cache's hit
 # rate over the validated runs (from /bench/token-cache) and the server's RSS.
-# Settings: SCALES, SPREADS (uniform zipf), ZIPF_S (1.0), DURATION (10s), ROUNDS (3),
+# Settings: SCALES, SPREADS (uniform zipf), ZIPF_S (1.0), DURATION (10s), ROUNDS (3), WARM_RUNS (30),
 # CONNECTIONS (64), THREADS (2), PORT (18182); SEED_CACHE=dir keeps each seeded site (a SQLite
 # file there, or a template database on PostgreSQL) and starts later runs from a copy of it.
 set -euo pipefail
@@ -23,6 +24,7 @@ SPREADS=${SPREADS:-uniform zipf}
 ZIPF_S=${ZIPF_S:-1.0}
 DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
+WARM_RUNS=${WARM_RUNS:-30}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 PORT=${PORT:-18182}
@@ -164,7 +166,19 @@ PY
   for SPREAD in $SPREADS; do
     lua_calls /webservice/rest/server.php "$N" "$SPREAD" >"$WORK/validate.lua"
     lua_calls "/ping?bytes=$ANSWER_BYTES" "$N" "$SPREAD" >"$WORK/shaped.lua"
-    run_wrk "$CONNECTIONS" -s "$WORK/validate.lua" "$BASE/webservice/rest/server.php" >/dev/null
+    # Warm-up: validated calls until the cache's hit rate settles (it gains less than a point in
+    # a run), as on a site that has been running rather than one just started: a skewed load's
+    # busy tokens come into the cache through misses. At most WARM_RUNS runs.
+    LAST_HIT=-100
+    for warm in $(seq 1 "$WARM_RUNS"); do
+      H0=$(stat_of hits); M0=$(stat_of misses)
+      read -r W_RPS _ _ _ _ < <(run_wrk "$CONNECTIONS" -s "$WORK/validate.lua" "$BASE/webservice/rest/server.php")
+      H1=$(stat_of hits); M1=$(stat_of misses)
+      HIT=$(awk -v h=$((H1 - H0)) -v m=$((M1 - M0)) 'BEGIN {printf "%.1f", (h + m) ? 100 * h / (h + m) : 0}')
+      printf "  %s warm-up %d: validated %6.0f/s, hits %5s%%\n" "$SPREAD" "$warm" "$W_RPS" "$HIT"
+      awk -v a="$HIT" -v b="$LAST_HIT" 'BEGIN {exit !(a - b < 1)}' && break
+      LAST_HIT=$HIT
+    done
     : >"$WORK/rounds"
     BAD=0
     for round in $(seq 1 "$ROUNDS"); do
