@@ -12,7 +12,8 @@
 # calls until the cache's hit rate settles (at most WARM_RUNS), and ROUNDS
 # rounds of the ceiling (GET /ping), validated calls (core_webservice_get_site_info) and the
 # same calls to a no-op shaped like them. Prints the medians: requests/s, p99, the cache's hit
-# rate over the validated runs (from /bench/token-cache) and the server's RSS.
+# rate over the validated runs (from /bench/token-cache) and the server's RSS, and what the usage
+# recorder holds in memory (from /bench/usage).
 # Settings: SCALES, SPREADS (uniform zipf), ZIPF_S (1.0), DURATION (10s), ROUNDS (3), WARM_RUNS (30),
 # CONNECTIONS (64), THREADS (2), PORT (18182); SEED_CACHE=dir keeps each seeded site (a SQLite
 # file there, or a template database on PostgreSQL) and starts later runs from a copy of it.
@@ -198,6 +199,7 @@ PY
     printf "%-10s %-8s ceiling %6.0f/s | validated %6.0f/s p99 %6.2f ms | no-op %6.0f/s p99 %6.2f ms | validated/no-op %3.0f%% | hits %5.1f%% | RSS %s MB (peak %s)\n" \
       "$N" "$SPREAD" "$(col 1)" "$(col 3)" "$(col 4)" "$(col 5)" "$(col 6)" "$(awk -v r="$RATIO" 'BEGIN {print 100 * r}')" "$(col 7)" \
       "$(rss_mb VmRSS)" "$(rss_mb VmHWM)" | tee -a "$SUMMARY"
+    echo "  the usage recorder holds: $(curl -s "$BASE/bench/usage")"
     [ "$BAD" = 0 ] || echo "WARNING: $BAD validated requests were not 2xx"
   done
   stop_server

@@ -113,6 +113,11 @@ impl Core {
         self.cache.as_ref().map(|c| c.stats())
     }
 
+    /// What the usage recorder holds in memory.
+    pub fn usage_stats(&self) -> crate::usage::RecorderStats {
+        self.usage.stats()
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }

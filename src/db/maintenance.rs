@@ -103,7 +103,6 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use diesel::prelude::*;
 
     /// A database that grew without statistics gets them, so the planner knows its sizes.
     #[test]

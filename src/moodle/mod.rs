@@ -54,12 +54,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 pub fn bench_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ping", web::get().to(|| async { "pong" }))
         .route("/ping", web::post().to(shaped_ping))
-        .route("/bench/token-cache", web::get().to(token_cache_stats));
+        .route("/bench/token-cache", web::get().to(token_cache_stats))
+        .route("/bench/usage", web::get().to(usage_stats));
 }
 
 /// For the benchmark: the token cache's hits, misses, size and budget.
 async fn token_cache_stats(state: State) -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok().json(state.core.token_cache_stats())
+}
+
+/// For the benchmark: what the usage recorder holds in memory.
+async fn usage_stats(state: State) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().json(state.core.usage_stats())
 }
 
 /// The default user picture, where Moodle's theme serves it (`userpictureurl` in site info).

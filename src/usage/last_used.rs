@@ -26,11 +26,16 @@ fn marks_per_write(db: &Db) -> usize {
 
 impl UsageRecorder {
     /// Tells the recorder when keys were last marked used in the database (read at start), so
-    /// a restart does not rewrite every key's "last used" at once.
+    /// a restart does not rewrite at once the marks it wrote just before. Only marks younger than
+    /// the granularity are kept: an older one cannot hold back the next use's write.
     pub fn known_last_used(&self, known: impl IntoIterator<Item = (i64, NaiveDateTime)>) {
+        let now = seconds(crate::domain::time::now());
         let mut written = lock(&self.last_used_written);
         for (id, at) in known {
-            written.entry(id).or_insert(at);
+            let at = seconds(at);
+            if now - at < LAST_USED_GRANULARITY_SECONDS {
+                written.at.entry(id).or_insert(at);
+            }
         }
     }
 
@@ -39,13 +44,10 @@ impl UsageRecorder {
     /// counts uses exactly and must stay short; a crash loses only these moves.
     pub(super) fn note_last_used(&self, uses: &[KeyUse]) {
         let mut written = lock(&self.last_used_written);
-        if written.len() > 1_000_000 {
-            written.clear();
-        }
+        written.prune_if_grown(seconds(crate::domain::time::now()));
         let mut due = lock(&self.last_used_due);
         for (id, (at, ip)) in latest_use_per_key(uses) {
-            if written.get(&id).is_none_or(|w| (at - *w).num_seconds() >= LAST_USED_GRANULARITY_SECONDS) {
-                written.insert(id, at);
+            if written.moves(id, seconds(at)) {
                 due.note(id, at, ip);
             }
         }
@@ -66,6 +68,68 @@ impl UsageRecorder {
             return Err(e);
         }
         Ok(lock(&self.last_used_due).len())
+    }
+}
+
+/// Most marks this instance remembers writing: past this even after pruning (more keys in use
+/// within a minute than this), it forgets them all, which costs only early writes.
+const MAX_WRITTEN: usize = 1_000_000;
+
+fn seconds(at: NaiveDateTime) -> i64 {
+    at.and_utc().timestamp()
+}
+
+/// When this instance last moved each key's "last used" (seconds since the epoch), for the
+/// marks younger than the granularity: an older one holds no write back, so those are pruned,
+/// and the map holds about the keys used within a minute rather than every key ever used.
+#[derive(Default)]
+pub(super) struct WrittenMarks {
+    at: FastMap<i64, i64>,
+    /// Entries after the last pruning: the next waits until the map has doubled.
+    kept: usize,
+}
+
+impl WrittenMarks {
+    /// Whether a use at `at` moves the key's mark; if it does, it is remembered as moved.
+    fn moves(&mut self, id: i64, at: i64) -> bool {
+        match self.at.entry(id) {
+            std::collections::hash_map::Entry::Occupied(mut w) => {
+                let due = at - *w.get() >= LAST_USED_GRANULARITY_SECONDS;
+                if due {
+                    w.insert(at);
+                }
+                due
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(at);
+                true
+            }
+        }
+    }
+
+    /// Drops the marks that can no longer hold a write back, once the map has doubled since
+    /// it was last pruned (so pruning costs each entry O(1)); gives back the table's room when
+    /// most of it is empty.
+    fn prune_if_grown(&mut self, now: i64) {
+        if self.at.len() < 2 * self.kept + 4_096 {
+            return;
+        }
+        self.at.retain(|_, w| now - *w < LAST_USED_GRANULARITY_SECONDS);
+        if self.at.len() > MAX_WRITTEN {
+            self.at.clear();
+        }
+        if self.at.capacity() > 4 * self.at.len() + 4_096 {
+            self.at.shrink_to_fit();
+        }
+        self.kept = self.at.len();
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    pub(super) fn capacity(&self) -> usize {
+        self.at.capacity()
     }
 }
 
@@ -106,7 +170,7 @@ impl DueMarks {
         marks
     }
 
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.latest.len()
     }
 }
@@ -141,5 +205,23 @@ mod tests {
         assert_eq!(due.len(), 2);
         assert_eq!(due.take_oldest(10), vec![(5, at(5), home), (20, at(3), home)]);
         assert!(due.take_oldest(10).is_empty());
+    }
+
+    #[test]
+    fn a_mark_holds_back_writes_for_a_minute_and_is_forgotten_after() {
+        let mut written = WrittenMarks::default();
+        assert!(written.moves(1, 1_000));
+        assert!(!written.moves(1, 1_059));
+        assert!(written.moves(1, 1_060));
+        // Thousands of keys used long ago, and one just now: pruning keeps only the fresh one.
+        for id in 100..10_000 {
+            assert!(written.moves(id, 500));
+        }
+        assert!(written.moves(2, 1_100));
+        written.prune_if_grown(1_110);
+        assert_eq!(written.len(), 2, "the marks of keys 1 and 2 are younger than a minute");
+        assert!(written.capacity() < 10_000, "the table gave back its room: {}", written.capacity());
+        assert!(!written.moves(2, 1_150));
+        assert!(written.moves(100, 1_150), "a forgotten mark is written again at the next use");
     }
 }

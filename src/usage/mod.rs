@@ -17,7 +17,7 @@ pub use writer::{UsageWriter, FLUSH_EVERY};
 
 use chrono::NaiveDateTime;
 use fold::FoldState;
-use last_used::DueMarks;
+use last_used::{DueMarks, WrittenMarks};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -36,7 +36,7 @@ pub struct UsageRecorder {
     /// split by key into shards, so that request threads seldom wait for each other.
     pending: [Mutex<FastMap<(i64, IpAddr), Vec<(String, Pending)>>>; SHARDS],
     /// When this instance last wrote each key's "last used".
-    last_used_written: Mutex<FastMap<i64, NaiveDateTime>>,
+    last_used_written: Mutex<WrittenMarks>,
     /// "Last used" moves due, for keys whose uses are folded, written a thousand at a time.
     last_used_due: Mutex<DueMarks>,
     /// User agents' numbers in `user_agents`.
@@ -65,6 +65,30 @@ impl Pending {
         self.hits += other.hits;
         self.first_seen = self.first_seen.min(other.first_seen);
         self.last_seen = self.last_seen.max(other.last_seen);
+    }
+}
+
+/// What the recorder holds in memory, in entries (and table sizes where they stay allocated),
+/// for the benchmark.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct RecorderStats {
+    pub pending: usize,
+    pub last_used_written: usize,
+    pub last_used_written_capacity: usize,
+    pub last_used_due: usize,
+    pub agents: usize,
+}
+
+impl UsageRecorder {
+    pub fn stats(&self) -> RecorderStats {
+        let written = lock(&self.last_used_written);
+        RecorderStats {
+            pending: self.pending.iter().map(|shard| lock(shard).len()).sum(),
+            last_used_written: written.len(),
+            last_used_written_capacity: written.capacity(),
+            last_used_due: lock(&self.last_used_due).len(),
+            agents: lock(&self.agent_ids).len(),
+        }
     }
 }
 
