@@ -355,6 +355,10 @@ pub fn mark_last_used(conn: &mut DbConn, uses: &[(i64, NaiveDateTime, IpAddr)]) 
     // same value, and a key is mostly used again from the address it was last used from. The
     // address moves only with the use that moved the time. (bench/last_used_marks.py, 1,000,000
     // keys all marked before: 114 rather than 154 ms a thousand marks; first marks cost the same.)
+    let rows: Vec<(i64, NaiveDateTime, String, String)> = uses
+        .iter()
+        .map(|(key_id, at, ip)| (*key_id, *at, ip.to_string(), crate::domain::ip_restriction::ip_hex(*ip)))
+        .collect();
     for (sets, only_if) in [
         ("last_used_at = v.column2", "(key_last_use.last_used_at IS NULL OR key_last_use.last_used_at < v.column2)"),
         (
@@ -362,19 +366,19 @@ pub fn mark_last_used(conn: &mut DbConn, uses: &[(i64, NaiveDateTime, IpAddr)]) 
             "key_last_use.last_used_at = v.column2 AND key_last_use.last_used_ip_hex IS NOT v.column4",
         ),
     ] {
-        for chunk in uses.chunks(ROWS_PER_STATEMENT) {
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "UPDATE key_last_use SET {sets} FROM (VALUES {}) AS v \
                  WHERE key_last_use.key_id = v.column1 AND {only_if}",
                 placeholders(conn, chunk.len(), 4)
             );
             let mut query = diesel::sql_query(sql).into_boxed::<Backend>();
-            for (key_id, at, ip) in chunk {
+            for (key_id, at, ip, ip_hex) in chunk {
                 query = query
                     .bind::<BigInt, _>(*key_id)
                     .bind::<Timestamp, _>(*at)
-                    .bind::<Text, _>(ip.to_string())
-                    .bind::<Text, _>(crate::domain::ip_restriction::ip_hex(*ip));
+                    .bind::<Text, _>(ip.clone())
+                    .bind::<Text, _>(ip_hex.clone());
             }
             query.execute(conn)?;
         }

@@ -4,6 +4,7 @@
 use super::{lock, FastMap, UsageRecorder};
 use crate::db::usage::KeyUse;
 use crate::db::{Db, DbResult};
+use crate::domain::time::to_unix;
 use chrono::NaiveDateTime;
 use std::net::IpAddr;
 
@@ -29,10 +30,10 @@ impl UsageRecorder {
     /// a restart does not rewrite at once the marks it wrote just before. Only marks younger than
     /// the granularity are kept: an older one cannot hold back the next use's write.
     pub fn known_last_used(&self, known: impl IntoIterator<Item = (i64, NaiveDateTime)>) {
-        let now = seconds(crate::domain::time::now());
+        let now = to_unix(crate::domain::time::now());
         let mut written = lock(&self.last_used_written);
         for (id, at) in known {
-            let at = seconds(at);
+            let at = to_unix(at);
             if now - at < LAST_USED_GRANULARITY_SECONDS {
                 written.at.entry(id).or_insert(at);
             }
@@ -44,10 +45,10 @@ impl UsageRecorder {
     /// counts uses exactly and must stay short; a crash loses only these moves.
     pub(super) fn note_last_used(&self, uses: &[KeyUse]) {
         let mut written = lock(&self.last_used_written);
-        written.prune_if_grown(seconds(crate::domain::time::now()));
+        written.prune_if_grown(to_unix(crate::domain::time::now()));
         let mut due = lock(&self.last_used_due);
         for (id, (at, ip)) in latest_use_per_key(uses) {
-            if written.moves(id, seconds(at)) {
+            if written.moves(id, to_unix(at)) {
                 due.note(id, at, ip);
             }
         }
@@ -74,10 +75,6 @@ impl UsageRecorder {
 /// Most marks this instance remembers writing: past this even after pruning (more keys in use
 /// within a minute than this), it forgets them all, which costs only early writes.
 const MAX_WRITTEN: usize = 1_000_000;
-
-fn seconds(at: NaiveDateTime) -> i64 {
-    at.and_utc().timestamp()
-}
 
 /// When this instance last moved each key's "last used" (seconds since the epoch), for the
 /// marks younger than the granularity: an older one holds no write back, so those are pruned,
