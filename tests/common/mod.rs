@@ -343,12 +343,19 @@ impl TestApp {
         }
     }
 
-    /// Hits recorded for a key, once the batched usage has been written (waits up to 5 s).
+    /// Hits recorded for a key, once the batched usage has been written and folded, so that
+    /// pages reading the folded usage (agents, addresses, days, alerts) show them too. Waits up
+    /// to 10 s for `expected` hits and an empty pending log; a busy CI machine can be slow.
     pub async fn usage_hits(&self, key_id: i64, expected: i64) -> i64 {
         let mut hits = 0;
-        for _ in 0..50 {
-            hits = self.with_db(|conn| userkeys::db::usage::total_hits(conn, key_id));
-            if hits >= expected {
+        for _ in 0..100 {
+            // The pending log is read first: once it is empty, every fold has committed.
+            let pending;
+            (pending, hits) = self.with_db(|conn| {
+                let pending = userkeys::db::usage::backlog(conn)?.0;
+                Ok((pending, userkeys::db::usage::total_hits(conn, key_id)?))
+            });
+            if hits >= expected && pending == 0 {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
