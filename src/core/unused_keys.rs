@@ -5,7 +5,7 @@
 
 use super::Core;
 use crate::db::unused_keys::{self, Cursor};
-use crate::db::DbResult;
+use crate::db::{usage, DbConn, DbResult};
 use crate::domain::time::now;
 use crate::keys::ops::{self, Actor, Revocation, Scope};
 use chrono::{Duration, NaiveDateTime};
@@ -71,6 +71,7 @@ impl Core {
                         } else {
                             unused_keys::last_used_before(write, &key_type2, before, after, now, BATCH)?
                         };
+                        let stale = not_used_since(write, stale, before)?;
                         let mut count = 0;
                         for (key_id, user_id) in stale {
                             let revocation = Revocation {
@@ -98,6 +99,21 @@ impl Core {
         }
         Ok(revoked)
     }
+}
+
+/// Of the keys whose "last used" is older than `before`, those the usage table has no later use
+/// of. Under overload "last used" is written coarser than a minute and may lag behind the uses
+/// folded; a key it lags for is marked now, which also moves it ahead of the walks' cursors.
+fn not_used_since(conn: &mut DbConn, candidates: Vec<(i64, i64)>, before: NaiveDateTime) -> DbResult<Vec<(i64, i64)>> {
+    let ids: Vec<i64> = candidates.iter().map(|(id, _)| *id).collect();
+    let used_since: Vec<_> =
+        usage::latest_folded_uses(conn, &ids)?.into_iter().filter(|(_, at, _)| *at >= before).collect();
+    if used_since.is_empty() {
+        return Ok(candidates);
+    }
+    usage::mark_last_used(conn, &used_since)?;
+    let in_use: std::collections::HashSet<i64> = used_since.iter().map(|(id, _, _)| *id).collect();
+    Ok(candidates.into_iter().filter(|(id, _)| !in_use.contains(id)).collect())
 }
 
 fn walk_of(walks: &mut UnusedWalks, never_used: bool) -> &mut HashMap<String, Cursor> {

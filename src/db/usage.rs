@@ -346,6 +346,28 @@ pub fn daily_for_keys(conn: &mut DbConn, key_ids: &[i64], since: i64) -> DbResul
     Ok(out)
 }
 
+/// The latest folded use of each of these keys that has one: its time and address. The usage
+/// table holds every use exactly, where "last used" may lag behind it under overload.
+pub fn latest_folded_uses(conn: &mut DbConn, key_ids: &[i64]) -> DbResult<Vec<(i64, NaiveDateTime, IpAddr)>> {
+    let mut latest: HashMap<i64, (NaiveDateTime, IpAddr)> = HashMap::new();
+    for chunk in key_ids.chunks(500) {
+        let rows: Vec<(i64, NaiveDateTime, String)> = key_usage::table
+            .filter(key_usage::key_id.eq_any(chunk))
+            .select((key_usage::key_id, key_usage::last_seen, key_usage::ip))
+            .load(conn)?;
+        for (key_id, at, ip) in rows {
+            let Ok(ip) = ip.parse::<IpAddr>() else { continue };
+            let entry = latest.entry(key_id).or_insert((at, ip));
+            if at > entry.0 {
+                *entry = (at, ip);
+            }
+        }
+    }
+    let mut out: Vec<_> = latest.into_iter().map(|(id, (at, ip))| (id, at, ip)).collect();
+    out.sort_unstable_by_key(|(id, _, _)| *id);
+    Ok(out)
+}
+
 /// Moves each key's "last used" forward (never back, whichever instance flushes first).
 pub fn mark_last_used(conn: &mut DbConn, uses: &[(i64, NaiveDateTime, IpAddr)]) -> DbResult<()> {
     if let DbConn::Pg(pg) = conn {

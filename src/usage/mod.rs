@@ -17,7 +17,7 @@ pub use writer::{UsageWriter, FLUSH_EVERY};
 
 use chrono::NaiveDateTime;
 use fold::FoldState;
-use last_used::{DueMarks, WrittenMarks};
+use last_used::{DueMarks, MarksPace, WrittenMarks};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -39,6 +39,8 @@ pub struct UsageRecorder {
     last_used_written: Mutex<WrittenMarks>,
     /// "Last used" moves due, for keys whose uses are folded, written a thousand at a time.
     last_used_due: Mutex<DueMarks>,
+    /// When the background writer may write marks next.
+    last_used_pace: Mutex<MarksPace>,
     /// User agents' numbers in `user_agents`.
     agent_ids: Mutex<FastMap<String, i64>>,
     folding: Mutex<FoldState>,
@@ -76,6 +78,8 @@ pub struct RecorderStats {
     pub last_used_written: usize,
     pub last_used_written_capacity: usize,
     pub last_used_due: usize,
+    /// Uses whose "last used" mark was passed over since the start, too many being due.
+    pub last_used_passed_over: u64,
     pub agents: usize,
 }
 
@@ -87,6 +91,7 @@ impl UsageRecorder {
             last_used_written: written.len(),
             last_used_written_capacity: written.capacity(),
             last_used_due: lock(&self.last_used_due).len(),
+            last_used_passed_over: self.marks_passed_over(),
             agents: lock(&self.agent_ids).len(),
         }
     }

@@ -66,7 +66,7 @@ impl UsageWriter {
                 Ok(rows) => tracing::debug!(rows, ms = started.elapsed().as_millis() as u64, "usage folded"),
                 Err(e) => tracing::warn!(error = %e, "folding usage failed; will retry"),
             }
-            if let Err(e) = recorder.write_last_used_blocking(&db) {
+            if let Err(e) = recorder.write_last_used_paced(&db) {
                 tracing::warn!(error = %e, "writing keys' last use failed; will retry");
             }
         })?;
