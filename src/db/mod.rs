@@ -207,7 +207,7 @@ impl Db {
     /// A write that cannot change whether any key is valid (usage counts), so caches stay.
     pub fn write_quietly<T>(&self, f: impl FnOnce(&mut DbConn) -> DbResult<T>) -> DbResult<T> {
         let mut conn = self.reachability.connection(&self.write)?;
-        (*conn).transaction(f)
+        write_transaction(&mut conn, f)
     }
 
     /// Like `write_quietly`, but gives up (`Ok(None)`) if the writer is not free within `wait`.
@@ -217,7 +217,7 @@ impl Db {
         f: impl FnOnce(&mut DbConn) -> DbResult<T>,
     ) -> DbResult<Option<T>> {
         let Ok(mut conn) = self.write.get_timeout(wait) else { return Ok(None) };
-        (*conn).transaction(f).map(Some)
+        write_transaction(&mut conn, f).map(Some)
     }
 
     /// How many writes that may have changed whether some key is valid this process has made.
@@ -255,4 +255,25 @@ pub fn storable(text: &str) -> std::borrow::Cow<'_, str> {
 /// A cheap query, for the health check.
 pub fn ping(conn: &mut DbConn) -> DbResult<()> {
     conn.batch_execute("SELECT 1").map_err(DbError::from)
+}
+
+/// A write transaction. On SQLite it takes the write lock as it begins (`BEGIN IMMEDIATE`),
+/// waiting for another process's writer as long as the busy timeout allows: a deferred one
+/// that has read first cannot wait once it wants to write, and fails as busy at once when
+/// another instance on the same file has written meanwhile.
+fn write_transaction<T>(conn: &mut DbConn, f: impl FnOnce(&mut DbConn) -> DbResult<T>) -> DbResult<T> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    type Manager = <DbConn as diesel::Connection>::TransactionManager;
+    let DbConn::Sqlite(sqlite) = conn else { return conn.transaction(f) };
+    AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+    match f(conn) {
+        Ok(value) => {
+            Manager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(e) => match Manager::rollback_transaction(conn) {
+            Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(e),
+            Err(rollback) => Err(rollback.into()),
+        },
+    }
 }
