@@ -90,7 +90,9 @@ async fn the_key_table_filters_sorts_and_pages() {
     }
     let (bob_key, bob_token) = app.key_for(bob).create();
     site_info(&app, &bob_token).await;
-    app.usage_hits(bob_key, 1).await;
+    assert_eq!(app.usage_hits(bob_key, 1).await, 1);
+    // The list filters and sorts by the last use, which is marked after the fold.
+    assert!(wait_until(|| app.key_of(&bob_token).last_used_at.is_some()).await, "bob's last use is marked");
     let admin = app.signed_in("root", CHROME_UA).await;
 
     let page = admin.get("/admin/userkeys/index.php?user=alice&type=webservice_token").await;

@@ -205,7 +205,7 @@ async fn the_app_signs_in_through_the_browser_and_gets_its_token_back() {
         })
     };
     let mut issued = 0;
-    for _ in 0..50 {
+    for _ in 0..200 {
         issued = alice_tokens(&app);
         if issued > 0 {
             break;

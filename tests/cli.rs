@@ -188,7 +188,7 @@ async fn usage_survives_kill_9_and_the_next_start_folds_what_was_pending() {
     let key = db.read_blocking(|conn| userkeys::db::keys::find_by_secret_hash(conn, hash.as_str())).unwrap().unwrap().0;
     let hits = || db.read_blocking(|conn| userkeys::db::usage::total_hits(conn, key.id)).unwrap();
     let mut written = 0;
-    for _ in 0..50 {
+    for _ in 0..100 {
         written = hits();
         if written >= 7 {
             break;
@@ -218,7 +218,7 @@ async fn usage_survives_kill_9_and_the_next_start_folds_what_was_pending() {
     .unwrap();
     let (mut again, _, _) = start(&url);
     let mut folded = (usize::MAX, 0);
-    for _ in 0..50 {
+    for _ in 0..100 {
         folded = db
             .read_blocking(|conn| {
                 let pending = userkeys::db::usage::backlog(conn)?.0;

@@ -343,6 +343,7 @@ async fn usage_counts_equal_the_calls_made_per_agent_and_ip() {
     assert_eq!(app.usage_hits(key, 10).await, 10);
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     assert_eq!(app.usage_hits(key, 10).await, 10, "no use counted twice");
+    assert!(wait_until(|| app.key_of(&token).last_used_at.is_some()).await, "the last use is marked");
     let row = app.key_of(&token);
     assert!(row.last_used_at.is_some());
     assert_eq!(row.last_used_ip.as_deref(), Some("127.0.0.1"));
@@ -557,7 +558,7 @@ async fn rss_and_calendar_feeds_answer_only_with_a_valid_key() {
 
     // Uses are written in the background; the page shows them once they are.
     let mut page = browser.keys_page().await;
-    for _ in 0..50 {
+    for _ in 0..100 {
         if page.contains("Google Calendar") && page.contains("NetNewsWire") {
             break;
         }

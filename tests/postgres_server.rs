@@ -152,7 +152,7 @@ async fn while_the_database_refuses_connections_answers_are_a_quick_503() {
 
     set_open(&mut admin, true);
     let mut status = 0;
-    for _ in 0..50 {
+    for _ in 0..100 {
         status = reqwest::get(app.url("/healthz")).await.unwrap().status().as_u16();
         if status == 200 {
             break;

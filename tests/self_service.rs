@@ -12,12 +12,15 @@ async fn signing_in_creates_a_listed_web_session_with_its_agent() {
     let app = spawn_app();
     app.create_user("alice", false);
     let browser = app.signed_in("alice", CHROME_UA).await;
+    // The session's agent and address are written in the background: read once they are.
+    let session = browser.keys_page().await.key_ids()[0];
+    assert!(app.usage_hits(session, 1).await >= 1);
     let page = browser.keys_page().await;
     assert_eq!(page.status, 200);
     assert!(page.contains("Web sessions"));
     assert!(page.contains("This browser"));
     let ids = page.key_ids();
-    assert_eq!(ids.len(), 1, "{page}");
+    assert_eq!(ids, vec![session], "{page}");
     let block = page.key_block(ids[0]).unwrap();
     assert!(block.contains("Chrome 132 · Windows"), "{block}");
     assert!(block.contains("127.0.0.1"), "{block}");

@@ -42,7 +42,7 @@ struct RunningServer {
 }
 
 /// How long dropping a `TestApp` waits for its server to stop gracefully.
-const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Drop for TestApp {
     /// Stops the server gracefully (answers in progress are finished, pending usage is written)
@@ -363,14 +363,14 @@ impl TestApp {
         hits
     }
 
-    /// Waits (up to 5 s) until the background writers have written and folded every use recorded
+    /// Waits (up to 10 s) until the background writers have written and folded every use recorded
     /// before the marker's: `marker_key` has at least `marker_uses` uses counted and the pending
     /// log is empty. Use a key of its own as the marker, used on every instance once the uses
     /// under test were answered: an instance's writer takes everything recorded so far at once,
     /// so what was recorded before the marker is written with it or before it. Returns whether
     /// that happened in time; then a count that is still right has not been doubled later.
     pub async fn usage_written_through(&self, marker_key: i64, marker_uses: i64) -> bool {
-        for _ in 0..50 {
+        for _ in 0..100 {
             // The pending log is read first: once it is empty, every fold has committed.
             let (pending, marker) = self.with_db(|conn| {
                 let pending = userkeys::db::usage::backlog(conn)?.0;
