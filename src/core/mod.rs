@@ -72,6 +72,15 @@ pub struct Core {
     mailer: Arc<crate::mail::Mailer>,
 }
 
+/// For the benchmark: usage held in memory, and written but not yet folded.
+#[derive(Debug, serde::Serialize)]
+pub struct UsageStats {
+    #[serde(flatten)]
+    pub recorder: crate::usage::RecorderStats,
+    pub pending_log_batches: usize,
+    pub pending_log_uses: i64,
+}
+
 impl Core {
     pub fn new(db: Db, registry: KeyTypeRegistry, config: Config) -> anyhow::Result<Self> {
         let cache = config
@@ -113,9 +122,10 @@ impl Core {
         self.cache.as_ref().map(|c| c.stats())
     }
 
-    /// What the usage recorder holds in memory.
-    pub fn usage_stats(&self) -> crate::usage::RecorderStats {
-        self.usage.stats()
+    /// What the usage recorder holds in memory, and the length of the pending log behind it.
+    pub async fn usage_stats(&self) -> CoreResult<UsageStats> {
+        let (pending_log_batches, pending_log_uses) = self.db.read(crate::db::usage::backlog).await?;
+        Ok(UsageStats { recorder: self.usage.stats(), pending_log_batches, pending_log_uses })
     }
 
     pub fn config(&self) -> &Config {

@@ -65,7 +65,10 @@ async fn token_cache_stats(state: State) -> actix_web::HttpResponse {
 
 /// For the benchmark: what the usage recorder holds in memory.
 async fn usage_stats(state: State) -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok().json(state.core.usage_stats())
+    match state.core.usage_stats().await {
+        Ok(stats) => actix_web::HttpResponse::Ok().json(stats),
+        Err(e) => actix_web::HttpResponse::ServiceUnavailable().body(e.to_string()),
+    }
 }
 
 /// The default user picture, where Moodle's theme serves it (`userpictureurl` in site info).

@@ -46,8 +46,8 @@ pub struct UsageWriter {
 }
 
 impl UsageWriter {
-    /// Two threads: one appends every `FLUSH_EVERY`, the other folds when due, so a long fold
-    /// never delays an append.
+    /// Three threads: one appends every `FLUSH_EVERY`, one folds when due, so a long fold
+    /// never delays an append, and one writes keys' "last used" marks, each at its own pace.
     pub fn spawn(recorder: Arc<UsageRecorder>, db: Db) -> std::io::Result<Self> {
         let mut writer = UsageWriter { stop: Vec::new(), threads: Vec::new() };
         let (r, d) = (recorder.clone(), db.clone());
@@ -59,13 +59,16 @@ impl UsageWriter {
                 Err(e) => tracing::warn!(error = %e, "writing usage failed; will retry"),
             }
         })?;
+        let (r, d) = (recorder.clone(), db.clone());
         writer.every(FLUSH_EVERY, "usage-folder", move || {
             let started = Instant::now();
-            match recorder.fold_blocking(&db, Fold::WhenDue) {
+            match r.fold_blocking(&d, Fold::WhenDue) {
                 Ok(0) => {}
                 Ok(rows) => tracing::debug!(rows, ms = started.elapsed().as_millis() as u64, "usage folded"),
                 Err(e) => tracing::warn!(error = %e, "folding usage failed; will retry"),
             }
+        })?;
+        writer.every(FLUSH_EVERY, "usage-marks", move || {
             if let Err(e) = recorder.write_last_used_paced(&db) {
                 tracing::warn!(error = %e, "writing keys' last use failed; will retry");
             }

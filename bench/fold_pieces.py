@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""What folding usage costs SQLite per row, by how many rows one transaction folds: the fold's
+two upserts (key_usage, key_daily_uses) for uses of keys spread over the whole site, in key
+order, as the server folds them.
+
+    python3 bench/fold_pieces.py SEED.sqlite3      # e.g. a site kept by bench/scale.sh's SEED_CACHE
+
+Works on a copy of the file, first given one usage row per key for today (a site whose keys
+have all been used), then folds ROWS uses of random keys, PIECE rows a transaction, for each
+PIECE in PIECES, with a passive checkpoint between transactions as the server's checkpointer
+runs. Uses Python's own SQLite, not the one built into the server, with the writer's page cache
+(16 MB). Prints microseconds per folded row and the log's growth per row.
+"""
+import datetime
+import os
+import random
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+
+ROWS = int(os.environ.get("ROWS", "100000"))
+PIECES = [int(p) for p in os.environ.get("PIECES", "5000 20000 50000").split()]
+PER_STATEMENT = 500
+AGENT = 1
+IP = "198.51.100.7"
+
+
+def main(seed):
+    work = tempfile.mkdtemp(prefix="userkeys-fold.")
+    path = os.path.join(work, "fold.sqlite3")
+    shutil.copy(seed, path)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("PRAGMA wal_autocheckpoint = 0")
+    db.execute(f"PRAGMA cache_size = -{os.environ.get('CACHE_KIB', '16384')}")
+    db.execute("INSERT OR IGNORE INTO user_agents (id, agent) VALUES (1, 'bench')")
+    if os.environ.get("DAILY_WITHOUT_ROWID"):
+        db.executescript("DROP TABLE key_daily_uses; CREATE TABLE key_daily_uses (key_id BIGINT NOT NULL, "
+                         "day BIGINT NOT NULL, hits BIGINT NOT NULL, PRIMARY KEY (key_id, day)) WITHOUT ROWID; "
+                         "CREATE INDEX key_daily_uses_day ON key_daily_uses (day);")
+    day = (datetime.date.today() - datetime.date(1970, 1, 1)).days
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    keys = [row[0] for row in db.execute("SELECT id FROM user_keys")]
+    started = time.monotonic()
+    db.execute("BEGIN")
+    db.executemany("INSERT OR IGNORE INTO key_usage VALUES (?, ?, ?, ?, ?, 1)", ((k, AGENT, IP, stamp, stamp) for k in keys))
+    db.executemany("INSERT OR IGNORE INTO key_daily_uses VALUES (?, ?, 1)", ((k, day) for k in keys))
+    db.execute("COMMIT")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    print(f"{len(keys)} keys, each with a usage row ({time.monotonic() - started:.0f} s); SQLite {sqlite3.sqlite_version}")
+    usage = ("INSERT INTO key_usage (key_id, agent_id, ip, first_seen, last_seen, hits) "
+             "SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6 FROM (VALUES {}) AS v "
+             "WHERE EXISTS (SELECT 1 FROM user_keys k WHERE k.id = v.column1) "
+             "ON CONFLICT (key_id, agent_id, ip) DO UPDATE SET hits = key_usage.hits + excluded.hits, "
+             "first_seen = MIN(key_usage.first_seen, excluded.first_seen), "
+             "last_seen = MAX(key_usage.last_seen, excluded.last_seen) RETURNING key_id")
+    daily = ("INSERT INTO key_daily_uses (key_id, day, hits) SELECT v.column1, v.column2, v.column3 FROM (VALUES {}) AS v "
+             "WHERE EXISTS (SELECT 1 FROM user_keys k WHERE k.id = v.column1) "
+             "ON CONFLICT (key_id, day) DO UPDATE SET hits = key_daily_uses.hits + excluded.hits")
+    for piece in PIECES:
+        chosen = random.sample(keys, ROWS)
+        spent, logged = 0.0, 0
+        for at in range(0, ROWS, piece):
+            rows = sorted(chosen[at:at + piece])
+            t0 = time.monotonic()
+            db.execute("BEGIN IMMEDIATE")
+            for s in range(0, len(rows), PER_STATEMENT):
+                part = rows[s:s + PER_STATEMENT]
+                values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(part))
+                db.execute(usage.format(values), [x for k in part for x in (k, AGENT, IP, stamp, stamp, 1)]).fetchall()
+                values = ", ".join(["(?, ?, ?)"] * len(part))
+                db.execute(daily.format(values), [x for k in part for x in (k, day, 1)])
+            db.execute("COMMIT")
+            spent += time.monotonic() - t0
+            logged += db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        print(f"pieces of {piece:6d} rows: {spent / ROWS * 1e6:5.1f} µs a row, {logged * 4096 / ROWS / 1024:5.1f} KB of log a row")
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
