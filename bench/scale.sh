@@ -16,6 +16,7 @@
 # recorder holds in memory (from /bench/usage), and for each round where the server's CPU went
 # during the validated calls, by thread (bench/thread_cpu.py).
 # Settings: SCALES, SPREADS (uniform zipf), ZIPF_S (1.0), DURATION (10s), ROUNDS (3), WARM_RUNS (30),
+# WARM_MIN_RUNS (6),
 # CONNECTIONS (64), THREADS (2), PORT (18182); SEED_CACHE=dir keeps each seeded site (a SQLite
 # file there, or a template database on PostgreSQL) and starts later runs from a copy of it.
 set -euo pipefail
@@ -27,6 +28,7 @@ ZIPF_S=${ZIPF_S:-1.0}
 DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
 WARM_RUNS=${WARM_RUNS:-30}
+WARM_MIN_RUNS=${WARM_MIN_RUNS:-6}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 PORT=${PORT:-18182}
@@ -169,8 +171,9 @@ PY
     lua_calls /webservice/rest/server.php "$N" "$SPREAD" >"$WORK/validate.lua"
     lua_calls "/ping?bytes=$ANSWER_BYTES" "$N" "$SPREAD" >"$WORK/shaped.lua"
     # Warm-up: validated calls until the cache's hit rate settles (it gains less than a point in
-    # a run), as on a site that has been running rather than one just started: a skewed load's
-    # busy tokens come into the cache through misses. At most WARM_RUNS runs.
+    # a run, after at least WARM_MIN_RUNS runs: a slow run gains little however far from settled),
+    # as on a site that has been running rather than one just started: a skewed load's busy
+    # tokens come into the cache through misses. At most WARM_RUNS runs.
     LAST_HIT=-100
     for warm in $(seq 1 "$WARM_RUNS"); do
       H0=$(stat_of hits); M0=$(stat_of misses)
@@ -178,7 +181,7 @@ PY
       H1=$(stat_of hits); M1=$(stat_of misses)
       HIT=$(awk -v h=$((H1 - H0)) -v m=$((M1 - M0)) 'BEGIN {printf "%.1f", (h + m) ? 100 * h / (h + m) : 0}')
       printf "  %s warm-up %d: validated %6.0f/s, hits %5s%%\n" "$SPREAD" "$warm" "$W_RPS" "$HIT"
-      awk -v a="$HIT" -v b="$LAST_HIT" 'BEGIN {exit !(a - b < 1)}' && break
+      [ "$warm" -ge "$WARM_MIN_RUNS" ] && awk -v a="$HIT" -v b="$LAST_HIT" 'BEGIN {exit !(a - b < 1)}' && break
       LAST_HIT=$HIT
     done
     : >"$WORK/rounds"
