@@ -32,8 +32,8 @@ fn marks_per_write(db: &Db) -> usize {
 /// Under sustained load, the background writer spends at most this share (in percent) of its
 /// time on marks: each write of marks is followed by a pause of nine times its length. A mark
 /// moves a row and an index entry at random places of tables as large as the site's keys (about
-/// 150 µs a mark at 1,000,000 keys on SQLite); at four thousand a second they took a quarter
-/// of the server's CPU from the requests. A quiet site's few marks are written at once.
+/// 150 µs a mark at 1,000,000 keys on SQLite); at four thousand a second they took a sixth of
+/// the server's CPU from the requests. A quiet site's few marks are written at once.
 const MARKS_SHARE_PERCENT: u32 = 10;
 
 /// Most marks waiting to be written. With this many waiting, a use of a key that is not among
