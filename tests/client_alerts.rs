@@ -249,7 +249,10 @@ async fn keys_unused_too_long_expire_and_the_page_says_by_when() {
         assert_eq!(revoked_reason(&app, kept), None, "key {kept} is kept");
     }
     let mark = app.with_db(|conn| userkeys::db::keys::find(conn, lagging)).unwrap().last_used_at;
-    assert!(mark.is_some_and(|at| at > userkeys::domain::time::now() - Duration::days(1)), "its mark caught up: {mark:?}");
+    assert!(
+        mark.is_some_and(|at| at > userkeys::domain::time::now() - Duration::days(1)),
+        "its mark caught up: {mark:?}"
+    );
     let audit = app.with_db(|conn| userkeys::db::audit::list(conn, &Default::default(), 0, 200));
     for key in [never_used, idle] {
         assert!(audit.iter().any(|e| e.action == "key_revoked"
