@@ -143,8 +143,8 @@ impl UsageRecorder {
             let more = state.catching_up || !state.pieces.is_empty();
             if !more || (how != Fold::All && started.elapsed() >= FOLD_TICK_BUDGET) {
                 if how == Fold::WhenDue {
-                    let took = started.elapsed();
-                    state.not_before = Some(Instant::now() + took * (100 - FOLD_SHARE_PERCENT) / FOLD_SHARE_PERCENT);
+                    let pause = super::pause_for_share(started.elapsed(), FOLD_SHARE_PERCENT);
+                    state.not_before = Some(Instant::now() + pause);
                 }
                 break;
             }

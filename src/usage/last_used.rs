@@ -10,7 +10,7 @@ use crate::db::{Db, DbResult};
 use crate::domain::time::to_unix;
 use chrono::NaiveDateTime;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A key's "last used" is written at most this often, as Moodle writes a token's lastaccess;
 /// the usage log itself stays exact.
@@ -93,7 +93,7 @@ impl UsageRecorder {
         }
         let started = Instant::now();
         let written = self.write_last_used_blocking(db);
-        let pause = pause_after(started.elapsed());
+        let pause = super::pause_for_share(started.elapsed(), MARKS_SHARE_PERCENT);
         lock(&self.last_used_pace).not_before = Some(Instant::now() + pause);
         written.map(|_| ())
     }
@@ -119,11 +119,6 @@ impl UsageRecorder {
         }
         Ok(lock(&self.last_used_due).len())
     }
-}
-
-/// The pause after a write of marks that took `took`, which keeps marks to their share.
-fn pause_after(took: Duration) -> Duration {
-    took * (100 - MARKS_SHARE_PERCENT) / MARKS_SHARE_PERCENT
 }
 
 /// Most marks this instance remembers writing: past this even after pruning (more keys in use
@@ -284,8 +279,10 @@ mod tests {
 
     #[test]
     fn marks_take_a_tenth_of_the_writers_time() {
-        assert_eq!(pause_after(Duration::from_millis(150)), Duration::from_millis(1350));
-        assert_eq!(pause_after(Duration::ZERO), Duration::ZERO);
+        use std::time::Duration;
+        let pause = |ms| super::super::pause_for_share(Duration::from_millis(ms), MARKS_SHARE_PERCENT);
+        assert_eq!(pause(150), Duration::from_millis(1350));
+        assert_eq!(pause(0), Duration::ZERO);
     }
 
     #[test]

@@ -97,6 +97,12 @@ impl UsageRecorder {
     }
 }
 
+/// The pause after background work that took `took`, which keeps that work to `share_percent`
+/// of its thread's time under sustained load.
+fn pause_for_share(took: std::time::Duration, share_percent: u32) -> std::time::Duration {
+    took * (100 - share_percent) / share_percent
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
