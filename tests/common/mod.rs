@@ -347,20 +347,7 @@ impl TestApp {
     /// pages reading the folded usage (agents, addresses, days, alerts) show them too. Waits up
     /// to 10 s for `expected` hits and an empty pending log; a busy CI machine can be slow.
     pub async fn usage_hits(&self, key_id: i64, expected: i64) -> i64 {
-        let mut hits = 0;
-        for _ in 0..100 {
-            // The pending log is read first: once it is empty, every fold has committed.
-            let pending;
-            (pending, hits) = self.with_db(|conn| {
-                let pending = userkeys::db::usage::backlog(conn)?.0;
-                Ok((pending, userkeys::db::usage::total_hits(conn, key_id)?))
-            });
-            if hits >= expected && pending == 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        hits
+        self.folded_through(key_id, expected).await.1
     }
 
     /// Waits (up to 10 s) until the background writers have written and folded every use recorded
@@ -370,18 +357,26 @@ impl TestApp {
     /// so what was recorded before the marker is written with it or before it. Returns whether
     /// that happened in time; then a count that is still right has not been doubled later.
     pub async fn usage_written_through(&self, marker_key: i64, marker_uses: i64) -> bool {
+        self.folded_through(marker_key, marker_uses).await.0
+    }
+
+    /// Polls (up to 10 s) until `key_id` has at least `expected` uses counted and the pending log
+    /// is empty; returns whether that happened and the key's count.
+    async fn folded_through(&self, key_id: i64, expected: i64) -> (bool, i64) {
+        let mut hits = 0;
         for _ in 0..100 {
             // The pending log is read first: once it is empty, every fold has committed.
-            let (pending, marker) = self.with_db(|conn| {
+            let pending;
+            (pending, hits) = self.with_db(|conn| {
                 let pending = userkeys::db::usage::backlog(conn)?.0;
-                Ok((pending, userkeys::db::usage::total_hits(conn, marker_key)?))
+                Ok((pending, userkeys::db::usage::total_hits(conn, key_id)?))
             });
-            if pending == 0 && marker >= marker_uses {
-                return true;
+            if hits >= expected && pending == 0 {
+                return (true, hits);
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        false
+        (false, hits)
     }
 
     /// The key row holding this clear secret.
