@@ -9,7 +9,7 @@ Works on a copy of the file, first given one usage row per key for today (a site
 have all been used), then folds ROWS uses of random keys, PIECE rows a transaction, for each
 PIECE in PIECES, with a passive checkpoint between transactions as the server's checkpointer
 runs. Uses Python's own SQLite, not the one built into the server, with the writer's page cache
-(16 MB). Prints microseconds per folded row and the log's growth per row.
+(16 MB, or CACHE_KIB). Prints microseconds per folded row and the log's growth per row.
 """
 import datetime
 import os
@@ -17,8 +17,9 @@ import random
 import shutil
 import sqlite3
 import sys
-import tempfile
 import time
+
+from seed_copy import writer_copy
 
 ROWS = int(os.environ.get("ROWS", "100000"))
 PIECES = [int(p) for p in os.environ.get("PIECES", "5000 20000 50000").split()]
@@ -28,19 +29,8 @@ IP = "198.51.100.7"
 
 
 def main(seed):
-    work = tempfile.mkdtemp(prefix="userkeys-fold.")
-    path = os.path.join(work, "fold.sqlite3")
-    shutil.copy(seed, path)
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute("PRAGMA synchronous = NORMAL")
-    db.execute("PRAGMA wal_autocheckpoint = 0")
-    db.execute(f"PRAGMA cache_size = -{os.environ.get('CACHE_KIB', '16384')}")
+    work, db = writer_copy(seed, "fold")
     db.execute("INSERT OR IGNORE INTO user_agents (id, agent) VALUES (1, 'bench')")
-    if os.environ.get("DAILY_WITHOUT_ROWID"):
-        db.executescript("DROP TABLE key_daily_uses; CREATE TABLE key_daily_uses (key_id BIGINT NOT NULL, "
-                         "day BIGINT NOT NULL, hits BIGINT NOT NULL, PRIMARY KEY (key_id, day)) WITHOUT ROWID; "
-                         "CREATE INDEX key_daily_uses_day ON key_daily_uses (day);")
     day = (datetime.date.today() - datetime.date(1970, 1, 1)).days
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
     keys = [row[0] for row in db.execute("SELECT id FROM user_keys")]

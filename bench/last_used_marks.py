@@ -16,8 +16,9 @@ import shutil
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
+
+from seed_copy import writer_copy
 
 ROUNDS = int(os.environ.get("ROUNDS", "15"))
 MARKS = 1000
@@ -35,13 +36,7 @@ APART = ["UPDATE key_last_use SET last_used_at = v.column2 FROM (VALUES {}) AS v
 
 
 def main(seed):
-    work = tempfile.mkdtemp(prefix="userkeys-marks.")
-    path = os.path.join(work, "marks.sqlite3")
-    shutil.copy(seed, path)
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute("PRAGMA synchronous = NORMAL")
-    db.execute("PRAGMA cache_size = -16384")
+    work, db = writer_copy(seed, "marks")
     keys = [row[0] for row in db.execute("SELECT key_id FROM key_last_use WHERE last_used_at IS NULL")]
     random.shuffle(keys)
     print(f"{len(keys)} keys never marked, SQLite {sqlite3.sqlite_version}; ms per {MARKS} marks (median of {ROUNDS})")
