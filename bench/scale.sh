@@ -14,7 +14,8 @@
 # same calls to a no-op shaped like them. Prints the medians: requests/s, p99, the cache's hit
 # rate over the validated runs (from /bench/token-cache) and the server's RSS, and what the usage
 # recorder holds in memory (from /bench/usage), and for each round where the server's CPU went
-# during the validated calls, by thread (bench/thread_cpu.py).
+# during the validated calls and during the no-op, by thread, and what each call cost it
+# (bench/thread_cpu.py).
 # Settings: SCALES, SPREADS (uniform zipf), ZIPF_S (1.0), DURATION (10s), ROUNDS (3), WARM_RUNS (30),
 # WARM_MIN_RUNS (6),
 # CONNECTIONS (64), THREADS (2), PORT (18182); SEED_CACHE=dir keeps each seeded site (a SQLite
@@ -53,6 +54,11 @@ cleanup() {
 trap cleanup EXIT
 
 . bench/common.sh
+# The server's CPU by thread over one wrk run: cpu_snap before it, cpu_since REQUESTS after.
+cpu_snap() { bench/thread_cpu.py snap "$SERVER_PID" >"$WORK/cpu.json"; CPU_T0=$(date +%s.%N); }
+cpu_since() {
+  bench/thread_cpu.py since "$SERVER_PID" "$WORK/cpu.json" "$(awk -v t0="$CPU_T0" -v t1="$(date +%s.%N)" 'BEGIN {print t1 - t0}')" "$1"
+}
 rss_mb() { awk -v k="$1" '$1 == k":" {printf "%.0f", $2/1024}' "/proc/$SERVER_PID/status"; }
 stat_of() { curl -s "$BASE/bench/token-cache" | python3 -c "import json,sys; s=json.load(sys.stdin); print(s['$1'] if s else 0)"; }
 
@@ -189,17 +195,19 @@ PY
     for round in $(seq 1 "$ROUNDS"); do
       read -r C_RPS _ C_P99 _ _ < <(run_wrk "$CONNECTIONS" "$BASE/ping")
       H0=$(stat_of hits); M0=$(stat_of misses)
-      bench/thread_cpu.py snap "$SERVER_PID" >"$WORK/cpu.json"
-      T0=$(date +%s.%N)
-      read -r V_RPS _ V_P99 _ B < <(run_wrk "$CONNECTIONS" -s "$WORK/validate.lua" "$BASE/webservice/rest/server.php")
-      CPU=$(bench/thread_cpu.py since "$SERVER_PID" "$WORK/cpu.json" "$(awk -v t0="$T0" -v t1="$(date +%s.%N)" 'BEGIN {print t1 - t0}')")
+      cpu_snap
+      read -r V_RPS _ V_P99 V_N B < <(run_wrk "$CONNECTIONS" -s "$WORK/validate.lua" "$BASE/webservice/rest/server.php")
+      V_CPU=$(cpu_since "$V_N")
       H1=$(stat_of hits); M1=$(stat_of misses)
-      read -r S_RPS _ S_P99 _ _ < <(run_wrk "$CONNECTIONS" -s "$WORK/shaped.lua" "$BASE/ping")
+      cpu_snap
+      read -r S_RPS _ S_P99 S_N _ < <(run_wrk "$CONNECTIONS" -s "$WORK/shaped.lua" "$BASE/ping")
+      S_CPU=$(cpu_since "$S_N")
       BAD=$((BAD + B))
       HIT=$(awk -v h=$((H1 - H0)) -v m=$((M1 - M0)) 'BEGIN {printf "%.1f", (h + m) ? 100 * h / (h + m) : 0}')
       printf "  %s round %d: ceiling %6.0f/s p99 %6.2f ms | validated %6.0f/s p99 %6.2f ms, hits %5s%% | no-op %6.0f/s p99 %6.2f ms\n" \
         "$SPREAD" "$round" "$C_RPS" "$C_P99" "$V_RPS" "$V_P99" "$HIT" "$S_RPS" "$S_P99"
-      echo "    during the validated calls, $CPU"
+      echo "    during the validated calls, $V_CPU"
+      echo "    during the no-op, $S_CPU"
       echo "$C_RPS $C_P99 $V_RPS $V_P99 $S_RPS $S_P99 $HIT" >>"$WORK/rounds"
     done
     col() { awk -v c="$1" '{print $c}' "$WORK/rounds" | median; }

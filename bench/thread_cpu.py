@@ -3,7 +3,9 @@
 
     bench/thread_cpu.py snap PID > before.json
     ... load ...
-    bench/thread_cpu.py since PID before.json SECONDS   # one line: % of one core per thread group
+    bench/thread_cpu.py since PID before.json SECONDS [REQUESTS]
+        # one line: % of one core per thread group (and, given the requests served, the
+        # server's CPU per request: what a call costs, whatever share of the machine it got)
 
 Threads are grouped by name with digits dropped (actix-rt|system:0|arbiter:3 -> one group)."""
 import json, os, re, sys
@@ -36,4 +38,7 @@ else:
     used = {g: (t - before.get(g, 0)) / TICKS / seconds * 100 for g, t in now.items()}
     total = sum(used.values())
     top = sorted(((u, g) for g, u in used.items() if u >= 0.5), reverse=True)
-    print(f"server CPU {total:.0f}% of a core: " + ", ".join(f"{g} {u:.0f}%" for u, g in top))
+    per_request = ""
+    if len(sys.argv) > 5 and int(sys.argv[5]) > 0:
+        per_request = f" ({total / 100 * seconds / int(sys.argv[5]) * 1e6:.0f} µs a request)"
+    print(f"server CPU {total:.0f}% of a core{per_request}: " + ", ".join(f"{g} {u:.0f}%" for u, g in top))

@@ -37,14 +37,26 @@ const MAX_MERGED: usize = 150_000;
 /// while merging (about 50 ns a use).
 const MAX_READ_USES: i64 = 2_000_000;
 
-/// Upserts one transaction makes at most. More merged rows than this are written back to the
-/// pending log as pieces of this size, in key order, in place of the batches they merge; each
-/// piece is then folded in a transaction of its own, so that a fold never holds SQLite's writer
-/// for long (10–15 µs an upsert) while every piece stays folded exactly once. The larger the
-/// piece, the more of its rows share a page that the transaction writes once: with keys spread
-/// over 1,000,000, pieces of 10,000 rows cost a quarter less a row than pieces of 5,000
-/// (bench/fold_pieces.py), and hold the writer for about 150 ms.
+/// How long one transaction of a fold should hold SQLite's one writer (revocations and sign-ins
+/// wait behind it). More merged rows than fit are written back to the pending log as pieces,
+/// in key order, in place of the batches they merge; each piece is then folded in a
+/// transaction of its own, while every piece stays folded exactly once. A piece's size follows
+/// from what the last one cost a row: the larger the piece, the more of its rows share a page
+/// that the transaction writes once — with keys spread over 1,000,000, 23.7 µs a row in pieces
+/// of 50,000 rows, 32.6 in pieces of 20,000, 45.8 in pieces of 5,000 (bench/fold_pieces.py) —
+/// so a site whose rows are dear (many keys, each used seldom) gets pieces as large as this
+/// hold allows, and a small one pieces that are over at once.
+const PIECE_HOLD: Duration = Duration::from_millis(250);
+
+/// Rows of the first piece, before any has been timed, and the bounds of a piece's size.
 const PIECE_ROWS: usize = 10_000;
+const PIECE_ROWS_RANGE: std::ops::RangeInclusive<usize> = 2_000..=50_000;
+
+/// Rows a piece should have, if the last took `took` for `rows` rows.
+fn piece_rows_after(took: Duration, rows: usize) -> usize {
+    let fit = (PIECE_HOLD.as_nanos() * rows as u128).checked_div(took.as_nanos()).unwrap_or(u128::MAX);
+    usize::try_from(fit).unwrap_or(usize::MAX).clamp(*PIECE_ROWS_RANGE.start(), *PIECE_ROWS_RANGE.end())
+}
 
 /// How long one tick of the folder goes on before leaving the rest to the next tick.
 const FOLD_TICK_BUDGET: Duration = Duration::from_millis(100);
@@ -56,6 +68,27 @@ const FOLD_TICK_BUDGET: Duration = Duration::from_millis(100);
 /// this share, and a page's own fold or the shutdown's are not held back.
 const FOLD_SHARE_PERCENT: u32 = 40;
 
+/// Up to this many uses waiting, the folder keeps to `FOLD_SHARE_PERCENT`; beyond, its share
+/// rises with the backlog, to all of its time at `UNPACED_BACKLOG`. Held to its share, the
+/// folder fell behind for good when nearly every use is of a different key: at 1,000,000 keys
+/// used uniformly at 24,000 calls a second the log grew by 17,000 uses a second (3.5 million
+/// after 200 s, 56 bytes each), so usage went ever staler and the file ever larger. Now the
+/// backlog settles where the folder's share keeps up, and the requests pay for it.
+const PACED_BACKLOG: i64 = 1_000_000;
+
+/// The backlog at which the folder no longer pauses at all (about 170 MB of log).
+const UNPACED_BACKLOG: i64 = 3_000_000;
+
+/// The folder's share of its time (percent) with `backlog` uses waiting.
+fn fold_share_percent(backlog: i64) -> u32 {
+    if backlog <= PACED_BACKLOG {
+        return FOLD_SHARE_PERCENT;
+    }
+    let over = (backlog - PACED_BACKLOG).min(UNPACED_BACKLOG - PACED_BACKLOG);
+    let rise = i64::from(100 - FOLD_SHARE_PERCENT) * over / (UNPACED_BACKLOG - PACED_BACKLOG);
+    FOLD_SHARE_PERCENT + rise as u32
+}
+
 #[derive(Default)]
 pub(super) struct FoldState {
     last_fold: Option<Instant>,
@@ -65,6 +98,10 @@ pub(super) struct FoldState {
     catching_up: bool,
     /// Pieces of a merged fold still to be folded, in key order.
     pieces: std::collections::VecDeque<i64>,
+    /// Uses in the pending log when it was last looked at.
+    backlog: i64,
+    /// Rows a piece is given (`piece_rows_after` the last piece), once one has been timed.
+    piece_rows: Option<usize>,
 }
 
 /// What one transaction of a fold did.
@@ -108,9 +145,14 @@ impl UsageRecorder {
         let mut folded = 0;
         loop {
             let step = match state.pieces.pop_front() {
-                Some(piece) => match db.write_quietly(|conn| fold_piece(conn, piece, &self.alerting)) {
-                    Ok(uses) => FoldStep::Folded(uses),
-                    Err(e) => {
+                Some(piece) => match timed(|| db.write_quietly(|conn| fold_piece(conn, piece, &self.alerting))) {
+                    (Ok(uses), took) => {
+                        if !uses.is_empty() {
+                            state.piece_rows = Some(piece_rows_after(took, uses.len()));
+                        }
+                        FoldStep::Folded(uses)
+                    }
+                    (Err(e), _) => {
                         state.pieces.push_front(piece);
                         return Err(e);
                     }
@@ -123,8 +165,13 @@ impl UsageRecorder {
                         Fold::IfSmall => uses <= PAGE_BACKLOG,
                         Fold::WhenDue => uses <= QUIET_BACKLOG || interval_passed || catching_up,
                     };
-                    let merged = db.write_quietly(|conn| merge_due_batches(conn, due, &self.alerting))?;
-                    let Some((step, more)) = merged else { break };
+                    let piece_rows = state.piece_rows.unwrap_or(PIECE_ROWS);
+                    let merged = db.write_quietly(|conn| merge_due_batches(conn, due, piece_rows, &self.alerting))?;
+                    state.backlog = merged.backlog;
+                    let Some((step, more)) = merged.step else {
+                        state.catching_up = false;
+                        break;
+                    };
                     state.catching_up = more;
                     if !more {
                         state.last_fold = Some(Instant::now());
@@ -143,7 +190,7 @@ impl UsageRecorder {
             let more = state.catching_up || !state.pieces.is_empty();
             if !more || (how != Fold::All && started.elapsed() >= FOLD_TICK_BUDGET) {
                 if how == Fold::WhenDue {
-                    let pause = super::pause_for_share(started.elapsed(), FOLD_SHARE_PERCENT);
+                    let pause = super::pause_for_share(started.elapsed(), fold_share_percent(state.backlog));
                     state.not_before = Some(Instant::now() + pause);
                 }
                 break;
@@ -155,21 +202,48 @@ impl UsageRecorder {
     }
 }
 
+/// What `work` returned and how long it took.
+fn timed<T>(work: impl FnOnce() -> T) -> (T, Duration) {
+    let started = Instant::now();
+    let result = work();
+    (result, started.elapsed())
+}
+
+/// What a look at the pending log did.
+struct MergeDue {
+    /// Uses in the log before it.
+    backlog: i64,
+    /// What was done and whether batches were left behind, if anything was due.
+    step: Option<(FoldStep, bool)>,
+}
+
+impl UsageRecorder {
+    /// When the background folder should go on, if the last fold left work: after its pause.
+    pub(super) fn next_fold_in(&self) -> Option<Duration> {
+        let state = lock(&self.folding);
+        if !state.catching_up && state.pieces.is_empty() {
+            return None;
+        }
+        Some(state.not_before.map_or(Duration::ZERO, |t| t.saturating_duration_since(Instant::now())))
+    }
+}
+
 /// Takes the oldest pending batches if the log's length (in uses) is `due`, and merges them:
-/// folded at once if they fit in one transaction, otherwise written back as pieces. Returns
-/// what was done and whether batches were left behind.
+/// folded at once if they fit in one transaction, otherwise written back as pieces.
 fn merge_due_batches(
     conn: &mut crate::db::DbConn,
     due: impl Fn(i64) -> bool,
+    piece_rows: usize,
     alerting: &[String],
-) -> DbResult<Option<(FoldStep, bool)>> {
-    let (batches, uses) = crate::db::usage::backlog(conn)?;
-    if batches == 0 || !due(uses) {
-        return Ok(None);
+) -> DbResult<MergeDue> {
+    let (batches, backlog) = crate::db::usage::backlog(conn)?;
+    let nothing = MergeDue { backlog, step: None };
+    if batches == 0 || !due(backlog) {
+        return Ok(nothing);
     }
     let taken = crate::db::usage::take_pending(conn, BATCHES_PER_FOLD)?;
     if taken.is_empty() {
-        return Ok(None); // another instance is folding them
+        return Ok(nothing); // another instance is folding them
     }
     let mut merged = Merged::default();
     let mut ids = Vec::with_capacity(taken.len());
@@ -184,17 +258,17 @@ fn merge_due_batches(
         }
     }
     let merged = merged.into_sorted();
-    let step = if merged.len() <= PIECE_ROWS {
+    let step = if merged.len() <= piece_rows {
         let created = crate::db::usage::add_uses(conn, &merged)?;
         super::alerts::note_new_clients(conn, &created, alerting)?;
         FoldStep::Folded(merged)
     } else {
         let pieces =
-            merged.chunks(PIECE_ROWS).map(|piece| crate::db::usage::append(conn, piece)).collect::<DbResult<_>>()?;
+            merged.chunks(piece_rows).map(|piece| crate::db::usage::append(conn, piece)).collect::<DbResult<_>>()?;
         FoldStep::Merged(pieces)
     };
     crate::db::usage::remove_pending(conn, &ids)?;
-    Ok(Some((step, batches > ids.len())))
+    Ok(MergeDue { backlog, step: Some((step, batches > ids.len())) })
 }
 
 /// Folds one piece of a merged fold, unless another instance has folded it meanwhile.
@@ -247,6 +321,28 @@ impl Merged {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_folder_takes_more_of_its_time_the_further_behind_it_is() {
+        assert_eq!(fold_share_percent(0), FOLD_SHARE_PERCENT);
+        assert_eq!(fold_share_percent(PACED_BACKLOG), FOLD_SHARE_PERCENT);
+        let halfway = fold_share_percent((PACED_BACKLOG + UNPACED_BACKLOG) / 2);
+        assert!(FOLD_SHARE_PERCENT < halfway && halfway < 100, "{halfway}");
+        assert_eq!(fold_share_percent(UNPACED_BACKLOG), 100);
+        assert_eq!(fold_share_percent(50 * UNPACED_BACKLOG), 100);
+        assert!(super::super::pause_for_share(Duration::from_millis(100), 100).is_zero());
+    }
+
+    #[test]
+    fn pieces_are_as_large_as_a_short_hold_of_the_writer_allows() {
+        // 10,000 rows in 100 ms: 10 µs a row, so 25,000 fit in the hold.
+        assert_eq!(piece_rows_after(Duration::from_millis(100), 10_000), 25_000);
+        // Dear rows: no fewer than the smallest piece.
+        assert_eq!(piece_rows_after(Duration::from_secs(5), 1_000), *PIECE_ROWS_RANGE.start());
+        // Cheap rows, or a piece that took no measurable time: no more than the largest.
+        assert_eq!(piece_rows_after(Duration::from_millis(1), 10_000), *PIECE_ROWS_RANGE.end());
+        assert_eq!(piece_rows_after(Duration::ZERO, 10_000), *PIECE_ROWS_RANGE.end());
+    }
 
     #[test]
     fn merged_uses_add_up_per_key_agent_and_address_in_key_order() {

@@ -51,42 +51,51 @@ impl UsageWriter {
     pub fn spawn(recorder: Arc<UsageRecorder>, db: Db) -> std::io::Result<Self> {
         let mut writer = UsageWriter { stop: Vec::new(), threads: Vec::new() };
         let (r, d) = (recorder.clone(), db.clone());
-        writer.every(FLUSH_EVERY, "usage-writer", move || {
+        writer.every("usage-writer", move || {
             let started = Instant::now();
             match r.flush_blocking(&d) {
                 Ok(0) => {}
                 Ok(rows) => tracing::debug!(rows, ms = started.elapsed().as_millis() as u64, "usage appended"),
                 Err(e) => tracing::warn!(error = %e, "writing usage failed; will retry"),
             }
+            FLUSH_EVERY.saturating_sub(started.elapsed())
         })?;
         let (r, d) = (recorder.clone(), db.clone());
-        writer.every(FLUSH_EVERY, "usage-folder", move || {
+        writer.every("usage-folder", move || {
             let started = Instant::now();
             match r.fold_blocking(&d, Fold::WhenDue) {
                 Ok(0) => {}
                 Ok(rows) => tracing::debug!(rows, ms = started.elapsed().as_millis() as u64, "usage folded"),
-                Err(e) => tracing::warn!(error = %e, "folding usage failed; will retry"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "folding usage failed; will retry");
+                    return FLUSH_EVERY;
+                }
             }
+            // A fold that left work goes on after its pause, not at the next beat.
+            r.next_fold_in().unwrap_or_else(|| FLUSH_EVERY.saturating_sub(started.elapsed()))
         })?;
-        writer.every(FLUSH_EVERY, "usage-marks", move || {
+        writer.every("usage-marks", move || {
+            let started = Instant::now();
             if let Err(e) = recorder.write_last_used_paced(&db) {
                 tracing::warn!(error = %e, "writing keys' last use failed; will retry");
             }
+            FLUSH_EVERY.saturating_sub(started.elapsed())
         })?;
         Ok(writer)
     }
 
-    fn every(&mut self, period: Duration, name: &str, mut work: impl FnMut() + Send + 'static) -> std::io::Result<()> {
+    /// A thread that runs `work` over and over, waiting between two runs as long as the run
+    /// before says.
+    fn every(&mut self, name: &str, mut work: impl FnMut() -> Duration + Send + 'static) -> std::io::Result<()> {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new().name(name.into()).spawn(move || {
-            let mut next = Instant::now() + period;
+            let mut wait = FLUSH_EVERY;
             loop {
-                match stopped.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                match stopped.recv_timeout(wait) {
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }
-                next = Instant::now() + period;
-                work();
+                wait = work();
             }
         })?;
         self.stop.push(stop);
