@@ -169,7 +169,10 @@ impl UsageRecorder {
                     let merged = db.write_quietly(|conn| merge_due_batches(conn, due, piece_rows, &self.alerting))?;
                     state.backlog = merged.backlog;
                     let Some((step, more)) = merged.step else {
-                        state.catching_up = false;
+                        // Nothing left to take (a page's fold passes over a long log instead).
+                        if how != Fold::IfSmall {
+                            state.catching_up = false;
+                        }
                         break;
                     };
                     state.catching_up = more;
@@ -200,6 +203,15 @@ impl UsageRecorder {
         }
         Ok(folded)
     }
+
+    /// When the background folder should go on, if the last fold left work: after its pause.
+    pub(super) fn next_fold_in(&self) -> Option<Duration> {
+        let state = lock(&self.folding);
+        if !state.catching_up && state.pieces.is_empty() {
+            return None;
+        }
+        Some(state.not_before.map_or(Duration::ZERO, |t| t.saturating_duration_since(Instant::now())))
+    }
 }
 
 /// What `work` returned and how long it took.
@@ -215,17 +227,6 @@ struct MergeDue {
     backlog: i64,
     /// What was done and whether batches were left behind, if anything was due.
     step: Option<(FoldStep, bool)>,
-}
-
-impl UsageRecorder {
-    /// When the background folder should go on, if the last fold left work: after its pause.
-    pub(super) fn next_fold_in(&self) -> Option<Duration> {
-        let state = lock(&self.folding);
-        if !state.catching_up && state.pieces.is_empty() {
-            return None;
-        }
-        Some(state.not_before.map_or(Duration::ZERO, |t| t.saturating_duration_since(Instant::now())))
-    }
 }
 
 /// Takes the oldest pending batches if the log's length (in uses) is `due`, and merges them:
