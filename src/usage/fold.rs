@@ -92,8 +92,8 @@ fn fold_share_percent(backlog: i64) -> u32 {
 #[derive(Default)]
 pub(super) struct FoldState {
     last_fold: Option<Instant>,
-    /// Background folding pauses until then (`FOLD_SHARE_PERCENT`).
-    not_before: Option<Instant>,
+    /// Background folding rests between ticks (`fold_share_percent`).
+    pace: super::Pace,
     /// A fold left batches behind: the next tick goes on at once.
     catching_up: bool,
     /// Pieces of a merged fold still to be folded, in key order.
@@ -138,7 +138,7 @@ impl UsageRecorder {
         if how == Fold::IfSmall && !state.pieces.is_empty() {
             return Ok(0);
         }
-        if how == Fold::WhenDue && state.not_before.is_some_and(|t| Instant::now() < t) {
+        if how == Fold::WhenDue && state.pace.resting() {
             return Ok(0);
         }
         let started = Instant::now();
@@ -193,8 +193,8 @@ impl UsageRecorder {
             let more = state.catching_up || !state.pieces.is_empty();
             if !more || (how != Fold::All && started.elapsed() >= FOLD_TICK_BUDGET) {
                 if how == Fold::WhenDue {
-                    let pause = super::pause_for_share(started.elapsed(), fold_share_percent(state.backlog));
-                    state.not_before = Some(Instant::now() + pause);
+                    let share = fold_share_percent(state.backlog);
+                    state.pace.rest_after(started.elapsed(), share);
                 }
                 break;
             }
@@ -210,7 +210,7 @@ impl UsageRecorder {
         if !state.catching_up && state.pieces.is_empty() {
             return None;
         }
-        Some(state.not_before.map_or(Duration::ZERO, |t| t.saturating_duration_since(Instant::now())))
+        Some(state.pace.rest_left())
     }
 }
 

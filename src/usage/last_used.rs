@@ -44,7 +44,7 @@ const MAX_DUE: usize = 200_000;
 /// When the background writer may write marks next, and how many uses it passed over.
 #[derive(Default)]
 pub(super) struct MarksPace {
-    not_before: Option<Instant>,
+    pace: super::Pace,
     passed_over: u64,
 }
 
@@ -88,13 +88,12 @@ impl UsageRecorder {
     /// The background writer's step: writes marks as `write_last_used_blocking` does, unless
     /// the pause after its last write is still running.
     pub(super) fn write_last_used_paced(&self, db: &Db) -> DbResult<()> {
-        if lock(&self.last_used_pace).not_before.is_some_and(|t| Instant::now() < t) {
+        if lock(&self.last_used_pace).pace.resting() {
             return Ok(());
         }
         let started = Instant::now();
         let written = self.write_last_used_blocking(db);
-        let pause = super::pause_for_share(started.elapsed(), MARKS_SHARE_PERCENT);
-        lock(&self.last_used_pace).not_before = Some(Instant::now() + pause);
+        lock(&self.last_used_pace).pace.rest_after(started.elapsed(), MARKS_SHARE_PERCENT);
         written.map(|_| ())
     }
 

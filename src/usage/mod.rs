@@ -21,6 +21,7 @@ use last_used::{DueMarks, MarksPace, WrittenMarks};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Maps on the path of every use: foldhash is several times quicker than SipHash on agents'
 /// long strings, and seeded per process, so clients cannot aim collisions at it.
@@ -99,8 +100,31 @@ impl UsageRecorder {
 
 /// The pause after background work that took `took`, which keeps that work to `share_percent`
 /// of its thread's time under sustained load.
-fn pause_for_share(took: std::time::Duration, share_percent: u32) -> std::time::Duration {
+fn pause_for_share(took: Duration, share_percent: u32) -> Duration {
     took * (100 - share_percent) / share_percent
+}
+
+/// Background work held to a share of its thread's time: after each run it rests.
+#[derive(Default)]
+struct Pace {
+    not_before: Option<Instant>,
+}
+
+impl Pace {
+    /// Whether the rest after the last run is still going on.
+    fn resting(&self) -> bool {
+        self.rest_left() > Duration::ZERO
+    }
+
+    /// What is left of the rest.
+    fn rest_left(&self) -> Duration {
+        self.not_before.map_or(Duration::ZERO, |t| t.saturating_duration_since(Instant::now()))
+    }
+
+    /// Rests after a run that took `took`, to keep to `share_percent` of the thread's time.
+    fn rest_after(&mut self, took: Duration, share_percent: u32) {
+        self.not_before = Some(Instant::now() + pause_for_share(took, share_percent));
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
