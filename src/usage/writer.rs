@@ -58,7 +58,7 @@ impl UsageWriter {
                 Ok(rows) => tracing::debug!(rows, ms = started.elapsed().as_millis() as u64, "usage appended"),
                 Err(e) => tracing::warn!(error = %e, "writing usage failed; will retry"),
             }
-            FLUSH_EVERY.saturating_sub(started.elapsed())
+            None
         })?;
         let (r, d) = (recorder.clone(), db.clone());
         writer.every("usage-folder", move || {
@@ -68,25 +68,27 @@ impl UsageWriter {
                 Ok(rows) => tracing::debug!(rows, ms = started.elapsed().as_millis() as u64, "usage folded"),
                 Err(e) => {
                     tracing::warn!(error = %e, "folding usage failed; will retry");
-                    return FLUSH_EVERY;
+                    return Some(FLUSH_EVERY);
                 }
             }
             // A fold that left work goes on after its pause, not at the next beat.
-            r.next_fold_in().unwrap_or_else(|| FLUSH_EVERY.saturating_sub(started.elapsed()))
+            r.next_fold_in()
         })?;
         writer.every("usage-marks", move || {
-            let started = Instant::now();
             if let Err(e) = recorder.write_last_used_paced(&db) {
                 tracing::warn!(error = %e, "writing keys' last use failed; will retry");
             }
-            FLUSH_EVERY.saturating_sub(started.elapsed())
+            None
         })?;
         Ok(writer)
     }
 
-    /// A thread that runs `work` over and over, waiting between two runs as long as the run
-    /// before says.
-    fn every(&mut self, name: &str, mut work: impl FnMut() -> Duration + Send + 'static) -> std::io::Result<()> {
+    /// A thread that runs `work` every `FLUSH_EVERY`, or as much later after a run as it says.
+    fn every(
+        &mut self,
+        name: &str,
+        mut work: impl FnMut() -> Option<Duration> + Send + 'static,
+    ) -> std::io::Result<()> {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new().name(name.into()).spawn(move || {
             let mut wait = FLUSH_EVERY;
@@ -95,7 +97,8 @@ impl UsageWriter {
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }
-                wait = work();
+                let started = Instant::now();
+                wait = work().unwrap_or_else(|| FLUSH_EVERY.saturating_sub(started.elapsed()));
             }
         })?;
         self.stop.push(stop);
