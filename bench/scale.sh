@@ -10,13 +10,14 @@
 # For each site: seeds a fresh database, starts the server (USERKEYS_TOKEN_CACHE_MB as set, or
 # the default), waits for the cache's warm-up, then for each spread: warm-up runs of validated
 # calls until the cache's hit rate settles (at most WARM_RUNS), and ROUNDS
-# rounds of the ceiling (GET /ping), validated calls (core_webservice_get_site_info) and the
-# same calls to a no-op shaped like them. Prints the medians: requests/s, p99, the cache's hit
+# rounds of the ceiling (GET /ping, DURATION) and of validated calls (core_webservice_get_site_info)
+# and the same calls to a no-op shaped like them, in slices of SLICE: validated, no-op, no-op,
+# validated. Prints the medians: requests/s, p99, the cache's hit
 # rate over the validated runs (from /bench/token-cache) and the server's RSS, and what the usage
 # recorder holds in memory (from /bench/usage), and for each round where the server's CPU went
 # during the validated calls and during the no-op, by thread, and what each call cost it
 # (bench/thread_cpu.py).
-# Settings: SCALES, SPREADS (uniform zipf), ZIPF_S (1.0), DURATION (10s), ROUNDS (3), WARM_RUNS (30),
+# Settings: SCALES, SPREADS (uniform zipf), ZIPF_S (1.0), DURATION (10s), SLICE (5s), ROUNDS (3), WARM_RUNS (30),
 # WARM_MIN_RUNS (6),
 # CONNECTIONS (64), THREADS (2), PORT (18182); SEED_CACHE=dir keeps each seeded site (a SQLite
 # file there, or a template database on PostgreSQL) and starts later runs from a copy of it.
@@ -27,6 +28,7 @@ SCALES=${SCALES:-100000 1000000 10000000}
 SPREADS=${SPREADS:-uniform zipf}
 ZIPF_S=${ZIPF_S:-1.0}
 DURATION=${DURATION:-10s}
+SLICE=${SLICE:-5s}
 ROUNDS=${ROUNDS:-3}
 WARM_RUNS=${WARM_RUNS:-30}
 WARM_MIN_RUNS=${WARM_MIN_RUNS:-6}
@@ -54,10 +56,12 @@ cleanup() {
 trap cleanup EXIT
 
 . bench/common.sh
-# The server's CPU by thread over one wrk run: cpu_snap before it, cpu_since REQUESTS after.
+# The server's CPU by thread over wrk runs of one kind: cpu_snap before each, cpu_add KIND
+# REQUESTS after it; thread_cpu.py report then tells the kind's total.
 cpu_snap() { bench/thread_cpu.py snap "$SERVER_PID" >"$WORK/cpu.json"; CPU_T0=$(date +%s.%N); }
-cpu_since() {
-  bench/thread_cpu.py since "$SERVER_PID" "$WORK/cpu.json" "$(awk -v t0="$CPU_T0" -v t1="$(date +%s.%N)" 'BEGIN {print t1 - t0}')" "$1"
+cpu_add() {
+  bench/thread_cpu.py add "$SERVER_PID" "$WORK/cpu.json" "$WORK/cpu-$1.json" \
+    "$(awk -v t0="$CPU_T0" -v t1="$(date +%s.%N)" 'BEGIN {print t1 - t0}')" "$2"
 }
 rss_mb() { awk -v k="$1" '$1 == k":" {printf "%.0f", $2/1024}' "/proc/$SERVER_PID/status"; }
 stat_of() { curl -s "$BASE/bench/token-cache" | python3 -c "import json,sys; s=json.load(sys.stdin); print(s['$1'] if s else 0)"; }
@@ -195,30 +199,39 @@ PY
     for round in $(seq 1 "$ROUNDS"); do
       read -r C_RPS _ C_P99 _ _ < <(run_wrk "$CONNECTIONS" "$BASE/ping")
       H0=$(stat_of hits); M0=$(stat_of misses)
-      cpu_snap
-      read -r V_RPS _ V_P99 V_N B < <(run_wrk "$CONNECTIONS" -s "$WORK/validate.lua" "$BASE/webservice/rest/server.php")
-      V_CPU=$(cpu_since "$V_N")
+      rm -f "$WORK"/cpu-v.json "$WORK"/cpu-s.json
+      : >"$WORK/slices"
+      # Validated, no-op, no-op, validated: what the machine's speed does over the round falls
+      # on both alike, and so does the server's background work (folding usage).
+      for kind in v s s v; do
+        if [ "$kind" = v ]; then SCRIPT=validate.lua; URL="$BASE/webservice/rest/server.php"; else SCRIPT=shaped.lua; URL="$BASE/ping"; fi
+        cpu_snap
+        read -r RPS _ P99 N B < <(DURATION=$SLICE run_wrk "$CONNECTIONS" -s "$WORK/$SCRIPT" "$URL")
+        cpu_add "$kind" "$N"
+        if [ "$kind" = v ]; then BAD=$((BAD + B)); fi
+        echo "$kind $RPS $P99" >>"$WORK/slices"
+      done
       H1=$(stat_of hits); M1=$(stat_of misses)
-      cpu_snap
-      read -r S_RPS _ S_P99 S_N _ < <(run_wrk "$CONNECTIONS" -s "$WORK/shaped.lua" "$BASE/ping")
-      S_CPU=$(cpu_since "$S_N")
-      BAD=$((BAD + B))
+      # Each kind's requests/s and p99: the mean of its two slices (as long as each other).
+      mean_of() { awk -v k="$1" -v c="$2" '$1 == k {s += $c; n++} END {printf "%.2f", s / n}' "$WORK/slices"; }
+      V_RPS=$(mean_of v 2); V_P99=$(mean_of v 3); S_RPS=$(mean_of s 2); S_P99=$(mean_of s 3)
       HIT=$(awk -v h=$((H1 - H0)) -v m=$((M1 - M0)) 'BEGIN {printf "%.1f", (h + m) ? 100 * h / (h + m) : 0}')
-      printf "  %s round %d: ceiling %6.0f/s p99 %6.2f ms | validated %6.0f/s p99 %6.2f ms, hits %5s%% | no-op %6.0f/s p99 %6.2f ms\n" \
-        "$SPREAD" "$round" "$C_RPS" "$C_P99" "$V_RPS" "$V_P99" "$HIT" "$S_RPS" "$S_P99"
-      echo "    during the validated calls, $V_CPU"
-      echo "    during the no-op, $S_CPU"
+      printf "  %s round %d: ceiling %6.0f/s p99 %6.2f ms | validated %6.0f/s p99 %6.2f ms, hits %5s%% | no-op %6.0f/s p99 %6.2f ms | validated/no-op %3.0f%%\n" \
+        "$SPREAD" "$round" "$C_RPS" "$C_P99" "$V_RPS" "$V_P99" "$HIT" "$S_RPS" "$S_P99" "$(awk -v v="$V_RPS" -v s="$S_RPS" 'BEGIN {print 100 * v / s}')"
+      echo "    during the validated calls, $(bench/thread_cpu.py report "$WORK/cpu-v.json")"
+      echo "    during the no-op, $(bench/thread_cpu.py report "$WORK/cpu-s.json")"
       echo "$C_RPS $C_P99 $V_RPS $V_P99 $S_RPS $S_P99 $HIT" >>"$WORK/rounds"
     done
     col() { awk -v c="$1" '{print $c}' "$WORK/rounds" | median; }
     RATIO=$(awk '{print $3 / $5}' "$WORK/rounds" | median)
-    printf "%-10s %-8s ceiling %6.0f/s | validated %6.0f/s p99 %6.2f ms | no-op %6.0f/s p99 %6.2f ms | validated/no-op %3.0f%% | hits %5.1f%% | RSS %s MB (peak %s)\n" \
-      "$N" "$SPREAD" "$(col 1)" "$(col 3)" "$(col 4)" "$(col 5)" "$(col 6)" "$(awk -v r="$RATIO" 'BEGIN {print 100 * r}')" "$(col 7)" \
+    EACH=$(awk '{printf "%s%.0f", (NR > 1 ? ", " : ""), 100 * $3 / $5}' "$WORK/rounds")
+    printf "%-10s %-8s ceiling %6.0f/s | validated %6.0f/s p99 %6.2f ms | no-op %6.0f/s p99 %6.2f ms | validated/no-op %3.0f%% (%s) | hits %5.1f%% | RSS %s MB (peak %s)\n" \
+      "$N" "$SPREAD" "$(col 1)" "$(col 3)" "$(col 4)" "$(col 5)" "$(col 6)" "$(awk -v r="$RATIO" 'BEGIN {print 100 * r}')" "$EACH" "$(col 7)" \
       "$(rss_mb VmRSS)" "$(rss_mb VmHWM)" | tee -a "$SUMMARY"
     echo "  the usage recorder holds: $(curl -s "$BASE/bench/usage")"
     [ "$BAD" = 0 ] || echo "WARNING: $BAD validated requests were not 2xx"
   done
   stop_server
 done
-echo "== summary (medians of $ROUNDS rounds of $DURATION, $CONNECTIONS connections; $BACKEND; budget ${USERKEYS_TOKEN_CACHE_MB:-default} MB)"
+echo "== summary (medians of $ROUNDS rounds: the ceiling $DURATION, validated and no-op in slices of $SLICE; $CONNECTIONS connections; $BACKEND; budget ${USERKEYS_TOKEN_CACHE_MB:-default} MB)"
 cat "$SUMMARY"

@@ -7,6 +7,11 @@
         # one line: % of one core per thread group (and, given the requests served, the
         # server's CPU per request: what a call costs, whatever share of the machine it got)
 
+Several stretches of one kind of load add up in a total, reported as one:
+
+    bench/thread_cpu.py add PID before.json TOTAL.json SECONDS REQUESTS   # after each stretch
+    bench/thread_cpu.py report TOTAL.json
+
 Threads are grouped by name with digits dropped (actix-rt|system:0|arbiter:3 -> one group)."""
 import json, os, re, sys
 
@@ -28,17 +33,39 @@ def snap(pid):
     return out
 
 
-if sys.argv[1] == "snap":
-    json.dump(snap(sys.argv[2]), sys.stdout)
-else:
-    with open(sys.argv[3]) as f:
+def ticks_since(pid, before_file):
+    with open(before_file) as f:
         before = json.load(f)
-    seconds = float(sys.argv[4])
-    now = snap(sys.argv[2])
-    used = {g: (t - before.get(g, 0)) / TICKS / seconds * 100 for g, t in now.items()}
+    return {g: t - before.get(g, 0) for g, t in snap(pid).items()}
+
+
+def line(ticks, seconds, requests):
+    used = {g: t / TICKS / seconds * 100 for g, t in ticks.items()}
     total = sum(used.values())
     top = sorted(((u, g) for g, u in used.items() if u >= 0.5), reverse=True)
-    per_request = ""
-    if len(sys.argv) > 5 and int(sys.argv[5]) > 0:
-        per_request = f" ({total / 100 * seconds / int(sys.argv[5]) * 1e6:.0f} µs a request)"
-    print(f"server CPU {total:.0f}% of a core{per_request}: " + ", ".join(f"{g} {u:.0f}%" for u, g in top))
+    per_request = f" ({total / 100 * seconds / requests * 1e6:.0f} µs a request)" if requests > 0 else ""
+    return f"server CPU {total:.0f}% of a core{per_request}: " + ", ".join(f"{g} {u:.0f}%" for u, g in top)
+
+
+mode = sys.argv[1]
+if mode == "snap":
+    json.dump(snap(sys.argv[2]), sys.stdout)
+elif mode == "since":
+    requests = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    print(line(ticks_since(sys.argv[2], sys.argv[3]), float(sys.argv[4]), requests))
+elif mode == "add":
+    total_file = sys.argv[4]
+    total = {"ticks": {}, "seconds": 0.0, "requests": 0}
+    if os.path.exists(total_file):
+        with open(total_file) as f:
+            total = json.load(f)
+    for g, t in ticks_since(sys.argv[2], sys.argv[3]).items():
+        total["ticks"][g] = total["ticks"].get(g, 0) + t
+    total["seconds"] += float(sys.argv[5])
+    total["requests"] += int(sys.argv[6])
+    with open(total_file, "w") as f:
+        json.dump(total, f)
+elif mode == "report":
+    with open(sys.argv[2]) as f:
+        total = json.load(f)
+    print(line(total["ticks"], total["seconds"], total["requests"]))
