@@ -206,8 +206,8 @@ PY
       for kind in v s s v; do
         if [ "$kind" = v ]; then SCRIPT=validate.lua; URL="$BASE/webservice/rest/server.php"; else SCRIPT=shaped.lua; URL="$BASE/ping"; fi
         cpu_snap
-        read -r RPS _ P99 N B < <(DURATION=$SLICE run_wrk "$CONNECTIONS" -s "$WORK/$SCRIPT" "$URL")
-        cpu_add "$kind" "$N"
+        read -r RPS _ P99 REQS B < <(DURATION=$SLICE run_wrk "$CONNECTIONS" -s "$WORK/$SCRIPT" "$URL")
+        cpu_add "$kind" "$REQS"
         if [ "$kind" = v ]; then BAD=$((BAD + B)); fi
         echo "$kind $RPS $P99" >>"$WORK/slices"
       done
