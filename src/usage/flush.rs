@@ -19,13 +19,10 @@ impl UsageRecorder {
         if taken.is_empty() {
             return Ok(Some(0));
         }
+        let names: Vec<Vec<&str>> = taken.iter().map(|shard| shard.agent_names()).collect();
         let unknown: Vec<&str> = {
             let known = lock(&self.agent_ids);
-            let mut unknown: Vec<&str> = taken
-                .iter()
-                .flat_map(|(_, agents)| agents.iter().map(|(a, _)| a.as_str()))
-                .filter(|a| !known.contains_key(*a))
-                .collect();
+            let mut unknown: Vec<&str> = names.iter().flatten().copied().filter(|a| !known.contains_key(*a)).collect();
             unknown.sort_unstable();
             unknown.dedup();
             unknown
@@ -39,14 +36,15 @@ impl UsageRecorder {
                     known.clear();
                 }
                 known.extend(new_ids);
-                let mut uses = Vec::with_capacity(taken.len());
-                for ((key_id, ip), agents) in &taken {
-                    for (agent, p) in agents {
-                        let Some(agent_id) = known.get(agent).copied() else { continue };
+                let mut uses = Vec::with_capacity(taken.iter().map(|shard| shard.len()).sum());
+                for (shard, names) in taken.iter().zip(&names) {
+                    let ids: Vec<Option<i64>> = names.iter().map(|name| known.get(*name).copied()).collect();
+                    for (&(key_id, ip, agent), p) in &shard.uses {
+                        let Some(agent_id) = ids[agent as usize] else { continue };
                         uses.push(KeyUse {
-                            key_id: *key_id,
+                            key_id,
                             agent_id,
-                            ip: *ip,
+                            ip,
                             first_seen: p.first_seen,
                             last_seen: p.last_seen,
                             hits: p.hits,

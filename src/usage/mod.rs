@@ -19,7 +19,6 @@ use chrono::NaiveDateTime;
 use fold::FoldState;
 use last_used::{DueMarks, MarksPace, WrittenMarks};
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -33,9 +32,8 @@ const SHARDS: usize = 16;
 /// (`flush`, `fold`, `last_used`) adds its methods in its own file.
 #[derive(Default)]
 pub struct UsageRecorder {
-    /// Keyed by (key, address) so that recording a use allocates nothing once the agent is known;
-    /// split by key into shards, so that request threads seldom wait for each other.
-    pending: [Mutex<FastMap<(i64, IpAddr), Vec<(String, Pending)>>>; SHARDS],
+    /// Split by key into shards, so that request threads seldom wait for each other.
+    pending: [Mutex<recorder::Shard>; SHARDS],
     /// When this instance last wrote each key's "last used".
     last_used_written: Mutex<WrittenMarks>,
     /// "Last used" moves due, for keys whose uses are folded, written a thousand at a time.
