@@ -23,7 +23,7 @@ const PAGE_BACKLOG: i64 = 5_000;
 /// merged before the random-access upserts, which cost the database most of what usage costs
 /// it. Measured on SQLite with 100,000 tokens in constant use: folding every 10 seconds took
 /// about a fifth of the server's CPU beside the requests, every 30 about a tenth. A page under
-/// such load shows usage up to this old.
+/// such load shows usage up to this old, and `FOLD_SPREAD` more while a fold is spread.
 const FOLD_EVERY: Duration = Duration::from_secs(30);
 
 /// Pending batches (one flush each) one fold takes at most.

@@ -12,7 +12,7 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
 impl UsageRecorder {
     /// Before a page reads usage: this instance's uses written, and folded unless the site is
-    /// so busy that the log is long (then the page shows usage up to `FOLD_EVERY` old).
+    /// so busy that the log is long (then the page shows what is folded, up to about a minute old).
     pub async fn settle(self: &Arc<Self>, db: &Db) -> DbResult<()> {
         let (recorder, db) = (self.clone(), db.clone());
         actix_web::web::block(move || {
