@@ -4,6 +4,7 @@
 use super::{lock, FastMap, Pending, UsageRecorder, SHARDS};
 use chrono::NaiveDateTime;
 use std::net::IpAddr;
+use std::sync::Mutex;
 
 /// Longest user agent kept; longer ones are cut so one client cannot bloat the log.
 const MAX_AGENT_LEN: usize = 512;
@@ -60,7 +61,12 @@ pub(super) type Taken = Vec<Shard>;
 impl UsageRecorder {
     pub fn record(&self, key_id: i64, user_agent: &str, ip: IpAddr, at: NaiveDateTime) {
         let uses = Pending { first_seen: at, last_seen: at, hits: 1 };
-        lock(&self.pending[key_id.rem_euclid(SHARDS as i64) as usize]).add(key_id, kept_agent(user_agent), ip, uses);
+        lock(self.shard_of(key_id)).add(key_id, kept_agent(user_agent), ip, uses);
+    }
+
+    /// The shard that holds the uses of this key.
+    fn shard_of(&self, key_id: i64) -> &Mutex<Shard> {
+        &self.pending[key_id.rem_euclid(SHARDS as i64) as usize]
     }
 
     pub(super) fn take(&self) -> Taken {
@@ -82,8 +88,10 @@ impl UsageRecorder {
     pub(super) fn restore(&self, taken: Taken) {
         for shard in taken {
             let names = shard.agent_names();
+            // A taken shard's keys all belong to one shard: it is locked once.
+            let Some(&(first_key, _, _)) = shard.uses.keys().next() else { continue };
+            let mut pending = lock(self.shard_of(first_key));
             for ((key_id, ip, agent), uses) in &shard.uses {
-                let mut pending = lock(&self.pending[key_id.rem_euclid(SHARDS as i64) as usize]);
                 pending.add(*key_id, names[*agent as usize], *ip, *uses);
             }
         }
