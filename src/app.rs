@@ -111,14 +111,10 @@ impl Application {
                         .custom_request_replace("path", |req| loggable_path(req.method().as_str(), req.path()))
                         .exclude("/healthz"),
                 ))
+                // The protocol first: its web-service server takes most requests.
+                .configure(|cfg| moodle::routes(cfg, bench_endpoints))
                 .configure(web::routes)
-                .configure(moodle::routes)
                 .default_service(aw::to(web::not_found))
-                .configure(|cfg| {
-                    if bench_endpoints {
-                        moodle::bench_routes(cfg)
-                    }
-                })
         })
         .shutdown_timeout(10)
         // Blocking work is database calls (bounded by the pool) and little else; a small pool of
