@@ -44,6 +44,12 @@ const OWNER_BYTES: u64 = 96 + 112 + 160;
 /// Share of the entries kept as ghosts (hashes of recently evicted keys, which come back hot).
 const GHOSTS: f64 = 0.1;
 
+/// Copies of what tokens of one type and service share (`Kind`, and the service in it); a token
+/// holds the copy of its key id. Every hit clones its kind and service and drops them again,
+/// and with one copy those counts of holders, written by every call on both cores, moved their
+/// cache line between the cores each time.
+const KIND_COPIES: i64 = 16;
+
 /// A slot of the cache: the first 8 bytes of a token's digest, or a mix of an owner's id.
 type Slot = u64;
 
@@ -174,7 +180,8 @@ fn raw(hash: &str) -> Option<[u8; 32]> {
 struct Writer {
     /// Key id → slot, for every cached token (and no more: evictions drop theirs).
     by_key: HashMap<i64, Slot, DigestHash>,
-    kinds: HashMap<(Box<str>, bool, Option<i64>), Arc<Kind>>,
+    /// Per type, switch, service and copy (see `KIND_COPIES`).
+    kinds: HashMap<(Box<str>, bool, Option<i64>, u8), Arc<Kind>>,
 }
 
 /// Counters for the benchmark and the logs.
@@ -328,21 +335,18 @@ impl TokenCache {
 
     fn add(&self, writer: &mut Writer, digest: &[u8; 32], token: &ValidKey) {
         let service_id = token.service.as_ref().map(|s| s.service.id);
-        let new_kind = || {
-            Arc::new(Kind {
-                key_type: token.key_type.clone(),
-                type_enabled: token.type_enabled,
-                service: token.service.clone(),
-            })
+        let copy = token.key_id.rem_euclid(KIND_COPIES) as u8;
+        let new_kind = |service: Option<Arc<ServiceAccess>>| {
+            Arc::new(Kind { key_type: token.key_type.clone(), type_enabled: token.type_enabled, service })
         };
         // A personal access token's view of its service, narrowed to its own functions, is its
         // own: never shared with the service's other tokens, nor handed out as the service.
         let kind = match &token.service {
-            Some(service) if service.narrowed => new_kind(),
+            Some(service) if service.narrowed => new_kind(token.service.clone()),
             _ => writer
                 .kinds
-                .entry((token.key_type.clone(), token.type_enabled, service_id))
-                .or_insert_with(new_kind)
+                .entry((token.key_type.clone(), token.type_enabled, service_id, copy))
+                .or_insert_with(|| new_kind(token.service.as_ref().map(|s| Arc::new(s.copy()))))
                 .clone(),
         };
         if let Some(service) = token.service.as_ref().filter(|s| !s.narrowed) {

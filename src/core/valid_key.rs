@@ -59,6 +59,16 @@ impl ServiceAccess {
         }
     }
 
+    /// A copy of its own, its site-info fields serialised again at first use.
+    pub fn copy(&self) -> Self {
+        ServiceAccess {
+            service: self.service.clone(),
+            functions: self.functions.clone(),
+            site_info: Default::default(),
+            narrowed: self.narrowed,
+        }
+    }
+
     /// Whether a call of this function is allowed: the service is on and offers it.
     pub fn allows(&self, function: &str) -> bool {
         self.service.enabled && self.functions.iter().any(|f| f == function)

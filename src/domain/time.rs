@@ -1,9 +1,13 @@
 //! Time is UTC `NaiveDateTime` at microsecond precision, so SQLite and PostgreSQL agree.
 
-use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 
+/// Made from whole microseconds rather than truncated from nanoseconds: it runs twice on every
+/// validated call, and truncating went through chrono's date arithmetic.
 pub fn now() -> NaiveDateTime {
-    Utc::now().naive_utc().trunc_subsecs(6)
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let micros = i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX);
+    DateTime::from_timestamp_micros(micros).map_or_else(|| Utc::now().naive_utc(), |t| t.naive_utc())
 }
 
 /// "just now", "5 minutes ago", "3 days ago", "in 2 hours".
@@ -82,5 +86,15 @@ mod tests {
         assert_eq!(relative(now - Duration::days(1), now), "1 day ago");
         assert_eq!(relative(now - Duration::days(3), now), "3 days ago");
         assert_eq!(relative(now + Duration::hours(2), now), "in 2 hours");
+    }
+
+    #[test]
+    fn now_is_the_current_time_in_whole_microseconds() {
+        use chrono::Timelike;
+        let before = Utc::now().naive_utc() - Duration::microseconds(1);
+        let at = now();
+        let after = Utc::now().naive_utc();
+        assert!(before <= at && at <= after, "{before} <= {at} <= {after}");
+        assert_eq!(at.nanosecond() % 1_000, 0, "the databases keep microseconds");
     }
 }

@@ -50,7 +50,7 @@ pub async fn call_external_functions(call: Call<'_>) -> Result<Value, MoodleErro
 
 async fn run_one(call: &Call<'_>, name: &str, params: Params) -> Result<Reply, MoodleError> {
     let function = find_in(call.functions, name)
-        .filter(|f| f.name != NAME && call.token.service.allows(f.name))
+        .filter(|f| f.name != NAME && call.token.service().allows(f.name))
         .ok_or_else(|| MoodleError::function_not_allowed(name))?;
     let inner = Call { params, ..*call };
     call::dispatch(function, inner).await

@@ -25,7 +25,7 @@ pub async fn add_user_device(call: Call<'_>) -> Result<Value, MoodleError> {
         publickey: p.text("publickey")?.map(|k| k.chars().take(4096).collect::<String>()),
     };
     let pushid = device.pushid.clone();
-    let duplicate = call.state.core.register_device(&call.token.key, device, call.client).await?;
+    let duplicate = call.state.core.register_device(call.token.key(), device, call.client).await?;
     if duplicate {
         return Ok(json!([[{
             "item": pushid, "warningcode": "existingkeyforthisuser", "message": "This key is already stored for this user",
@@ -39,7 +39,7 @@ pub async fn update_public_key(call: Call<'_>) -> Result<Value, MoodleError> {
     let uuid = text_param(&call.params, "uuid", 255)?;
     let appid = text_param(&call.params, "appid", 100)?;
     let publickey: String = call.params.required_text("publickey")?.chars().take(4096).collect();
-    let updated = call.state.core.update_device_public_key(call.token.user.id, &uuid, &appid, publickey).await?;
+    let updated = call.state.core.update_device_public_key(call.token.user().id, &uuid, &appid, publickey).await?;
     let warnings = if updated { json!([]) } else { device_missing(&uuid) };
     Ok(json!({"status": updated, "warnings": warnings}))
 }
@@ -48,7 +48,7 @@ pub async fn update_public_key(call: Call<'_>) -> Result<Value, MoodleError> {
 pub async fn remove_user_device(call: Call<'_>) -> Result<Value, MoodleError> {
     let uuid = text_param(&call.params, "uuid", 255)?;
     let appid = call.params.text("appid")?.unwrap_or("").trim().to_owned();
-    let removed = call.state.core.remove_device(call.token.user.id, &uuid, &appid, call.client).await?;
+    let removed = call.state.core.remove_device(call.token.user().id, &uuid, &appid, call.client).await?;
     let warnings = if removed == 0 { device_missing(&uuid) } else { json!([]) };
     Ok(json!({"removed": removed > 0, "warnings": warnings}))
 }

@@ -138,7 +138,7 @@ pub async fn autologin_key(call: Call<'_>) -> Result<Value, MoodleError> {
     // The private token must come in the body, never in a URL that logs keep.
     let private =
         call.params.text("privatetoken")?.filter(|p| !p.is_empty() && !call.params.came_in_query("privatetoken"));
-    let key = call.state.core.autologin_key(&call.token.key, private, call.client).await?;
+    let key = call.state.core.autologin_key(call.token.key(), private, call.client).await?;
     Ok(json!({
         "key": key,
         "autologinurl": format!("{}/admin/tool/mobile/autologin.php", call.state.core.config().site_root()),

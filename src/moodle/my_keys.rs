@@ -29,8 +29,8 @@ const ALL_OF_EACH_TYPE: i64 = 10_000;
 
 /// The caller's own keys (visible types), so the app can show "your devices".
 pub async fn list(call: Call<'_>) -> Result<Value, MoodleError> {
-    let own = call.state.core.own_keys(call.token.user.id, ALL_OF_EACH_TYPE, None).await?;
-    let this_service = &call.token.service.service;
+    let own = call.state.core.own_keys(call.token.user().id, ALL_OF_EACH_TYPE, None).await?;
+    let this_service = &call.token.service().service;
     let list: Vec<MyKey> = own
         .entries
         .into_iter()
@@ -59,7 +59,7 @@ pub async fn list(call: Call<'_>) -> Result<Value, MoodleError> {
 pub async fn revoke(call: Call<'_>) -> Result<Value, MoodleError> {
     let key_id = call.params.required_int("keyid")?;
     let request = OwnRevocation::One(key_id);
-    match call.state.core.revoke_own(call.token.user.id, None, &request, true, call.client).await {
+    match call.state.core.revoke_own(call.token.user().id, None, &request, true, call.client).await {
         Ok(count) => Ok(json!({"revoked": count > 0, "warnings": []})),
         // Another person's key is reported exactly like a missing one.
         Err(CoreError::NotFound | CoreError::NotAllowed(_)) => Ok(json!({"revoked": false, "warnings": [{

@@ -61,6 +61,11 @@ impl Params {
         self.root.remove(name)
     }
 
+    /// Drops every parameter whose name starts with `prefix` (the server's own settings).
+    pub fn remove_prefixed(&mut self, prefix: &str) {
+        self.root.retain(|name, _| !name.starts_with(prefix));
+    }
+
     /// Takes a scalar parameter out, if present.
     pub fn take_text(&mut self, name: &str) -> Result<Option<String>, MoodleError> {
         self.text(name)?;

@@ -35,10 +35,7 @@ async fn call(state: &State, mut params: Params, client: &Client) -> Result<Repl
     let wstoken = params.take_text("wstoken")?;
     let function = params.take_text("wsfunction")?;
     params.remove("moodlewsrestformat");
-    let settings: Vec<String> = params.names().filter(|n| n.starts_with("moodlewssetting")).cloned().collect();
-    for name in settings {
-        params.remove(&name);
-    }
+    params.remove_prefixed("moodlewssetting");
 
     let wstoken = wstoken.unwrap_or_default();
     let token = authenticate(state, &wstoken, client).await?;
@@ -46,7 +43,7 @@ async fn call(state: &State, mut params: Params, client: &Client) -> Result<Repl
         function.filter(|f| !f.is_empty()).ok_or_else(|| MoodleError::invalid_parameter("Missing function name"))?;
     // A function this server does not have is answered as one the service does not offer.
     let function = functions::find(&function)
-        .filter(|f| token.service.allows(f.name))
+        .filter(|f| token.service().allows(f.name))
         .ok_or_else(|| MoodleError::function_not_allowed(&function))?;
     let key_id = token.key_id;
     let call = Call { state, token: &token, params, client, wstoken: &wstoken, functions: functions::FUNCTIONS };

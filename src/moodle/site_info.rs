@@ -211,7 +211,7 @@ fn site_urls(root: &str) -> SiteUrls<'_> {
 
 /// The answer for this token.
 pub fn render(state: &State, token: &AuthenticatedToken, wstoken: &str) -> String {
-    state.site_info.render(&token.user, &token.service, &file_access_key(wstoken))
+    state.site_info.render(&token.user(), &token.service(), &file_access_key(wstoken))
 }
 
 /// Moodle's `userprivateaccesskey` (the key the app puts in file URLs), derived from the token

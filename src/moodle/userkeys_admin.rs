@@ -15,7 +15,7 @@ pub const GET_USER_KEYS: &str = "tool_userkeys_get_user_keys";
 pub const REVOKE_KEYS: &str = "tool_userkeys_revoke_keys";
 
 fn actor(call: &Call<'_>) -> TokenActor {
-    TokenActor { user_id: call.token.user.id, key_id: call.token.key_id }
+    TokenActor { user_id: call.token.user().id, key_id: call.token.key_id }
 }
 
 /// The core's refusals in Moodle's words: acting above one's station is Moodle's
