@@ -18,6 +18,7 @@ pub mod roles;
 pub mod schema;
 pub mod services;
 pub mod sign_in_failures;
+mod sqlite_rows;
 pub mod unused_keys;
 pub mod usage;
 pub mod users;

@@ -62,8 +62,7 @@ pub fn unpack(bytes: &[u8]) -> impl Iterator<Item = KeyUse> + '_ {
     })
 }
 
-/// Rows per statement: a second's worth of uses from thousands of clients is a few statements.
-const ROWS_PER_STATEMENT: usize = 500;
+use super::sqlite_rows::{sqlite_timestamp, BindRow, RowValues, Rows, RowsSql, ROWS_PER_STATEMENT};
 
 type Backend = <DbConn as diesel::Connection>::Backend;
 
@@ -211,32 +210,63 @@ fn created_rows(uses: &[KeyUse], upserted: Vec<Upserted>) -> Vec<KeyUse> {
 /// an address, for the first time.
 pub fn add_uses(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<Vec<KeyUse>> {
     add_daily(conn, uses)?;
-    if let DbConn::Pg(pg) = conn {
-        return add_uses_pg(pg, uses);
+    match conn {
+        DbConn::Pg(pg) => add_uses_pg(pg, uses),
+        DbConn::Sqlite(sqlite) => add_uses_sqlite(sqlite, uses),
     }
+}
+
+/// key_usage's upsert on SQLite, a row of values per use.
+static USAGE_UPSERT: RowsSql = RowsSql::new(
+    "INSERT INTO key_usage (key_id, agent_id, ip, first_seen, last_seen, hits) \
+     SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6 FROM (VALUES ",
+    ") AS v WHERE EXISTS (SELECT 1 FROM user_keys k WHERE k.id = v.column1) \
+     ON CONFLICT (key_id, agent_id, ip) DO UPDATE SET hits = key_usage.hits + excluded.hits, \
+       first_seen = MIN(key_usage.first_seen, excluded.first_seen), \
+       last_seen = MAX(key_usage.last_seen, excluded.last_seen) \
+     RETURNING key_id, agent_id, ip, hits",
+);
+struct UsageUpsert;
+
+/// A use as SQLite takes it: the address and times as text.
+struct UseValues {
+    key_id: i64,
+    agent_id: i64,
+    ip: String,
+    first_seen: String,
+    last_seen: String,
+    hits: i64,
+}
+
+impl BindRow for UseValues {
+    fn bind<'b>(&'b self, values: &mut RowValues<'_, '_, 'b>) -> QueryResult<()> {
+        values
+            .push::<BigInt, _>(&self.key_id)?
+            .push::<BigInt, _>(&self.agent_id)?
+            .push::<Text, _>(&self.ip)?
+            .push::<Text, _>(&self.first_seen)?
+            .push::<Text, _>(&self.last_seen)?
+            .push::<BigInt, _>(&self.hits)?;
+        Ok(())
+    }
+}
+
+fn add_uses_sqlite(conn: &mut diesel::SqliteConnection, uses: &[KeyUse]) -> DbResult<Vec<KeyUse>> {
     let mut created = Vec::new();
     for chunk in uses.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO key_usage (key_id, agent_id, ip, first_seen, last_seen, hits) \
-             SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6 FROM (VALUES {}) AS v \
-             WHERE EXISTS (SELECT 1 FROM user_keys k WHERE k.id = v.column1) \
-             ON CONFLICT (key_id, agent_id, ip) DO UPDATE SET hits = key_usage.hits + excluded.hits, \
-               first_seen = MIN(key_usage.first_seen, excluded.first_seen), \
-               last_seen = MAX(key_usage.last_seen, excluded.last_seen) \
-             RETURNING key_id, agent_id, ip, hits",
-            placeholders(conn, chunk.len(), 6)
-        );
-        let mut query = diesel::sql_query(sql).into_boxed::<Backend>();
-        for u in chunk {
-            query = query
-                .bind::<BigInt, _>(u.key_id)
-                .bind::<BigInt, _>(u.agent_id)
-                .bind::<Text, _>(u.ip.to_string())
-                .bind::<Timestamp, _>(u.first_seen)
-                .bind::<Timestamp, _>(u.last_seen)
-                .bind::<BigInt, _>(u.hits);
-        }
-        created.extend(created_rows(chunk, query.load::<Upserted>(conn)?));
+        let values: Vec<UseValues> = chunk
+            .iter()
+            .map(|u| UseValues {
+                key_id: u.key_id,
+                agent_id: u.agent_id,
+                ip: u.ip.to_string(),
+                first_seen: sqlite_timestamp(u.first_seen),
+                last_seen: sqlite_timestamp(u.last_seen),
+                hits: u.hits,
+            })
+            .collect();
+        let upserted = Rows::<UsageUpsert, _>::new(&USAGE_UPSERT, &values).load::<Upserted>(conn)?;
+        created.extend(created_rows(chunk, upserted));
     }
     Ok(created)
 }
@@ -304,6 +334,27 @@ pub fn day_of(at: NaiveDateTime) -> i64 {
     crate::domain::time::to_unix(at).div_euclid(86_400)
 }
 
+/// key_daily_uses's upsert on SQLite, a row of values per key and day.
+static DAILY_UPSERT: RowsSql = RowsSql::new(
+    "INSERT INTO key_daily_uses (key_id, day, hits) SELECT v.column1, v.column2, v.column3 FROM (VALUES ",
+    ") AS v WHERE EXISTS (SELECT 1 FROM user_keys k WHERE k.id = v.column1) \
+     ON CONFLICT (key_id, day) DO UPDATE SET hits = key_daily_uses.hits + excluded.hits",
+);
+struct DailyUpsert;
+
+struct DayValues {
+    key_id: i64,
+    day: i64,
+    hits: i64,
+}
+
+impl BindRow for DayValues {
+    fn bind<'b>(&'b self, values: &mut RowValues<'_, '_, 'b>) -> QueryResult<()> {
+        values.push::<BigInt, _>(&self.key_id)?.push::<BigInt, _>(&self.day)?.push::<BigInt, _>(&self.hits)?;
+        Ok(())
+    }
+}
+
 /// Adds `uses` to each key's count for the day of its last use (a batch spans seconds), and
 /// forgets days past `DAILY_DAYS_KEPT` (an indexed range, empty on most folds).
 fn add_daily(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<()> {
@@ -312,20 +363,30 @@ fn add_daily(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<()> {
         *per_day.entry((u.key_id, day_of(u.last_seen))).or_default() += u.hits;
     }
     let Some(latest) = per_day.keys().map(|(_, day)| *day).max() else { return Ok(()) };
-    let rows: Vec<(i64, i64, i64)> = per_day.into_iter().map(|((key, day), hits)| (key, day, hits)).collect();
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO key_daily_uses (key_id, day, hits) \
-             SELECT v.column1, v.column2, v.column3 FROM (VALUES {}) AS v \
-             WHERE EXISTS (SELECT 1 FROM user_keys k WHERE k.id = v.column1) \
-             ON CONFLICT (key_id, day) DO UPDATE SET hits = key_daily_uses.hits + excluded.hits",
-            placeholders(conn, chunk.len(), 3)
-        );
-        let mut query = diesel::sql_query(sql).into_boxed::<Backend>();
-        for (key, day, hits) in chunk {
-            query = query.bind::<BigInt, _>(*key).bind::<BigInt, _>(*day).bind::<BigInt, _>(*hits);
+    let rows: Vec<DayValues> =
+        per_day.into_iter().map(|((key_id, day), hits)| DayValues { key_id, day, hits }).collect();
+    match conn {
+        DbConn::Sqlite(sqlite) => {
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                Rows::<DailyUpsert, _>::new(&DAILY_UPSERT, chunk).execute(sqlite)?;
+            }
         }
-        query.execute(conn)?;
+        // As six arrays, one plan however many rows: see `add_uses_pg`.
+        DbConn::Pg(pg) => {
+            use diesel::sql_types::Array;
+            for chunk in rows.chunks(10_000) {
+                diesel::sql_query(
+                    "INSERT INTO key_daily_uses (key_id, day, hits) \
+                     SELECT v.key_id, v.day, v.hits FROM unnest($1, $2, $3) AS v(key_id, day, hits) \
+                     WHERE EXISTS (SELECT 1 FROM user_keys k WHERE k.id = v.key_id) \
+                     ON CONFLICT (key_id, day) DO UPDATE SET hits = key_daily_uses.hits + excluded.hits",
+                )
+                .bind::<Array<BigInt>, _>(chunk.iter().map(|r| r.key_id).collect::<Vec<_>>())
+                .bind::<Array<BigInt>, _>(chunk.iter().map(|r| r.day).collect::<Vec<_>>())
+                .bind::<Array<BigInt>, _>(chunk.iter().map(|r| r.hits).collect::<Vec<_>>())
+                .execute(pg)?;
+            }
+        }
     }
     diesel::delete(key_daily_uses::table.filter(key_daily_uses::day.lt(latest - DAILY_DAYS_KEPT))).execute(conn)?;
     Ok(())
@@ -370,42 +431,62 @@ pub fn latest_folded_uses(conn: &mut DbConn, key_ids: &[i64]) -> DbResult<Vec<(i
 
 /// Moves each key's "last used" forward (never back, whichever instance flushes first).
 pub fn mark_last_used(conn: &mut DbConn, uses: &[(i64, NaiveDateTime, IpAddr)]) -> DbResult<()> {
-    if let DbConn::Pg(pg) = conn {
-        return mark_last_used_pg(pg, uses);
-    }
-    // Two statements: SQLite rewrites an index entry whenever its column is SET, even to the
-    // same value, and a key is mostly used again from the address it was last used from. The
-    // address moves only with the use that moved the time. (bench/last_used_marks.py, 1,000,000
-    // keys all marked before: 114 rather than 154 ms a thousand marks; first marks cost the same.)
-    let rows: Vec<(i64, NaiveDateTime, String, String)> = uses
+    let sqlite = match conn {
+        DbConn::Pg(pg) => return mark_last_used_pg(pg, uses),
+        DbConn::Sqlite(sqlite) => sqlite,
+    };
+    let rows: Vec<MarkValues> = uses
         .iter()
-        .map(|(key_id, at, ip)| (*key_id, *at, ip.to_string(), crate::domain::ip_restriction::ip_hex(*ip)))
+        .map(|(key_id, at, ip)| MarkValues {
+            key_id: *key_id,
+            at: sqlite_timestamp(*at),
+            ip: ip.to_string(),
+            ip_hex: crate::domain::ip_restriction::ip_hex(*ip),
+        })
         .collect();
-    for (sets, only_if) in [
-        ("last_used_at = v.column2", "(key_last_use.last_used_at IS NULL OR key_last_use.last_used_at < v.column2)"),
-        (
-            "last_used_ip = v.column3, last_used_ip_hex = v.column4",
-            "key_last_use.last_used_at = v.column2 AND key_last_use.last_used_ip_hex IS NOT v.column4",
-        ),
-    ] {
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "UPDATE key_last_use SET {sets} FROM (VALUES {}) AS v \
-                 WHERE key_last_use.key_id = v.column1 AND {only_if}",
-                placeholders(conn, chunk.len(), 4)
-            );
-            let mut query = diesel::sql_query(sql).into_boxed::<Backend>();
-            for (key_id, at, ip, ip_hex) in chunk {
-                query = query
-                    .bind::<BigInt, _>(*key_id)
-                    .bind::<Timestamp, _>(*at)
-                    .bind::<Text, _>(ip.clone())
-                    .bind::<Text, _>(ip_hex.clone());
-            }
-            query.execute(conn)?;
-        }
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        Rows::<MarkTime, _>::new(&MARK_TIME, chunk).execute(sqlite)?;
+    }
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        Rows::<MarkAddress, _>::new(&MARK_ADDRESS, chunk).execute(sqlite)?;
     }
     Ok(())
+}
+
+// Two statements: SQLite rewrites an index entry whenever its column is SET, even to the same
+// value, and a key is mostly used again from the address it was last used from. The address
+// moves only with the use that moved the time. (bench/last_used_marks.py, 1,000,000 keys all
+// marked before: 114 rather than 154 ms a thousand marks; first marks cost the same.)
+static MARK_TIME: RowsSql = RowsSql::new(
+    "UPDATE key_last_use SET last_used_at = v.column2 FROM (VALUES ",
+    ") AS v WHERE key_last_use.key_id = v.column1 \
+     AND (key_last_use.last_used_at IS NULL OR key_last_use.last_used_at < v.column2)",
+);
+struct MarkTime;
+static MARK_ADDRESS: RowsSql = RowsSql::new(
+    "UPDATE key_last_use SET last_used_ip = v.column3, last_used_ip_hex = v.column4 FROM (VALUES ",
+    ") AS v WHERE key_last_use.key_id = v.column1 \
+     AND key_last_use.last_used_at = v.column2 AND key_last_use.last_used_ip_hex IS NOT v.column4",
+);
+struct MarkAddress;
+
+/// A key's "last used" as SQLite takes it.
+struct MarkValues {
+    key_id: i64,
+    at: String,
+    ip: String,
+    ip_hex: String,
+}
+
+impl BindRow for MarkValues {
+    fn bind<'b>(&'b self, values: &mut RowValues<'_, '_, 'b>) -> QueryResult<()> {
+        values
+            .push::<BigInt, _>(&self.key_id)?
+            .push::<Text, _>(&self.at)?
+            .push::<Text, _>(&self.ip)?
+            .push::<Text, _>(&self.ip_hex)?;
+        Ok(())
+    }
 }
 
 fn mark_last_used_pg(conn: &mut diesel::PgConnection, uses: &[(i64, NaiveDateTime, IpAddr)]) -> DbResult<()> {
