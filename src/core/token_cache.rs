@@ -11,11 +11,15 @@
 //! Bounded by a memory budget (`USERKEYS_TOKEN_CACHE_MB`), not by a count: one `quick_cache`
 //! (CLOCK-Pro / S3-FIFO-like eviction) holds two kinds of entry, each weighed in bytes —
 //!
-//! - a token: 8 bytes of its digest as the key, 8 more to check, its key id, owner id, expiry
+//! - a token: 8 bytes of its digest as the key, 8 more to check, its key id, expiry, its owner
 //!   and a pointer to what it shares with every token of its type and service (`Kind`); the
 //!   rare extras (an IP restriction, a private token) behind one more pointer. No `String`s.
-//! - an owner, by user id, shared by all their tokens. A token is a hit only when its owner is
-//!   cached too, so suspending a person drops one entry, not a scan of millions.
+//! - an owner, by user id, shared by all their tokens, and weighed once. The tokens hold the
+//!   owner the cache holds, and a token is a hit only while the cache still holds its owner:
+//!   when the owner's entry goes (evicted, or dropped by a write: a suspension) the owner is
+//!   marked let go, so suspending a person drops one entry, not a scan of millions. A hit thus
+//!   takes one lookup, not two; the owner's entry is looked up once in `OWNER_TOUCH` by a hit
+//!   of its tokens, so that eviction sees it in use.
 //!
 //! Evicting a token also drops it from `by_key` (key id → cache slot, for revocations by id), so
 //! that index is exactly as large as the tokens cached: every cached token is in it, which is
@@ -30,7 +34,7 @@ use chrono::NaiveDateTime;
 use quick_cache::sync::Cache;
 use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// What a cached token costs, in bytes, beyond its rare extras: its slot in the cache (key,
@@ -50,6 +54,31 @@ const GHOSTS: f64 = 0.1;
 /// cache line between the cores each time.
 const KIND_COPIES: i64 = 16;
 
+/// How often a hit also looks its owner's entry up, which counts as a use of it: the owner of
+/// tokens in use stays cached. An owner is looked at by eviction about once per pass over the
+/// cache, minutes apart when it is full, and its first hit after it is cached always looks.
+const OWNER_TOUCH: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The cache's marks on an owner it holds, read by every hit of the owner's tokens.
+#[derive(Debug, Default)]
+pub struct OwnerMark {
+    /// The cache let this owner go: its tokens are misses, read again with their owner.
+    let_go: AtomicBool,
+    /// When a hit last looked the owner's entry up (whole seconds since the cache started, and
+    /// 0 for never).
+    touched: AtomicU32,
+}
+
+impl OwnerMark {
+    fn let_go(&self) {
+        self.let_go.store(true, Ordering::Release);
+    }
+
+    fn held(&self) -> bool {
+        !self.let_go.load(Ordering::Acquire)
+    }
+}
+
 /// A slot of the cache: the first 8 bytes of a token's digest, or a mix of an owner's id.
 type Slot = u64;
 
@@ -59,13 +88,14 @@ enum Cached {
     Owner(Arc<KeyOwner>),
 }
 
-/// A cached token, compact: everything a hit needs but the owner, which is looked up beside it.
+/// A cached token, compact: everything a hit needs.
 #[derive(Clone)]
 struct Token {
     /// Bytes 8..16 of the digest: with the slot, 128 bits of it must match.
     check: u64,
     key_id: i64,
-    user_id: i64,
+    /// The owner the cache holds (see `OwnerMark`).
+    owner: Arc<KeyOwner>,
     /// `valid_until` in microseconds since the epoch (rounded down, so never later); `i64::MAX`
     /// for none.
     valid_until: i64,
@@ -229,10 +259,12 @@ pub struct TokenCache {
     hits: Counter,
     misses: Counter,
     budget: u64,
+    /// The clock of `OwnerMark::touched`.
+    started: std::time::Instant,
 }
 
 impl Token {
-    fn valid_key(&self, user: Arc<KeyOwner>) -> ValidKey {
+    fn valid_key(&self) -> ValidKey {
         ValidKey {
             key_id: self.key_id,
             key_type: self.kind.key_type.clone(),
@@ -240,7 +272,7 @@ impl Token {
             ip_restriction: self.rare.as_ref().and_then(|r| r.ip_restriction.clone()),
             private_hash: self.rare.as_ref().and_then(|r| r.private_hash.clone()),
             type_enabled: self.kind.type_enabled,
-            user,
+            user: self.owner.clone(),
             service: self.kind.service.clone(),
         }
     }
@@ -266,6 +298,7 @@ impl TokenCache {
             hits: Default::default(),
             misses: Default::default(),
             budget,
+            started: std::time::Instant::now(),
         }
     }
 
@@ -299,14 +332,21 @@ impl TokenCache {
     fn lookup(&self, digest: &[u8; 32]) -> Option<Arc<ValidKey>> {
         let (slot, check) = split(digest);
         let Some(Cached::Token(token)) = self.entries.get(&slot) else { return None };
-        if token.check != check {
+        if token.check != check || !token.owner.cache_mark.held() {
             return None;
         }
-        let Some(Cached::Owner(owner)) = self.entries.get(&owner_slot(token.user_id)) else { return None };
-        if owner.id != token.user_id {
-            return None;
+        let mark = &token.owner.cache_mark;
+        let now = self.started.elapsed().as_secs() as u32 + 1;
+        let touched = mark.touched.load(Ordering::Relaxed);
+        if touched == 0 || now.saturating_sub(touched) >= OWNER_TOUCH.as_secs() as u32 {
+            match self.entries.get(&owner_slot(token.owner.id)) {
+                Some(Cached::Owner(owner)) if Arc::ptr_eq(&owner, &token.owner) => {
+                    mark.touched.store(now, Ordering::Relaxed)
+                }
+                _ => return None,
+            }
         }
-        Some(Arc::new(token.valid_key(owner)))
+        Some(Arc::new(token.valid_key()))
     }
 
     pub fn service(&self, id: i64) -> Option<Arc<ServiceAccess>> {
@@ -363,32 +403,36 @@ impl TokenCache {
                 bytes,
             })
         });
-        let (slot, check) = split(digest);
-        let entry = Token {
-            check,
-            key_id: token.key_id,
-            user_id: token.user.id,
-            valid_until: micros(token.valid_until),
-            kind,
-            rare,
-        };
         let mut evicted = Vec::new();
+        // The token holds the owner the cache holds, so that letting that go reaches every token
+        // of it. Peeked, not got: only a hit makes an entry look used, or owners would outlive
+        // their tokens.
+        let owner_slot = owner_slot(token.user.id);
+        let owner = match self.entries.peek(&owner_slot) {
+            Some(Cached::Owner(o)) if o.id == token.user.id && o.cache_mark.held() => o,
+            _ => {
+                let owner = token.user.clone();
+                self.entries.insert_with_lifecycle(owner_slot, Cached::Owner(owner.clone()), &mut evicted);
+                owner
+            }
+        };
+        let (slot, check) = split(digest);
+        let entry = Token { check, key_id: token.key_id, owner, valid_until: micros(token.valid_until), kind, rare };
         // Listed before it is cached: should caching it evict it at once, the eviction unlists it.
         writer.by_key.insert(token.key_id, slot);
         self.entries.insert_with_lifecycle(slot, Cached::Token(entry), &mut evicted);
-        let owner = owner_slot(token.user.id);
-        // Peeked, not got: only a hit makes an entry look used, or owners would outlive their tokens.
-        if !matches!(self.entries.peek(&owner), Some(Cached::Owner(o)) if o.id == token.user.id) {
-            self.entries.insert_with_lifecycle(owner, Cached::Owner(token.user.clone()), &mut evicted);
-        }
         // quick_cache reports a replaced value as evicted too (the same token cached again by
         // two misses at once): unlisted only if that slot no longer holds that key.
         for (slot, value) in &evicted {
-            if let Cached::Token(t) = value {
-                let still = matches!(self.entries.peek(slot), Some(Cached::Token(c)) if c.key_id == t.key_id);
-                if !still && writer.by_key.get(&t.key_id) == Some(slot) {
-                    writer.by_key.remove(&t.key_id);
+            match value {
+                Cached::Token(t) => {
+                    let still = matches!(self.entries.peek(slot), Some(Cached::Token(c)) if c.key_id == t.key_id);
+                    if !still && writer.by_key.get(&t.key_id) == Some(slot) {
+                        writer.by_key.remove(&t.key_id);
+                    }
                 }
+                // An owner is cached only while none is: the one evicted is gone.
+                Cached::Owner(o) => o.cache_mark.let_go(),
             }
         }
     }
@@ -413,7 +457,11 @@ impl TokenCache {
             // Their tokens stay, but are no hit without their owner: the next use reads it anew.
             Invalidation::Users(users) => {
                 for user in users {
-                    self.entries.remove_if(&owner_slot(*user), |v| matches!(v, Cached::Owner(o) if o.id == *user));
+                    let dropped =
+                        self.entries.remove_if(&owner_slot(*user), |v| matches!(v, Cached::Owner(o) if o.id == *user));
+                    if let Some((_, Cached::Owner(owner))) = dropped {
+                        owner.cache_mark.let_go();
+                    }
                 }
             }
         }
@@ -616,6 +664,52 @@ mod tests {
         cache.invalidate(&Invalidation::Keys(cached.clone()));
         assert!(cached.iter().all(|&i| cache.get(&digest(i)).is_none()));
         assert_eq!(cache.stats().tokens, 0);
+    }
+
+    /// Tokens hold their owner rather than look it up: one whose owner was evicted, or dropped
+    /// with a suspension, is a miss however often it is used, and a hit always brings the owner
+    /// the cache holds now.
+    #[test]
+    fn a_hit_never_brings_an_owner_the_cache_let_go() {
+        let cache = TokenCache::new(None, 1 << 20);
+        fill(&cache, 50_000, 5);
+        let held = |user_id: i64| match cache.entries.peek(&owner_slot(user_id)) {
+            Some(Cached::Owner(o)) => Some(o),
+            _ => None,
+        };
+        let (mut hits, mut orphans) = (0, 0);
+        for i in 0..50_000 {
+            let Some(Cached::Token(t)) = cache.entries.peek(&split(&digest(i)).0) else { continue };
+            match held(t.owner.id) {
+                Some(o) if Arc::ptr_eq(&o, &t.owner) => {
+                    // Twice: the second hit is within `OWNER_TOUCH` of the first, and is not looked up.
+                    for _ in 0..2 {
+                        let key = cache.get(&digest(i)).expect("a token whose owner is held is a hit");
+                        assert!(Arc::ptr_eq(&key.user, &o));
+                    }
+                    hits += 1;
+                }
+                _ => {
+                    assert!(cache.get(&digest(i)).is_none(), "token {i}'s owner was evicted");
+                    orphans += 1;
+                }
+            }
+        }
+        assert!(hits > 1_000 && orphans > 0, "{hits} hits, {orphans} tokens whose owner was evicted");
+
+        // A token cached again joins the owner that is cached, not the one it was read with.
+        let mut writer = cache.writer.lock().unwrap();
+        let user = held(9_999).unwrap_or_else(|| owner(9_999));
+        cache.add(&mut writer, &digest(49_999), &token(49_999, owner(9_999)));
+        cache.add(&mut writer, &digest(49_998), &token(49_998, owner(9_999)));
+        drop(writer);
+        let (a, b) = (cache.get(&digest(49_999)).unwrap(), cache.get(&digest(49_998)).unwrap());
+        assert!(Arc::ptr_eq(&a.user, &b.user));
+        assert!(held(9_999).is_some_and(|o| Arc::ptr_eq(&o, &a.user)), "{}", user.id);
+
+        // Suspending the owner lets it go: both tokens are misses at once, touched or not.
+        cache.invalidate(&Invalidation::Users(vec![9_999]));
+        assert!(cache.get(&digest(49_999)).is_none() && cache.get(&digest(49_998)).is_none());
     }
 
     fn rss_bytes() -> u64 {

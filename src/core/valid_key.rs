@@ -20,6 +20,8 @@ pub struct KeyOwner {
     pub suspended: bool,
     /// This user's fields of Moodle's site-info answer, serialised at first use.
     pub site_info: std::sync::OnceLock<Box<str>>,
+    /// The token cache's marks on a cached owner (see `token_cache`).
+    pub cache_mark: super::token_cache::OwnerMark,
 }
 
 impl KeyOwner {
@@ -31,6 +33,7 @@ impl KeyOwner {
             is_site_admin: user.is_site_admin,
             suspended: user.suspended,
             site_info: Default::default(),
+            cache_mark: Default::default(),
         }
     }
 }

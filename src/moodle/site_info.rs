@@ -264,6 +264,7 @@ mod tests {
                 is_site_admin: admin,
                 suspended: false,
                 site_info: Default::default(),
+                cache_mark: Default::default(),
             };
             let (sitename, root) = ("Campus <\"Süd\">", "https://moodle.example.org");
             let assembled = SitePieces::for_site(sitename, root).render(&user, &service, "0123abcd");
