@@ -503,9 +503,9 @@ impl TokenCache {
                 return Ok(loaded);
             }
             let read_at = db.generation();
-            let (rows, services, type_enabled) = db.read_blocking(|conn| {
+            let (rows, last, services, type_enabled) = db.read_blocking(|conn| {
                 let now = crate::domain::time::now();
-                let rows = crate::db::keys::active_of_type_after(conn, key_type, after, 5_000, now)?;
+                let (rows, last) = crate::db::keys::active_of_type_after(conn, key_type, after, 5_000, now)?;
                 let mut services = HashMap::new();
                 for (key, _) in &rows {
                     if let Some(id) = key.service_id.filter(|id| !services.contains_key(id)) {
@@ -515,9 +515,9 @@ impl TokenCache {
                     }
                 }
                 let enabled = crate::db::key_types::enabled(conn, key_type, registry.on_by_default(key_type))?;
-                Ok((rows, services, enabled))
+                Ok((rows, last, services, enabled))
             })?;
-            let Some(last) = rows.last().map(|(k, _)| k.id) else { return Ok(loaded) };
+            let Some(last) = last else { return Ok(loaded) };
             after = last;
             usage.known_last_used(rows.iter().filter_map(|(k, _)| Some((k.id, k.last_used_at?))));
             // Shared with what is cached already, as a miss's insert would.

@@ -262,24 +262,34 @@ pub fn latest_created(conn: &mut DbConn, user_id: i64, key_type: &str) -> DbResu
         .optional()?)
 }
 
-/// Active keys of a type (web-service tokens) with their owners, by id, for warming a cache.
+/// For warming a cache: the next `limit` keys after `after_id`, by id, and of them the active
+/// keys of `key_type` (web-service tokens) with their owners; with the last id read (`None` past
+/// the last key). The keys are read as a range of the primary key and sifted here: given the type
+/// and "not revoked" to filter on, SQLite's sampled statistics led its planner to an index of
+/// either that it then read whole and sorted (230 ms a chunk at 1,000,000 keys, 5 ms this way).
 pub fn active_of_type_after(
     conn: &mut DbConn,
     key_type: &str,
     after_id: i64,
     limit: i64,
     now: NaiveDateTime,
-) -> DbResult<Vec<(KeyRow, User)>> {
-    Ok(user_keys::table
+) -> DbResult<(Vec<(KeyRow, User)>, Option<i64>)> {
+    let rows: Vec<(KeyRow, User)> = user_keys::table
         .inner_join(users::table)
         .inner_join(key_last_use::table)
         .filter(user_keys::id.gt(after_id))
-        .filter(user_keys::key_type.eq(key_type))
-        .filter(is_active(now))
         .order(user_keys::id)
         .limit(limit)
         .select((KeyRow::as_select(), User::as_select()))
-        .load(conn)?)
+        .load(conn)?;
+    let last = rows.last().map(|(key, _)| key.id);
+    let active = rows
+        .into_iter()
+        .filter(|(key, _)| {
+            key.key_type == key_type && key.revoked_at.is_none() && key.valid_until.is_none_or(|until| until > now)
+        })
+        .collect();
+    Ok((active, last))
 }
 
 /// Active keys of a type, or of a service, and how many people hold them: what switching the
