@@ -407,12 +407,12 @@ impl TokenCache {
         // The token holds the owner the cache holds, so that letting that go reaches every token
         // of it. Peeked, not got: only a hit makes an entry look used, or owners would outlive
         // their tokens.
-        let owner_slot = owner_slot(token.user.id);
-        let owner = match self.entries.peek(&owner_slot) {
+        let slot_of_owner = owner_slot(token.user.id);
+        let owner = match self.entries.peek(&slot_of_owner) {
             Some(Cached::Owner(o)) if o.id == token.user.id && o.cache_mark.held() => o,
             _ => {
                 let owner = token.user.clone();
-                self.entries.insert_with_lifecycle(owner_slot, Cached::Owner(owner.clone()), &mut evicted);
+                self.entries.insert_with_lifecycle(slot_of_owner, Cached::Owner(owner.clone()), &mut evicted);
                 owner
             }
         };

@@ -56,6 +56,11 @@ pub(super) fn is_active(now: NaiveDateTime) -> _ {
     user_keys::revoked_at.is_null().and(user_keys::valid_until.is_null().or(user_keys::valid_until.gt(now)))
 }
 
+/// `is_active`, of a row read whole: keep the two in step.
+fn row_is_active(key: &KeyRow, now: NaiveDateTime) -> bool {
+    key.revoked_at.is_none() && key.valid_until.is_none_or(|until| until > now)
+}
+
 /// A user's keys that still open the account.
 #[diesel::dsl::auto_type]
 fn active_of_user(user_id: i64, now: NaiveDateTime) -> _ {
@@ -283,12 +288,7 @@ pub fn active_of_type_after(
         .select((KeyRow::as_select(), User::as_select()))
         .load(conn)?;
     let last = rows.last().map(|(key, _)| key.id);
-    let active = rows
-        .into_iter()
-        .filter(|(key, _)| {
-            key.key_type == key_type && key.revoked_at.is_none() && key.valid_until.is_none_or(|until| until > now)
-        })
-        .collect();
+    let active = rows.into_iter().filter(|(key, _)| key.key_type == key_type && row_is_active(key, now)).collect();
     Ok((active, last))
 }
 

@@ -71,6 +71,18 @@ impl<'a, S, R: BindRow> Rows<'a, S, R> {
     }
 }
 
+/// Runs the statement `S` over all of `rows`, `ROWS_PER_STATEMENT` at a time.
+pub fn execute_all<S: 'static, R: BindRow>(
+    conn: &mut diesel::SqliteConnection,
+    sql: &RowsSql,
+    rows: &[R],
+) -> QueryResult<()> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        Rows::<S, R>::new(sql, chunk).execute(conn)?;
+    }
+    Ok(())
+}
+
 impl<S: 'static, R> QueryId for Rows<'_, S, R> {
     type QueryId = S;
     const HAS_STATIC_QUERY_ID: bool = true;

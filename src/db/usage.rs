@@ -62,7 +62,7 @@ pub fn unpack(bytes: &[u8]) -> impl Iterator<Item = KeyUse> + '_ {
     })
 }
 
-use super::sqlite_rows::{sqlite_timestamp, BindRow, RowValues, Rows, RowsSql, ROWS_PER_STATEMENT};
+use super::sqlite_rows::{execute_all, sqlite_timestamp, BindRow, RowValues, Rows, RowsSql, ROWS_PER_STATEMENT};
 
 type Backend = <DbConn as diesel::Connection>::Backend;
 
@@ -367,11 +367,9 @@ fn add_daily(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<()> {
         per_day.into_iter().map(|((key_id, day), hits)| DayValues { key_id, day, hits }).collect();
     match conn {
         DbConn::Sqlite(sqlite) => {
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                Rows::<DailyUpsert, _>::new(&DAILY_UPSERT, chunk).execute(sqlite)?;
-            }
+            execute_all::<DailyUpsert, _>(sqlite, &DAILY_UPSERT, &rows)?;
         }
-        // As six arrays, one plan however many rows: see `add_uses_pg`.
+        // As three arrays, one plan however many rows: see `add_uses_pg`.
         DbConn::Pg(pg) => {
             use diesel::sql_types::Array;
             for chunk in rows.chunks(10_000) {
@@ -444,12 +442,8 @@ pub fn mark_last_used(conn: &mut DbConn, uses: &[(i64, NaiveDateTime, IpAddr)]) 
             ip_hex: crate::domain::ip_restriction::ip_hex(*ip),
         })
         .collect();
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        Rows::<MarkTime, _>::new(&MARK_TIME, chunk).execute(sqlite)?;
-    }
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        Rows::<MarkAddress, _>::new(&MARK_ADDRESS, chunk).execute(sqlite)?;
-    }
+    execute_all::<MarkTime, _>(sqlite, &MARK_TIME, &rows)?;
+    execute_all::<MarkAddress, _>(sqlite, &MARK_ADDRESS, &rows)?;
     Ok(())
 }
 
