@@ -5,8 +5,8 @@ order, as the server folds them.
 
     python3 bench/fold_pieces.py SEED.sqlite3      # e.g. a site kept by bench/scale.sh's SEED_CACHE
 
-Works on a copy of the file, first given one usage row per key for today (a site whose keys
-have all been used), then folds ROWS uses of random keys, PIECE rows a transaction, for each
+Works on a copy of the file, first given one usage row per key for today and daily counts for
+HISTORY earlier days (10 by default: a site whose keys have all been used for a while), then folds ROWS uses of random keys, PIECE rows a transaction, for each
 PIECE in PIECES, with a passive checkpoint between transactions as the server's checkpointer
 runs. Uses Python's own SQLite, not the one built into the server, with the writer's page cache
 (16 MB, or CACHE_KIB). Prints microseconds per folded row and the log's growth per row.
@@ -23,6 +23,7 @@ from seed_copy import writer_copy
 
 ROWS = int(os.environ.get("ROWS", "100000"))
 PIECES = [int(p) for p in os.environ.get("PIECES", "5000 20000 50000").split()]
+HISTORY = int(os.environ.get("HISTORY", "10"))
 PER_STATEMENT = 500
 AGENT = 1
 IP = "198.51.100.7"
@@ -30,6 +31,7 @@ IP = "198.51.100.7"
 
 def main(seed):
     work, db = writer_copy(seed, "fold")
+    db.execute("PRAGMA foreign_keys = ON")
     db.execute("INSERT OR IGNORE INTO user_agents (id, agent) VALUES (1, 'bench')")
     day = (datetime.date.today() - datetime.date(1970, 1, 1)).days
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -37,19 +39,20 @@ def main(seed):
     started = time.monotonic()
     db.execute("BEGIN")
     db.executemany("INSERT OR IGNORE INTO key_usage VALUES (?, ?, ?, ?, ?, 1)", ((k, AGENT, IP, stamp, stamp) for k in keys))
-    db.executemany("INSERT OR IGNORE INTO key_daily_uses VALUES (?, ?, 1)", ((k, day) for k in keys))
+    for back in range(HISTORY + 1):
+        db.executemany("INSERT OR IGNORE INTO key_daily_uses (key_id, day, hits) VALUES (?, ?, 1)", ((k, day - back) for k in keys))
     db.execute("COMMIT")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    print(f"{len(keys)} keys, each with a usage row ({time.monotonic() - started:.0f} s); SQLite {sqlite3.sqlite_version}")
+    print(f"{len(keys)} keys, each with a usage row and {HISTORY + 1} days of counts ({time.monotonic() - started:.0f} s); SQLite {sqlite3.sqlite_version}")
     usage = ("INSERT INTO key_usage (key_id, agent_id, ip, first_seen, last_seen, hits) "
              "SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6 FROM (VALUES {}) AS v "
              "WHERE EXISTS (SELECT 1 FROM user_keys k WHERE k.id = v.column1) "
              "ON CONFLICT (key_id, agent_id, ip) DO UPDATE SET hits = key_usage.hits + excluded.hits, "
              "first_seen = MIN(key_usage.first_seen, excluded.first_seen), "
              "last_seen = MAX(key_usage.last_seen, excluded.last_seen) RETURNING key_id")
+    # Only for the keys the usage upsert returned, so without looking each key up again.
     daily = ("INSERT INTO key_daily_uses (key_id, day, hits) SELECT v.column1, v.column2, v.column3 FROM (VALUES {}) AS v "
-             "WHERE EXISTS (SELECT 1 FROM user_keys k WHERE k.id = v.column1) "
-             "ON CONFLICT (key_id, day) DO UPDATE SET hits = key_daily_uses.hits + excluded.hits")
+             "WHERE true ON CONFLICT (key_id, day) DO UPDATE SET hits = key_daily_uses.hits + excluded.hits")
     for piece in PIECES:
         chosen = random.sample(keys, ROWS)
         spent, logged = 0.0, 0

@@ -164,7 +164,7 @@ fn maker<'a>(
         for id in &ids {
             daily.insert(*id, vec![0; USAGE_DAYS as usize]);
         }
-        for (key, day, hits) in crate::db::usage::daily_for_keys(conn, &ids, first_day)? {
+        for (key, day, hits) in crate::db::usage::daily_for_keys(conn, &ids, first_day..=today)? {
             if let Some(slot) = daily.get_mut(&key).and_then(|d| d.get_mut((day - first_day) as usize)) {
                 *slot += hits;
             }

@@ -85,7 +85,7 @@ diesel::table! {
 
 diesel::table! {
     /// Uses of a key per day (days since 1970-01-01, UTC).
-    key_daily_uses (key_id, day) {
+    key_daily_uses (day, key_id) {
         key_id -> BigInt,
         day -> BigInt,
         hits -> BigInt,

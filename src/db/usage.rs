@@ -209,11 +209,15 @@ fn created_rows(uses: &[KeyUse], upserted: Vec<Upserted>) -> Vec<KeyUse> {
 /// are dropped. Returns the uses that made a row of their own: a key used by an agent, or from
 /// an address, for the first time.
 pub fn add_uses(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<Vec<KeyUse>> {
-    add_daily(conn, uses)?;
-    match conn {
-        DbConn::Pg(pg) => add_uses_pg(pg, uses),
-        DbConn::Sqlite(sqlite) => add_uses_sqlite(sqlite, uses),
-    }
+    let upserted = match &mut *conn {
+        DbConn::Pg(pg) => add_uses_pg(pg, uses)?,
+        DbConn::Sqlite(sqlite) => add_uses_sqlite(sqlite, uses)?,
+    };
+    // The keys the upsert found, so the daily counts need not look each key up again.
+    let kept: std::collections::HashSet<i64> = upserted.iter().map(|row| row.key_id).collect();
+    let created = created_rows(uses, upserted);
+    add_daily(conn, uses.iter().filter(|u| kept.contains(&u.key_id)))?;
+    Ok(created)
 }
 
 /// key_usage's upsert on SQLite, a row of values per use.
@@ -251,8 +255,8 @@ impl BindRow for UseValues {
     }
 }
 
-fn add_uses_sqlite(conn: &mut diesel::SqliteConnection, uses: &[KeyUse]) -> DbResult<Vec<KeyUse>> {
-    let mut created = Vec::new();
+fn add_uses_sqlite(conn: &mut diesel::SqliteConnection, uses: &[KeyUse]) -> DbResult<Vec<Upserted>> {
+    let mut upserted = Vec::with_capacity(uses.len());
     for chunk in uses.chunks(ROWS_PER_STATEMENT) {
         let values: Vec<UseValues> = chunk
             .iter()
@@ -265,18 +269,17 @@ fn add_uses_sqlite(conn: &mut diesel::SqliteConnection, uses: &[KeyUse]) -> DbRe
                 hits: u.hits,
             })
             .collect();
-        let upserted = Rows::<UsageUpsert, _>::new(&USAGE_UPSERT, &values).load::<Upserted>(conn)?;
-        created.extend(created_rows(chunk, upserted));
+        upserted.extend(Rows::<UsageUpsert, _>::new(&USAGE_UPSERT, &values).load::<Upserted>(conn)?);
     }
-    Ok(created)
+    Ok(upserted)
 }
 
 /// PostgreSQL takes the rows as six arrays in one statement: one plan, however many rows.
-fn add_uses_pg(conn: &mut diesel::PgConnection, uses: &[KeyUse]) -> DbResult<Vec<KeyUse>> {
+fn add_uses_pg(conn: &mut diesel::PgConnection, uses: &[KeyUse]) -> DbResult<Vec<Upserted>> {
     use diesel::sql_types::Array;
-    let mut created = Vec::new();
+    let mut upserted = Vec::with_capacity(uses.len());
     for chunk in uses.chunks(10_000) {
-        let upserted = diesel::sql_query(
+        let rows = diesel::sql_query(
             "INSERT INTO key_usage (key_id, agent_id, ip, first_seen, last_seen, hits) \
              SELECT v.key_id, v.agent_id, v.ip, v.first_seen, v.last_seen, v.hits \
              FROM unnest($1, $2, $3, $4, $5, $6) AS v(key_id, agent_id, ip, first_seen, last_seen, hits) \
@@ -293,9 +296,9 @@ fn add_uses_pg(conn: &mut diesel::PgConnection, uses: &[KeyUse]) -> DbResult<Vec
         .bind::<Array<Timestamp>, _>(chunk.iter().map(|u| u.last_seen).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(chunk.iter().map(|u| u.hits).collect::<Vec<_>>())
         .load::<Upserted>(conn)?;
-        created.extend(created_rows(chunk, upserted));
+        upserted.extend(rows);
     }
-    Ok(created)
+    Ok(upserted)
 }
 
 /// Every (agent, address) these keys have been used by and from: (key, agent number, ip).
@@ -337,8 +340,7 @@ pub fn day_of(at: NaiveDateTime) -> i64 {
 /// key_daily_uses's upsert on SQLite, a row of values per key and day.
 static DAILY_UPSERT: RowsSql = RowsSql::new(
     "INSERT INTO key_daily_uses (key_id, day, hits) SELECT v.column1, v.column2, v.column3 FROM (VALUES ",
-    ") AS v WHERE EXISTS (SELECT 1 FROM user_keys k WHERE k.id = v.column1) \
-     ON CONFLICT (key_id, day) DO UPDATE SET hits = key_daily_uses.hits + excluded.hits",
+    ") AS v WHERE true ON CONFLICT (key_id, day) DO UPDATE SET hits = key_daily_uses.hits + excluded.hits",
 );
 struct DailyUpsert;
 
@@ -355,9 +357,10 @@ impl BindRow for DayValues {
     }
 }
 
-/// Adds `uses` to each key's count for the day of its last use (a batch spans seconds), and
-/// forgets days past `DAILY_DAYS_KEPT` (an indexed range, empty on most folds).
-fn add_daily(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<()> {
+/// Adds `uses` (of keys that exist) to each key's count for the day of its last use (a batch
+/// spans seconds), and forgets days past `DAILY_DAYS_KEPT` (a range at the table's front, empty
+/// on most folds).
+fn add_daily<'u>(conn: &mut DbConn, uses: impl Iterator<Item = &'u KeyUse>) -> DbResult<()> {
     let mut per_day: std::collections::BTreeMap<(i64, i64), i64> = Default::default();
     for u in uses {
         *per_day.entry((u.key_id, day_of(u.last_seen))).or_default() += u.hits;
@@ -376,7 +379,6 @@ fn add_daily(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<()> {
                 diesel::sql_query(
                     "INSERT INTO key_daily_uses (key_id, day, hits) \
                      SELECT v.key_id, v.day, v.hits FROM unnest($1, $2, $3) AS v(key_id, day, hits) \
-                     WHERE EXISTS (SELECT 1 FROM user_keys k WHERE k.id = v.key_id) \
                      ON CONFLICT (key_id, day) DO UPDATE SET hits = key_daily_uses.hits + excluded.hits",
                 )
                 .bind::<Array<BigInt>, _>(chunk.iter().map(|r| r.key_id).collect::<Vec<_>>())
@@ -390,14 +392,21 @@ fn add_daily(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<()> {
     Ok(())
 }
 
-/// Uses per day of these keys from day `since` on: (key, day, hits), days without uses absent.
-pub fn daily_for_keys(conn: &mut DbConn, key_ids: &[i64], since: i64) -> DbResult<Vec<(i64, i64, i64)>> {
+/// Uses per day of these keys on the days `days`: (key, day, hits), days without uses absent.
+/// The table is ordered by day, so each day is named: one seek per key and day, never a range
+/// of days over every key.
+pub fn daily_for_keys(
+    conn: &mut DbConn,
+    key_ids: &[i64],
+    days: std::ops::RangeInclusive<i64>,
+) -> DbResult<Vec<(i64, i64, i64)>> {
+    let days: Vec<i64> = days.collect();
     let mut out = Vec::new();
     for chunk in key_ids.chunks(500) {
         out.extend(
             key_daily_uses::table
+                .filter(key_daily_uses::day.eq_any(&days))
                 .filter(key_daily_uses::key_id.eq_any(chunk))
-                .filter(key_daily_uses::day.ge(since))
                 .select((key_daily_uses::key_id, key_daily_uses::day, key_daily_uses::hits))
                 .load::<(i64, i64, i64)>(conn)?,
         );
