@@ -67,7 +67,7 @@ impl Core {
                 let (registry, shared) = (self.registry.clone(), cache.cloned());
                 let loaded = self
                     .db
-                    .read(move |conn| load(conn, &registry, shared.as_deref(), &hash))
+                    .read_quick(move |conn| load(conn, &registry, shared.as_deref(), &hash))
                     .await?
                     .ok_or_else(|| refused(Refusal::Unknown))?;
                 match cache {
