@@ -153,9 +153,11 @@ async fn passwd_suspend_and_unsuspend_from_the_command_line() {
 
     let suspended =
         |db: &userkeys::db::Db| db.read_blocking(|c| userkeys::db::users::find(c, dave.id)).unwrap().unwrap().suspended;
-    assert!(userkeys(&url).args(["user", "suspend", "dave"]).output().unwrap().status.success());
+    let suspend = userkeys(&url).args(["user", "suspend", "dave"]).output().unwrap();
+    assert!(suspend.status.success(), "{suspend:?}");
     assert!(suspended(&db));
-    assert!(userkeys(&url).args(["user", "unsuspend", "dave"]).output().unwrap().status.success());
+    let unsuspend = userkeys(&url).args(["user", "unsuspend", "dave"]).output().unwrap();
+    assert!(unsuspend.status.success(), "{unsuspend:?}");
     assert!(!suspended(&db));
 
     let root = run_with_stdin(&url, &["user", "add", "root", "--admin", "--password-stdin"], b"root-password\n");

@@ -72,19 +72,23 @@ impl r2d2::ManageConnection for Manager {
         match self.location.backend {
             Backend::Sqlite => {
                 let mut conn = SqliteConnection::establish(&self.location.target)?;
-                conn.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;",
-                )
-                .and_then(|()| {
-                    conn.batch_execute(&format!(
-                        "PRAGMA cache_size = -{}; PRAGMA journal_size_limit = {WAL_KEPT_BYTES}; \
-                         PRAGMA busy_timeout = {}",
-                        self.page_cache_kib,
-                        BUSY_TIMEOUT.as_millis()
-                    ))
-                })
-                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                // The wait for locks is set first: `journal_mode` reads the file, and while another
+                // process opens or closes the database that read can find it locked for a moment;
+                // with no wait set yet, it fails at once as "database is locked".
+                conn.batch_execute(&format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis()))
+                    .and_then(|()| {
+                        conn.batch_execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;",
+                        )
+                    })
+                    .and_then(|()| {
+                        conn.batch_execute(&format!(
+                            "PRAGMA cache_size = -{}; PRAGMA journal_size_limit = {WAL_KEPT_BYTES}",
+                            self.page_cache_kib
+                        ))
+                    })
+                    .map_err(ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConn::Sqlite(conn))
             }
             Backend::Postgres => PgConnection::establish(&self.location.target).map(DbConn::Pg),
@@ -111,6 +115,58 @@ mod tests {
         assert_eq!((l.backend, l.target.as_str()), (Backend::Sqlite, "data/keys.db"));
         assert_eq!(DbLocation::parse("keys.db").unwrap().target, "keys.db");
         assert!(DbLocation::parse("mysql://x").is_err());
+    }
+
+    /// A connection opens while another process writes and closes its own: the command line
+    /// beside a running server does that. Opening must wait out the other's locks, never fail
+    /// as "database is locked" (it did about one open in twenty while `journal_mode` ran
+    /// before any wait was set). The other process is this test run again, as the writer: in
+    /// one process SQLite shares its locks between connections, and the race does not arise.
+    #[test]
+    fn opening_waits_for_another_process_writing() {
+        const WRITER: &str = "USERKEYS_TEST_OPENING_WRITER";
+        const TEST: &str = "db::connection::tests::opening_waits_for_another_process_writing";
+        let manager = |path: &str| Manager { location: DbLocation::parse(path).unwrap(), page_cache_kib: 100 };
+        if let Ok(path) = std::env::var(WRITER) {
+            let until = std::time::Instant::now() + std::time::Duration::from_millis(1_500);
+            while std::time::Instant::now() < until {
+                let mut conn = r2d2::ManageConnection::connect(&manager(&path)).unwrap();
+                conn.batch_execute("INSERT INTO t VALUES (1)").unwrap();
+            }
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("open.sqlite3").to_str().unwrap().to_owned();
+        r2d2::ManageConnection::connect(&manager(&path)).unwrap().batch_execute("CREATE TABLE t (x INTEGER)").unwrap();
+        let mut writer = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([TEST, "--exact", "--test-threads=1"])
+            .env(WRITER, &path)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Each open is dropped at once, as a command-line run's are: this process holds no
+        // connection that would share its locks with the next.
+        let mut failed = Vec::new();
+        let mut opens = 0;
+        let mut rows_written = 0;
+        while opens < 1_000 || (rows_written < 100 && writer.try_wait().unwrap().is_none()) {
+            match r2d2::ManageConnection::connect(&manager(&path)) {
+                Ok(mut conn) => rows_written = count_rows(&mut conn),
+                Err(e) => failed.push(e.to_string()),
+            }
+            opens += 1;
+        }
+        assert!(failed.is_empty(), "{} opens failed while another process wrote: {:?}", failed.len(), failed.first());
+        assert!(writer.wait().unwrap().success(), "the writing process's own opens failed");
+    }
+
+    fn count_rows(conn: &mut DbConn) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        diesel::sql_query("SELECT count(*) AS n FROM t").get_result::<Count>(conn).map_or(0, |c| c.n)
     }
 
     /// The bundled SQLite is built as `.cargo/config.toml` says: statements keep their plan when
