@@ -42,7 +42,7 @@ pub fn pack(uses: &[KeyUse]) -> Vec<u8> {
 }
 
 /// The records of a packed batch; a cut-off record at the end is ignored.
-pub fn unpack(bytes: &[u8]) -> impl Iterator<Item = KeyUse> + '_ {
+pub fn unpack(bytes: &[u8]) -> impl ExactSizeIterator<Item = KeyUse> + '_ {
     fn int(b: &[u8]) -> i64 {
         i64::from_le_bytes(b.try_into().expect("8 bytes"))
     }

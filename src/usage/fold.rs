@@ -1,7 +1,7 @@
 //! The fold: the pending log merged into the usage table, in sorted batches, large merges
 //! written back as pieces and folded one transaction each.
 
-use super::{lock, FastMap, Pending, UsageRecorder};
+use super::{lock, UsageRecorder};
 use crate::db::usage::KeyUse;
 use crate::db::{Db, DbResult};
 use std::net::IpAddr;
@@ -29,9 +29,19 @@ const FOLD_EVERY: Duration = Duration::from_secs(30);
 /// Pending batches (one flush each) one fold takes at most.
 const BATCHES_PER_FOLD: i64 = 1_000;
 
-/// A fold stops taking batches once it has merged this many (key, agent, address) rows, which
-/// bounds its memory (about 150 bytes a row) however busy the site and however many keys…
-const MAX_MERGED: usize = 150_000;
+/// A fold stops taking batches once it has merged this many (key, agent, address) rows…
+///
+/// The more rows one fold upserts, the more of them share each page it writes: uses spread
+/// over 1,000,000 keys cost SQLite 6.4 µs and 0.68 KB of log a row in folds of 150,000 rows,
+/// 4.7–5.4 µs and 0.32 KB in folds of 320,000, 3.8–4.1 µs and 0.17 KB in folds of 600,000
+/// (bench/fold_pieces.py), and the checkpoint writes every page of the log again.
+const MAX_MERGED: usize = 320_000;
+
+/// …and its merge holds at most this many uses at once (72 bytes each, 29 MB), merged in
+/// place by sorting whenever the buffer fills, so its memory is bounded however busy the site
+/// and however many keys. (A hash map keyed by row took about 200 bytes a merged row, with the
+/// sorted copy a fold writes from beside it.)
+const MERGE_ROOM: usize = 400_000;
 
 /// …or once it has read this many uses, which bounds how long it holds SQLite's one writer
 /// while merging (about 50 ns a use).
@@ -41,11 +51,10 @@ const MAX_READ_USES: i64 = 2_000_000;
 /// wait behind it). More merged rows than fit are written back to the pending log as pieces,
 /// in key order, in place of the batches they merge; each piece is then folded in a
 /// transaction of its own, while every piece stays folded exactly once. A piece's size follows
-/// from what the last one cost a row: the larger the piece, the more of its rows share a page
-/// that the transaction writes once — with keys spread over 1,000,000, 23.7 µs a row in pieces
-/// of 50,000 rows, 32.6 in pieces of 20,000, 45.8 in pieces of 5,000 (bench/fold_pieces.py) —
-/// so a site whose rows are dear (many keys, each used seldom) gets pieces as large as this
-/// hold allows, and a small one pieces that are over at once.
+/// from what the last one cost a row. What a row costs hardly depends on it: a piece is a run
+/// of consecutive keys, and its rows are as dense on the pages as the fold's (at 1,000,000 keys,
+/// folds of 150,000 rows: 6.4 µs a row in pieces of 20,000, 6.3 in pieces of 50,000;
+/// bench/fold_pieces.py). What a fold merges in all does: see `MAX_MERGED`.
 const PIECE_HOLD: Duration = Duration::from_millis(250);
 
 /// Rows of the first piece, before any has been timed, and the bounds of a piece's size.
@@ -284,7 +293,8 @@ fn merge_due_batches(
     if taken.is_empty() {
         return Ok(nothing); // another instance is folding them
     }
-    let mut merged = Merged::default();
+    // The log's length bounds what the merge can take: a quiet site's fold reserves little.
+    let mut merged = Merged::with_room(usize::try_from(backlog).unwrap_or(0).clamp(1, MERGE_ROOM));
     let mut ids = Vec::with_capacity(taken.len());
     let mut read = 0;
     for id in taken {
@@ -292,7 +302,7 @@ fn merge_due_batches(
         read += (batch.len() / crate::db::usage::RECORD) as i64;
         merged.add(crate::db::usage::unpack(&batch));
         ids.push(id);
-        if merged.len() >= MAX_MERGED || read >= MAX_READ_USES {
+        if read >= MAX_READ_USES || merged.reaches(MAX_MERGED) {
             break;
         }
     }
@@ -322,38 +332,66 @@ fn fold_piece(conn: &mut crate::db::DbConn, piece: i64, alerting: &[String]) -> 
     Ok(uses)
 }
 
-/// Uses merged to one row per (key, agent, address).
-#[derive(Default)]
-struct Merged(FastMap<(i64, i64, IpAddr), Pending>);
+/// Uses merged to one row per (key, agent, address), in key order: appended as they come, and
+/// sorted and merged in place whenever the appended uses reach as many again as the rows
+/// merged so far (at least `FIRST_MERGE_AT`), and never past the room. The buffer is reserved
+/// whole at the start but only the part in use is touched, so a fold whose uses make few rows
+/// (a small site, however busy) holds little memory.
+struct Merged {
+    uses: Vec<KeyUse>,
+    /// How many of `uses`, from the front, are sorted and merged.
+    merged: usize,
+    room: usize,
+}
+
+/// Uses appended before the first merge of a fold.
+const FIRST_MERGE_AT: usize = 50_000;
 
 impl Merged {
-    fn add(&mut self, uses: impl Iterator<Item = KeyUse>) {
-        for u in uses {
-            let p = Pending { first_seen: u.first_seen, last_seen: u.last_seen, hits: u.hits };
-            self.0.entry((u.key_id, u.agent_id, u.ip)).and_modify(|m| m.merge(p)).or_insert(p);
-        }
+    fn with_room(room: usize) -> Self {
+        Merged { uses: Vec::with_capacity(room), merged: 0, room }
     }
 
-    fn len(&self) -> usize {
-        self.0.len()
+    fn add(&mut self, uses: impl ExactSizeIterator<Item = KeyUse>) {
+        let merge_at = (2 * self.merged).clamp(FIRST_MERGE_AT.min(self.room), self.room);
+        if self.uses.len() + uses.len() > merge_at {
+            self.merge();
+        }
+        // A batch that does not fit beside the rows merged so far still comes in whole.
+        self.uses.reserve_exact(uses.len());
+        self.uses.extend(uses);
+    }
+
+    /// Whether the uses make at least `rows` rows: merged first if the count could be that high.
+    fn reaches(&mut self, rows: usize) -> bool {
+        if self.uses.len() >= rows {
+            self.merge();
+        }
+        self.uses.len() >= rows
+    }
+
+    fn merge(&mut self) {
+        if self.merged == self.uses.len() {
+            return;
+        }
+        self.uses.sort_unstable_by_key(|u| (u.key_id, u.agent_id, u.ip));
+        // `dedup_by` hands each use with the one before it that is kept: same row, add it there.
+        self.uses.dedup_by(|later, kept| {
+            let same = (later.key_id, later.agent_id, later.ip) == (kept.key_id, kept.agent_id, kept.ip);
+            if same {
+                kept.hits += later.hits;
+                kept.first_seen = kept.first_seen.min(later.first_seen);
+                kept.last_seen = kept.last_seen.max(later.last_seen);
+            }
+            same
+        });
+        self.merged = self.uses.len();
     }
 
     /// In key order, so that neighbouring upserts share pages.
-    fn into_sorted(self) -> Vec<KeyUse> {
-        let mut rows: Vec<KeyUse> = self
-            .0
-            .into_iter()
-            .map(|((key_id, agent_id, ip), p)| KeyUse {
-                key_id,
-                agent_id,
-                ip,
-                first_seen: p.first_seen,
-                last_seen: p.last_seen,
-                hits: p.hits,
-            })
-            .collect();
-        rows.sort_unstable_by_key(|u| (u.key_id, u.agent_id, u.ip));
-        rows
+    fn into_sorted(mut self) -> Vec<KeyUse> {
+        self.merge();
+        self.uses
     }
 }
 
@@ -409,6 +447,31 @@ mod tests {
         assert_eq!(piece_rows_after(Duration::ZERO, 10_000), *PIECE_ROWS_RANGE.end());
     }
 
+    /// However many uses pass through a merge, it holds no more than its room.
+    #[test]
+    fn a_merge_holds_no_more_than_its_room() {
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap().naive_utc();
+        let ip: IpAddr = "198.51.100.1".parse().unwrap();
+        let mut merged = Merged::with_room(1_000);
+        for batch in 0..200i64 {
+            let uses = (0..100u32).map(|i| KeyUse {
+                key_id: (batch * 7 + i64::from(i)) % 500,
+                agent_id: 1,
+                ip,
+                first_seen: at,
+                last_seen: at,
+                hits: 1,
+            });
+            merged.add(uses);
+            assert_eq!(merged.uses.capacity(), 1_000, "reserved once");
+            assert!(merged.uses.len() <= 1_000);
+        }
+        let rows = merged.into_sorted();
+        assert_eq!(rows.len(), 500);
+        assert_eq!(rows.iter().map(|u| u.hits).sum::<i64>(), 20_000, "every use is counted once");
+        assert!(rows.windows(2).all(|w| w[0].key_id < w[1].key_id));
+    }
+
     #[test]
     fn merged_uses_add_up_per_key_agent_and_address_in_key_order() {
         let at = |s: i64| chrono::DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap().naive_utc();
@@ -421,10 +484,12 @@ mod tests {
             last_seen: at(last),
             hits,
         };
-        let mut merged = Merged::default();
+        // Room for three: the second batch is merged with the first in place as it comes.
+        let mut merged = Merged::with_room(3);
         merged.add([used(9, 1, home, 5, 6, 2), used(3, 1, home, 1, 1, 1)].into_iter());
         merged.add([used(9, 1, home, 2, 3, 4), used(9, 1, work, 7, 7, 1), used(9, 2, home, 8, 8, 1)].into_iter());
-        assert_eq!(merged.len(), 4);
+        assert!(merged.reaches(4));
+        assert!(!merged.reaches(5), "five uses, four rows");
         assert_eq!(
             merged.into_sorted(),
             vec![
