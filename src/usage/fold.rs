@@ -4,7 +4,6 @@
 use super::{lock, UsageRecorder};
 use crate::db::usage::KeyUse;
 use crate::db::{Db, DbResult};
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// A pending log of at most this many uses is folded by the background writer at once, so
@@ -398,6 +397,7 @@ impl Merged {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     #[test]
     fn the_folder_takes_more_of_its_time_the_further_behind_it_is() {
