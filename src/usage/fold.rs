@@ -489,7 +489,6 @@ mod tests {
             hits,
         };
         // Room for three: the second batch is merged with the first in place as it comes.
-        let started = Instant::now();
         let mut merged = Merged::with_room(3);
         merged.add([used(9, 1, home, 5, 6, 2), used(3, 1, home, 1, 1, 1)].into_iter());
         merged.add([used(9, 1, home, 2, 3, 4), used(9, 1, work, 7, 7, 1), used(9, 2, home, 8, 8, 1)].into_iter());
