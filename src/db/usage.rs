@@ -301,15 +301,24 @@ fn add_uses_pg(conn: &mut diesel::PgConnection, uses: &[KeyUse]) -> DbResult<Vec
     Ok(upserted)
 }
 
-/// Every (agent, address) these keys have been used by and from: (key, agent number, ip).
-pub fn clients_of_keys(conn: &mut DbConn, key_ids: &[i64]) -> DbResult<Vec<(i64, i64, String)>> {
+/// Every (agent, address) these keys have been used by and from, for those of them that are of
+/// one of `key_types` and not revoked: (key, its owner, agent number, ip).
+pub fn clients_of_live_keys(
+    conn: &mut DbConn,
+    key_ids: &[i64],
+    key_types: &[String],
+) -> DbResult<Vec<(i64, i64, i64, String)>> {
+    use super::schema::user_keys;
     let mut out = Vec::new();
     for chunk in key_ids.chunks(500) {
         out.extend(
             key_usage::table
+                .inner_join(user_keys::table)
                 .filter(key_usage::key_id.eq_any(chunk))
-                .select((key_usage::key_id, key_usage::agent_id, key_usage::ip))
-                .load::<(i64, i64, String)>(conn)?,
+                .filter(user_keys::key_type.eq_any(key_types))
+                .filter(user_keys::revoked_at.is_null())
+                .select((key_usage::key_id, user_keys::user_id, key_usage::agent_id, key_usage::ip))
+                .load::<(i64, i64, i64, String)>(conn)?,
         );
     }
     Ok(out)

@@ -4,12 +4,10 @@
 //! alert in the same transaction, so a use is folded and its alert written together or not at all.
 
 use crate::db::client_alerts::NewClientAlert;
-use crate::db::schema::user_keys;
 use crate::db::usage::KeyUse;
 use crate::db::{DbConn, DbResult};
 use crate::domain::new_client::{news, Novelty};
 use crate::domain::user_agent::describe_user_agent;
-use diesel::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
@@ -25,25 +23,17 @@ pub(super) fn note_new_clients(conn: &mut DbConn, created: &[KeyUse], alerting: 
         per_key.entry(u.key_id).or_default().push(u);
     }
     let ids: Vec<i64> = per_key.keys().copied().collect();
-    let mut owners: Vec<(i64, i64)> = Vec::new();
-    for chunk in ids.chunks(500) {
-        owners.extend(
-            user_keys::table
-                .filter(user_keys::id.eq_any(chunk))
-                .filter(user_keys::key_type.eq_any(alerting))
-                .filter(user_keys::revoked_at.is_null())
-                .select((user_keys::id, user_keys::user_id))
-                .load::<(i64, i64)>(conn)?,
-        );
-    }
-    if owners.is_empty() {
+    // Each key's rows, the fresh ones among them: a key this fold created rows for has rows.
+    let rows = crate::db::usage::clients_of_live_keys(conn, &ids, alerting)?;
+    if rows.is_empty() {
         return Ok(0);
     }
-    let alerting_ids: Vec<i64> = owners.iter().map(|(id, _)| *id).collect();
+    let owners: BTreeMap<i64, i64> = rows.iter().map(|(key_id, user_id, _, _)| (*key_id, *user_id)).collect();
+    let alerting_ids: Vec<i64> = owners.keys().copied().collect();
     // What each key was used by and from before: its rows but those this fold created.
     let fresh: HashSet<(i64, i64, IpAddr)> = created.iter().map(|u| (u.key_id, u.agent_id, u.ip)).collect();
     let mut before: BTreeMap<i64, Vec<(i64, IpAddr)>> = BTreeMap::new();
-    for (key_id, agent_id, ip) in crate::db::usage::clients_of_keys(conn, &alerting_ids)? {
+    for (key_id, _, agent_id, ip) in rows {
         let Ok(ip) = ip.parse::<IpAddr>() else { continue };
         if !fresh.contains(&(key_id, agent_id, ip)) {
             before.entry(key_id).or_default().push((agent_id, ip));
