@@ -20,6 +20,13 @@ pub struct KeyUse {
     pub hits: i64,
 }
 
+impl KeyUse {
+    /// The usage row these uses add to: (key, agent, address).
+    pub fn row(&self) -> (i64, i64, IpAddr) {
+        (self.key_id, self.agent_id, self.ip)
+    }
+}
+
 /// A packed record: key, agent, address (16 bytes, IPv4 mapped), first and last use (µs since
 /// the epoch) and hits, little-endian.
 pub const RECORD: usize = 8 + 8 + 16 + 8 + 8 + 8;

@@ -31,7 +31,7 @@ pub(super) fn note_new_clients(conn: &mut DbConn, created: &[KeyUse], alerting: 
     let owners: BTreeMap<i64, i64> = rows.iter().map(|(key_id, user_id, _, _)| (*key_id, *user_id)).collect();
     let alerting_ids: Vec<i64> = owners.keys().copied().collect();
     // What each key was used by and from before: its rows but those this fold created.
-    let fresh: HashSet<(i64, i64, IpAddr)> = created.iter().map(|u| (u.key_id, u.agent_id, u.ip)).collect();
+    let fresh: HashSet<(i64, i64, IpAddr)> = created.iter().map(KeyUse::row).collect();
     let mut before: BTreeMap<i64, Vec<(i64, IpAddr)>> = BTreeMap::new();
     for (key_id, _, agent_id, ip) in rows {
         let Ok(ip) = ip.parse::<IpAddr>() else { continue };

@@ -1,7 +1,7 @@
 //! The fold: the pending log merged into the usage table, in sorted batches, large merges
 //! written back as pieces and folded one transaction each.
 
-use super::{lock, UsageRecorder};
+use super::{lock, Pending, UsageRecorder};
 use crate::db::usage::KeyUse;
 use crate::db::{Db, DbResult};
 use std::time::{Duration, Instant};
@@ -377,14 +377,15 @@ impl Merged {
         if self.merged == self.uses.len() {
             return;
         }
-        self.uses.sort_unstable_by_key(|u| (u.key_id, u.agent_id, u.ip));
-        // `dedup_by` hands each use with the one before it that is kept: same row, add it there.
+        self.uses.sort_unstable_by_key(KeyUse::row);
+        // `dedup_by` hands each use with the one before it that is kept: same row, add it there,
+        // as the recorder adds uses up.
         self.uses.dedup_by(|later, kept| {
-            let same = (later.key_id, later.agent_id, later.ip) == (kept.key_id, kept.agent_id, kept.ip);
+            let same = later.row() == kept.row();
             if same {
-                kept.hits += later.hits;
-                kept.first_seen = kept.first_seen.min(later.first_seen);
-                kept.last_seen = kept.last_seen.max(later.last_seen);
+                let mut sum = Pending::from(&*kept);
+                sum.merge(Pending::from(&*later));
+                (kept.first_seen, kept.last_seen, kept.hits) = (sum.first_seen, sum.last_seen, sum.hits);
             }
             same
         });

@@ -69,6 +69,12 @@ impl Pending {
     }
 }
 
+impl From<&crate::db::usage::KeyUse> for Pending {
+    fn from(u: &crate::db::usage::KeyUse) -> Self {
+        Pending { first_seen: u.first_seen, last_seen: u.last_seen, hits: u.hits }
+    }
+}
+
 /// What the recorder holds in memory, in entries (and table sizes where they stay allocated),
 /// for the benchmark.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
