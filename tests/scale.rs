@@ -120,25 +120,73 @@ async fn a_fold_too_large_for_one_transaction_counts_every_use_once() {
     // The pending log is read before the usage: once it is empty, every fold has committed, so
     // the usage read after it holds them all (read the other way round, a piece folded between
     // the two reads would look lost).
-    let mut folded = (-1, 0, 0);
+    let mut folded = (false, 0, 0);
     for _ in 0..100 {
         folded = a.with_db(|conn| {
             use diesel::prelude::*;
-            use userkeys::db::schema::{key_usage, key_usage_pending};
-            let pending: i64 = key_usage_pending::table.count().get_result(&mut **conn)?;
+            use userkeys::db::schema::key_usage;
+            let waiting = userkeys::db::usage::backlog(conn)?;
             let hits: Vec<i64> =
                 key_usage::table.filter(key_usage::key_id.eq(key)).select(key_usage::hits).load(&mut **conn)?;
-            Ok((pending, hits.len(), hits.iter().sum::<i64>()))
+            Ok((waiting.is_empty(), hits.len(), hits.iter().sum::<i64>()))
         });
-        if folded.0 == 0 {
+        if folded.0 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let (pending, rows, hits) = folded;
-    assert_eq!(pending, 0, "every piece folded");
+    let (nothing_waits, rows, hits) = folded;
+    assert!(nothing_waits, "every piece folded");
     assert_eq!((rows, hits), (12_000, 12_012), "one row per address, each use counted once");
     assert_eq!(a.with_db(|conn| userkeys::db::usage::total_hits(conn, key)), 12_012);
+}
+
+/// A busy site's fold merges what fits in memory and stores it sorted, then sweeps through all
+/// such merges at once: a row used in every merge is upserted once per sweep, not once per merge.
+#[test]
+fn a_row_used_in_merge_after_merge_is_upserted_once_per_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = userkeys::db::Db::connect(&fresh_database_url(dir.path()), 2).unwrap();
+    db.write_blocking(|write| {
+        use diesel::connection::SimpleConnection;
+        let conn: &mut userkeys::db::DbConn = write;
+        conn.batch_execute(
+            "INSERT INTO users (id, username, fullname, email, password_hash, created_at) \
+               VALUES (1, 'alice', 'Alice', 'a@example.org', 'x', '2026-11-01 00:00:00'); \
+             INSERT INTO user_keys (id, user_id, key_type, name, created_at) \
+               VALUES (1, 1, 'webservice_token', 'phone', '2026-11-01 00:00:00');",
+        )?;
+        Ok(())
+    })
+    .unwrap();
+    // 30,000 addresses, each used once in each of three rounds; a round is 1,000 flushes, as
+    // many as one merge takes, and makes more rows than one transaction upserts.
+    const ADDRESSES: u32 = 30_000;
+    let recorder = userkeys::usage::UsageRecorder::default();
+    let at = userkeys::domain::time::now();
+    for round in 0..3u32 {
+        for flush in 0..1_000u32 {
+            for i in 0..30 {
+                let address = (flush * 30 + i + round * 7_001) % ADDRESSES;
+                let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + address));
+                recorder.record(1, MOODLE_APP_UA, ip, at);
+            }
+            assert_eq!(recorder.flush_blocking(&db).unwrap(), 30);
+        }
+    }
+    let upserted = recorder.fold_blocking(&db, userkeys::usage::Fold::All).unwrap();
+    assert_eq!(upserted, ADDRESSES as usize, "each row upserted once, though it was in three merges");
+    let (waiting, rows) = db
+        .read_blocking(|conn| {
+            use diesel::prelude::*;
+            use userkeys::db::schema::key_usage;
+            let hits: Vec<i64> = key_usage::table.select(key_usage::hits).load(conn)?;
+            Ok((userkeys::db::usage::backlog(conn)?, hits))
+        })
+        .unwrap();
+    assert!(waiting.is_empty(), "nothing left to fold: {waiting:?}");
+    assert_eq!(rows.len(), ADDRESSES as usize);
+    assert!(rows.iter().all(|&hits| hits == 3), "every use counted once");
 }
 
 #[tokio::test]

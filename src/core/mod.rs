@@ -77,8 +77,8 @@ pub struct Core {
 pub struct UsageStats {
     #[serde(flatten)]
     pub recorder: crate::usage::RecorderStats,
-    pub pending_log_batches: usize,
-    pub pending_log_uses: i64,
+    /// What waits to be folded.
+    pub unfolded: crate::db::usage::Backlog,
 }
 
 impl Core {
@@ -124,8 +124,8 @@ impl Core {
 
     /// What the usage recorder holds in memory, and the length of the pending log behind it.
     pub async fn usage_stats(&self) -> CoreResult<UsageStats> {
-        let (pending_log_batches, pending_log_uses) = self.db.read(crate::db::usage::backlog).await?;
-        Ok(UsageStats { recorder: self.usage.stats(), pending_log_batches, pending_log_uses })
+        let unfolded = self.db.read(crate::db::usage::backlog).await?;
+        Ok(UsageStats { recorder: self.usage.stats(), unfolded })
     }
 
     pub fn config(&self) -> &Config {

@@ -159,6 +159,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    key_usage_merged (id) {
+        id -> BigInt,
+        first_key -> BigInt,
+        last_key -> BigInt,
+        use_count -> BigInt,
+        uses -> Binary,
+    }
+}
+
+diesel::table! {
     /// A key used by a client or from a network new to it (see migrations' client_alerts).
     client_alerts (id) {
         id -> BigInt,
@@ -190,6 +200,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     key_last_use,
     key_usage,
     key_usage_pending,
+    key_usage_merged,
     user_agents,
     audit_log,
     sign_in_failures,

@@ -1,13 +1,14 @@
 //! The usage log: (key, user agent, IP) → first seen, last seen, hits.
 
 use super::models::UsageRow;
-use super::schema::{key_daily_uses, key_usage, key_usage_pending, user_agents};
+use super::schema::{key_daily_uses, key_usage, key_usage_merged, key_usage_pending, user_agents};
 use super::{DbConn, DbResult};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Timestamp};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
 
 /// Uses of a key by one agent from one address: a pending log record, or a row of key_usage.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,10 +121,37 @@ pub fn append(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<i64> {
         .get_result(conn)?)
 }
 
-/// How many flushes, and how many uses in all, wait in the pending log.
-pub fn backlog(conn: &mut DbConn) -> DbResult<(usize, i64)> {
-    let counts: Vec<i64> = key_usage_pending::table.select(key_usage_pending::use_count).load(conn)?;
-    Ok((counts.len(), counts.iter().sum()))
+/// What waits to be folded: flushes in the pending log, and merged pieces (`append_merged`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Backlog {
+    /// Flushes in the pending log, and the uses they hold.
+    pub batches: usize,
+    pub uses: i64,
+    /// Merged pieces, and the uses (one per key, agent and address) they still hold.
+    pub pieces: usize,
+    pub merged_uses: i64,
+}
+
+impl Backlog {
+    /// Nothing waits: every use recorded is folded.
+    pub fn is_empty(&self) -> bool {
+        self.batches == 0 && self.pieces == 0
+    }
+
+    pub fn total_uses(&self) -> i64 {
+        self.uses + self.merged_uses
+    }
+}
+
+pub fn backlog(conn: &mut DbConn) -> DbResult<Backlog> {
+    let batches: Vec<i64> = key_usage_pending::table.select(key_usage_pending::use_count).load(conn)?;
+    let pieces: Vec<i64> = key_usage_merged::table.select(key_usage_merged::use_count).load(conn)?;
+    Ok(Backlog {
+        batches: batches.len(),
+        uses: batches.iter().sum(),
+        pieces: pieces.len(),
+        merged_uses: pieces.iter().sum(),
+    })
 }
 
 #[derive(QueryableByName)]
@@ -177,10 +205,104 @@ pub fn remove_pending(conn: &mut DbConn, ids: &[i64]) -> DbResult<()> {
     Ok(())
 }
 
-/// Every use still in the pending log.
+/// Every use not yet folded: in the pending log, and in merged pieces from their first key on.
 pub fn pending_uses(conn: &mut DbConn) -> DbResult<Vec<KeyUse>> {
     let batches: Vec<Vec<u8>> = key_usage_pending::table.select(key_usage_pending::uses).load(conn)?;
-    Ok(batches.iter().flat_map(|b| unpack(b)).collect())
+    let pieces: Vec<(i64, Vec<u8>)> =
+        key_usage_merged::table.select((key_usage_merged::first_key, key_usage_merged::uses)).load(conn)?;
+    let mut uses: Vec<KeyUse> = batches.iter().flat_map(|b| unpack(b)).collect();
+    for (first_key, packed) in &pieces {
+        uses.extend(unpack(packed).filter(|u| u.key_id >= *first_key));
+    }
+    Ok(uses)
+}
+
+/// A piece of a merge: uses of keys `first_key` to `last_key`, one per key, agent and
+/// address, in key order, not yet folded.
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, QueryableByName)]
+pub struct MergedPiece {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub first_key: i64,
+    #[diesel(sql_type = BigInt)]
+    pub last_key: i64,
+    #[diesel(sql_type = BigInt)]
+    pub use_count: i64,
+}
+
+/// Stores merged uses (sorted by `KeyUse::row`, not empty) as a piece.
+pub fn append_merged(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<()> {
+    let (Some(first), Some(last)) = (uses.first(), uses.last()) else { return Ok(()) };
+    diesel::insert_into(key_usage_merged::table)
+        .values((
+            key_usage_merged::first_key.eq(first.key_id),
+            key_usage_merged::last_key.eq(last.key_id),
+            key_usage_merged::use_count.eq(uses.len() as i64),
+            key_usage_merged::uses.eq(pack(uses)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The merged pieces holding uses of keys from `from` on (their uses not read).
+pub fn merged_pieces_from(conn: &mut DbConn, from: i64) -> DbResult<Vec<MergedPiece>> {
+    Ok(key_usage_merged::table
+        .filter(key_usage_merged::last_key.ge(from))
+        .select((
+            key_usage_merged::id,
+            key_usage_merged::first_key,
+            key_usage_merged::last_key,
+            key_usage_merged::use_count,
+        ))
+        .load(conn)?)
+}
+
+#[derive(QueryableByName)]
+struct ClaimedPiece {
+    #[diesel(embed)]
+    piece: MergedPiece,
+    #[diesel(sql_type = diesel::sql_types::Binary)]
+    uses: Vec<u8>,
+}
+
+/// The merged pieces with uses of keys in `keys`, with their packed uses, to fold (call inside
+/// a transaction). On PostgreSQL they stay locked until it ends, and pieces another instance
+/// is folding are skipped: each use is folded exactly once.
+pub fn claim_merged(conn: &mut DbConn, keys: RangeInclusive<i64>) -> DbResult<Vec<(MergedPiece, Vec<u8>)>> {
+    let sql = match conn {
+        DbConn::Sqlite(_) => {
+            "SELECT id, first_key, last_key, use_count, uses FROM key_usage_merged \
+             WHERE first_key <= ? AND last_key >= ?"
+        }
+        DbConn::Pg(_) => {
+            "SELECT id, first_key, last_key, use_count, uses FROM key_usage_merged \
+             WHERE first_key <= $1 AND last_key >= $2 FOR UPDATE SKIP LOCKED"
+        }
+    };
+    let claimed: Vec<ClaimedPiece> =
+        diesel::sql_query(sql).bind::<BigInt, _>(*keys.end()).bind::<BigInt, _>(*keys.start()).load(conn)?;
+    Ok(claimed.into_iter().map(|c| (c.piece, c.uses)).collect())
+}
+
+/// A merged piece folded up to its key `first_key` (exclusive): it holds `use_count` uses from there.
+pub fn keep_merged_from(conn: &mut DbConn, id: i64, first_key: i64, use_count: i64) -> DbResult<()> {
+    diesel::update(key_usage_merged::table.find(id))
+        .set((key_usage_merged::first_key.eq(first_key), key_usage_merged::use_count.eq(use_count)))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn remove_merged(conn: &mut DbConn, ids: &[i64]) -> DbResult<()> {
+    diesel::delete(key_usage_merged::table.filter(key_usage_merged::id.eq_any(ids))).execute(conn)?;
+    Ok(())
+}
+
+/// The records (by index) of packed uses in key order whose keys lie in `keys`.
+pub fn records_of_keys(packed: &[u8], keys: RangeInclusive<i64>) -> std::ops::Range<usize> {
+    let (records, _) = packed.as_chunks::<RECORD>();
+    let key = |record: &[u8; RECORD]| i64::from_le_bytes(record[..8].try_into().expect("8 bytes"));
+    records.partition_point(|r| key(r) < *keys.start())..records.partition_point(|r| key(r) <= *keys.end())
 }
 
 /// A row of key_usage as an upsert left it: the hits it holds now.

@@ -1,5 +1,8 @@
-//! The fold: the pending log merged into the usage table, in sorted batches, large merges
-//! written back as pieces and folded one transaction each.
+//! The fold: the pending log merged into the usage table. A small log is merged and upserted
+//! at once. A larger one is merged in memory (as much as fits) and stored back sorted, as
+//! pieces; a few such merges later, a sweep goes through the key space across all their pieces
+//! at once, a short transaction per step, so that a key used in every merge is upserted once
+//! per sweep.
 
 use super::{lock, Pending, UsageRecorder};
 use crate::db::usage::KeyUse;
@@ -48,21 +51,29 @@ const MERGE_ROOM: usize = 400_000;
 /// rows; 75–250 ms for the 175,000 uses of the 150,000-row merges before).
 const MAX_READ_USES: i64 = 2_000_000;
 
-/// How long one transaction of a fold should hold SQLite's one writer (revocations and sign-ins
-/// wait behind it). More merged rows than fit are written back to the pending log as pieces,
-/// in key order, in place of the batches they merge; each piece is then folded in a
-/// transaction of its own, while every piece stays folded exactly once. A piece's size follows
-/// from what the last one cost a row. What a row costs hardly depends on it: a piece is a run
-/// of consecutive keys, and its rows are as dense on the pages as the fold's (at 1,000,000 keys,
-/// folds of 150,000 rows: 6.4 µs a row in pieces of 20,000, 6.3 in pieces of 50,000;
-/// bench/fold_pieces.py). What a fold merges in all does: see `MAX_MERGED`.
+/// How long one step of a sweep should hold SQLite's one writer (revocations and sign-ins wait
+/// behind it): a step folds the keys up to a bound chosen so that about as many rows as fit are
+/// upserted, the bound following from what the last step cost a row. What a row costs hardly
+/// depends on the step's size: its rows are a run of consecutive keys, as dense on the pages
+/// as the sweep's (at 1,000,000 keys, folds of 150,000 rows: 6.4 µs a row in steps of 20,000,
+/// 6.3 in steps of 50,000; bench/fold_pieces.py). How many rows a sweep upserts in all does:
+/// see `MAX_MERGED`.
 const PIECE_HOLD: Duration = Duration::from_millis(250);
 
-/// Rows of the first piece, before any has been timed, and the bounds of a piece's size.
+/// A merge is stored back as pieces of this many rows (720 KB): a sweep step reads whole
+/// pieces, one of each merge beside the others, so they are small enough to hold a few at once.
+const MERGED_PIECE_ROWS: usize = 10_000;
+
+/// Merges stored before a sweep through them starts (unless the log is taken whole sooner).
+/// The more merges a sweep covers, the more uses of each key it upserts as one; each adds one
+/// piece to what a sweep step holds.
+const MAX_RUNS: usize = 8;
+
+/// Rows of the first sweep step, before any has been timed, and the bounds of a step's size.
 const PIECE_ROWS: usize = 10_000;
 const PIECE_ROWS_RANGE: std::ops::RangeInclusive<usize> = 2_000..=50_000;
 
-/// Rows a piece should have, if the last took `took` for `rows` rows.
+/// Rows a sweep step should fold, if the last took `took` for `rows` rows.
 fn piece_rows_after(took: Duration, rows: usize) -> usize {
     let fit = (PIECE_HOLD.as_nanos() * rows as u128).checked_div(took.as_nanos()).unwrap_or(u128::MAX);
     usize::try_from(fit).unwrap_or(usize::MAX).clamp(*PIECE_ROWS_RANGE.start(), *PIECE_ROWS_RANGE.end())
@@ -121,32 +132,46 @@ pub(super) struct FoldState {
     last_fold: Option<Instant>,
     /// Background folding rests between ticks (`fold_share_percent`).
     pace: super::Pace,
-    /// A fold left batches behind: the next tick goes on at once.
+    /// A merge left batches behind: the next tick goes on at once.
     catching_up: bool,
-    /// Pieces of a merged fold still to be folded, in key order.
-    pieces: std::collections::VecDeque<i64>,
-    /// Uses in the pending log when it was last looked at.
+    /// Merges stored since the last sweep began.
+    runs: usize,
+    /// Where the sweep through the merged pieces goes on, while one is under way.
+    sweep_from: Option<i64>,
+    /// Uses the merged pieces held beyond the last sweep step: what the sweep has left.
+    sweep_left: i64,
+    /// Uses waiting (in the log and in merged pieces) when last looked at.
     backlog: i64,
-    /// Rows a piece is given (`piece_rows_after` the last piece), once one has been timed.
+    /// Rows a sweep step is given (`piece_rows_after` the last one), once one has been timed.
     piece_rows: Option<usize>,
-    /// How long the last piece took to fold.
+    /// How long the last sweep step took.
     piece_took: Option<Duration>,
-    /// When the pieces of a fold that took every batch should be folded (`FOLD_SPREAD`).
+    /// When a sweep that began with the log taken whole should be done (`FOLD_SPREAD`).
     spread_until: Option<Instant>,
 }
 
 impl FoldState {
     /// The folder's share of its time until its next run: as the backlog allows, and no more
-    /// than a spread fold needs to fold its pieces in time.
+    /// than a spread sweep needs to finish in time.
     fn share_percent(&self) -> u32 {
         let allowed = fold_share_percent(self.backlog);
         match self.spread_until {
-            Some(until) if !self.catching_up && !self.pieces.is_empty() => {
-                let work = self.piece_took.unwrap_or(PIECE_HOLD) * self.pieces.len() as u32;
+            Some(until) if !self.catching_up && self.sweep_from.is_some() => {
+                let rows = self.piece_rows.unwrap_or(PIECE_ROWS);
+                let steps = usize::try_from(self.sweep_left).unwrap_or(0).div_ceil(rows).max(1);
+                let work = self.piece_took.unwrap_or(PIECE_HOLD) * u32::try_from(steps).unwrap_or(u32::MAX);
                 allowed.min(share_to_finish(work, until.saturating_duration_since(Instant::now())))
             }
             _ => allowed,
         }
+    }
+
+    /// A sweep from the first key on, through every merged piece there is.
+    fn start_sweep(&mut self, how: Fold, left: i64) {
+        self.sweep_from = Some(i64::MIN);
+        self.sweep_left = left;
+        self.runs = 0;
+        self.spread_until = (!self.catching_up && how == Fold::WhenDue).then(|| Instant::now() + FOLD_SPREAD);
     }
 }
 
@@ -154,8 +179,8 @@ impl FoldState {
 enum FoldStep {
     /// Upserted these merged uses.
     Folded(Vec<KeyUse>),
-    /// Wrote the merged uses back as pieces (their pending ids), to be folded one by one.
-    Merged(Vec<i64>),
+    /// Stored the merged uses as pieces, to be swept.
+    Merged,
 }
 
 /// When the pending log is folded.
@@ -181,7 +206,7 @@ impl UsageRecorder {
             },
             _ => lock(&self.folding),
         };
-        if how == Fold::IfSmall && !state.pieces.is_empty() {
+        if how == Fold::IfSmall && state.sweep_from.is_some() {
             return Ok(0);
         }
         if how == Fold::WhenDue && state.pace.resting() {
@@ -189,21 +214,25 @@ impl UsageRecorder {
         }
         let started = Instant::now();
         let mut folded = 0;
+        // Pieces no sweep of this instance has taken (left by a crash, or stored by another
+        // instance) are swept when there is nothing to merge, once per call.
+        let mut swept_leftovers = false;
         loop {
-            let step = match state.pieces.pop_front() {
-                Some(piece) => match timed(|| db.write_quietly(|conn| fold_piece(conn, piece, &self.alerting))) {
-                    (Ok(uses), took) => {
-                        if !uses.is_empty() {
-                            state.piece_rows = Some(piece_rows_after(took, uses.len()));
-                            state.piece_took = Some(took);
-                        }
-                        FoldStep::Folded(uses)
+            let step = match state.sweep_from {
+                // A page does not wait for a sweep: it shows what is folded.
+                Some(_) if how == Fold::IfSmall => break,
+                Some(from) => {
+                    let rows = state.piece_rows.unwrap_or(PIECE_ROWS);
+                    let (swept, took) = timed(|| db.write_quietly(|conn| sweep_step(conn, from, rows, &self.alerting)));
+                    let swept = swept?;
+                    if !swept.uses.is_empty() {
+                        state.piece_rows = Some(piece_rows_after(took, swept.uses.len()));
+                        state.piece_took = Some(took);
                     }
-                    (Err(e), _) => {
-                        state.pieces.push_front(piece);
-                        return Err(e);
-                    }
-                },
+                    state.sweep_from = swept.next;
+                    state.sweep_left = swept.left;
+                    FoldStep::Folded(swept.uses)
+                }
                 None => {
                     let interval_passed = state.last_fold.is_none_or(|t| t.elapsed() >= FOLD_EVERY);
                     let catching_up = state.catching_up;
@@ -214,31 +243,45 @@ impl UsageRecorder {
                     };
                     let piece_rows = state.piece_rows.unwrap_or(PIECE_ROWS);
                     let merged = db.write_quietly(|conn| merge_due_batches(conn, due, piece_rows, &self.alerting))?;
-                    state.backlog = merged.backlog;
-                    let Some((step, more)) = merged.step else {
-                        // Nothing left to take (a page's fold passes over a long log instead).
-                        if how != Fold::IfSmall {
-                            state.catching_up = false;
+                    state.backlog = merged.backlog.total_uses();
+                    match merged.step {
+                        Some((step, more)) => {
+                            state.catching_up = more;
+                            if !more {
+                                state.last_fold = Some(Instant::now());
+                            }
+                            if matches!(step, FoldStep::Merged) {
+                                state.runs += 1;
+                            }
+                            if state.runs > 0 && (!more || state.runs >= MAX_RUNS) {
+                                state.start_sweep(how, merged.backlog.total_uses());
+                            }
+                            step
                         }
-                        break;
-                    };
-                    state.catching_up = more;
-                    if !more {
-                        state.last_fold = Some(Instant::now());
+                        // Nothing left to take (a page's fold passes over a long log instead).
+                        None => {
+                            if how != Fold::IfSmall {
+                                state.catching_up = false;
+                            }
+                            let leftovers = merged.backlog.pieces > 0
+                                && !swept_leftovers
+                                && (how == Fold::All || (how == Fold::WhenDue && interval_passed));
+                            if state.runs == 0 && !leftovers {
+                                break;
+                            }
+                            swept_leftovers = true;
+                            state.start_sweep(how, merged.backlog.merged_uses);
+                            FoldStep::Merged
+                        }
                     }
-                    state.spread_until = (!more && how == Fold::WhenDue).then(|| Instant::now() + FOLD_SPREAD);
-                    step
                 }
             };
-            match step {
-                // Only uses that are folded for good move a key's "last used".
-                FoldStep::Folded(uses) => {
-                    self.note_last_used(&uses);
-                    folded += uses.len();
-                }
-                FoldStep::Merged(pieces) => state.pieces.extend(pieces),
+            // Only uses that are folded for good move a key's "last used".
+            if let FoldStep::Folded(uses) = step {
+                self.note_last_used(&uses);
+                folded += uses.len();
             }
-            let more = state.catching_up || !state.pieces.is_empty();
+            let more = state.catching_up || state.sweep_from.is_some();
             if !more || (how != Fold::All && started.elapsed() >= FOLD_TICK_BUDGET) {
                 if how == Fold::WhenDue {
                     let share = state.share_percent();
@@ -255,7 +298,7 @@ impl UsageRecorder {
     /// When the background folder should go on, if the last fold left work: after its pause.
     pub(super) fn next_fold_in(&self) -> Option<Duration> {
         let state = lock(&self.folding);
-        if !state.catching_up && state.pieces.is_empty() {
+        if !state.catching_up && state.sweep_from.is_none() {
             return None;
         }
         Some(state.pace.rest_left())
@@ -271,23 +314,23 @@ fn timed<T>(work: impl FnOnce() -> T) -> (T, Duration) {
 
 /// What a look at the pending log did.
 struct MergeDue {
-    /// Uses in the log before it.
-    backlog: i64,
+    /// What waited before it.
+    backlog: crate::db::usage::Backlog,
     /// What was done and whether batches were left behind, if anything was due.
     step: Option<(FoldStep, bool)>,
 }
 
 /// Takes the oldest pending batches if the log's length (in uses) is `due`, and merges them:
-/// folded at once if they fit in one transaction, otherwise written back as pieces.
+/// folded at once if they fit in one transaction, otherwise stored as merged pieces.
 fn merge_due_batches(
     conn: &mut crate::db::DbConn,
     due: impl Fn(i64) -> bool,
     piece_rows: usize,
     alerting: &[String],
 ) -> DbResult<MergeDue> {
-    let (batches, backlog) = crate::db::usage::backlog(conn)?;
+    let backlog = crate::db::usage::backlog(conn)?;
     let nothing = MergeDue { backlog, step: None };
-    if batches == 0 || !due(backlog) {
+    if backlog.batches == 0 || !due(backlog.uses) {
         return Ok(nothing);
     }
     let taken = crate::db::usage::take_pending(conn, BATCHES_PER_FOLD)?;
@@ -296,7 +339,7 @@ fn merge_due_batches(
     }
     let started = Instant::now();
     // The log's length bounds what the merge can take: a quiet site's fold reserves little.
-    let mut merged = Merged::with_room(usize::try_from(backlog).unwrap_or(0).clamp(1, MERGE_ROOM));
+    let mut merged = Merged::with_room(usize::try_from(backlog.uses).unwrap_or(0).clamp(1, MERGE_ROOM));
     let mut ids = Vec::with_capacity(taken.len());
     let mut read = 0;
     for id in taken {
@@ -315,24 +358,82 @@ fn merge_due_batches(
         super::alerts::note_new_clients(conn, &created, alerting)?;
         FoldStep::Folded(merged)
     } else {
-        let pieces =
-            merged.chunks(piece_rows).map(|piece| crate::db::usage::append(conn, piece)).collect::<DbResult<_>>()?;
-        FoldStep::Merged(pieces)
+        for piece in merged.chunks(MERGED_PIECE_ROWS) {
+            crate::db::usage::append_merged(conn, piece)?;
+        }
+        FoldStep::Merged
     };
     crate::db::usage::remove_pending(conn, &ids)?;
-    Ok(MergeDue { backlog, step: Some((step, batches > ids.len())) })
+    Ok(MergeDue { backlog, step: Some((step, backlog.batches > ids.len())) })
 }
 
-/// Folds one piece of a merged fold, unless another instance has folded it meanwhile.
-fn fold_piece(conn: &mut crate::db::DbConn, piece: i64, alerting: &[String]) -> DbResult<Vec<KeyUse>> {
-    if !crate::db::usage::claim_pending(conn, piece)? {
-        return Ok(Vec::new());
+/// What one step of a sweep did.
+struct SweepStep {
+    /// The uses it upserted, one per key, agent and address.
+    uses: Vec<KeyUse>,
+    /// The key the sweep goes on from, unless it is through.
+    next: Option<i64>,
+    /// Uses the pieces hold beyond the step.
+    left: i64,
+}
+
+/// The highest key a sweep step from `from` takes: about `rows` uses across the pieces, and at
+/// least the whole of the piece that ends first, so that every step ends a piece. None if no
+/// piece holds keys from `from` on.
+fn sweep_bound(pieces: &[crate::db::usage::MergedPiece], from: i64, rows: usize) -> Option<i64> {
+    // Uses of a piece up to key `end`, taking its keys as spread evenly. A piece is folded from
+    // its first key, even one below `from` (stored by another instance after the sweep passed).
+    let through = |p: &crate::db::usage::MergedPiece, end: i64| -> i128 {
+        if end < p.first_key {
+            return 0;
+        }
+        let (first, last) = (i128::from(p.first_key), i128::from(p.last_key));
+        (i128::from(end).min(last) - first + 1) * i128::from(p.use_count) / (last - first + 1)
+    };
+    let mut ends: Vec<i64> = pieces.iter().map(|p| p.last_key).filter(|&end| end >= from).collect();
+    ends.sort_unstable();
+    let mut bound = None;
+    for end in ends {
+        let uses: i128 = pieces.iter().map(|p| through(p, end)).sum();
+        if bound.is_some() && uses > rows as i128 {
+            break;
+        }
+        bound = Some(end);
     }
-    let uses: Vec<KeyUse> = crate::db::usage::unpack(&crate::db::usage::pending_batch(conn, piece)?).collect();
+    bound
+}
+
+/// One step of a sweep through the merged pieces: their uses of keys from `from` up to a bound
+/// (`sweep_bound`), merged across pieces and upserted in one transaction. A piece folded whole
+/// is removed; one folded in part keeps its uses beyond the bound.
+fn sweep_step(conn: &mut crate::db::DbConn, from: i64, rows: usize, alerting: &[String]) -> DbResult<SweepStep> {
+    use crate::db::usage::{claim_merged, keep_merged_from, records_of_keys, remove_merged, unpack, RECORD};
+    let pieces = crate::db::usage::merged_pieces_from(conn, from)?;
+    let Some(bound) = sweep_bound(&pieces, from, rows) else {
+        return Ok(SweepStep { uses: Vec::new(), next: None, left: 0 });
+    };
+    let claimed = claim_merged(conn, from..=bound)?;
+    let taking: Vec<std::ops::Range<usize>> =
+        claimed.iter().map(|(piece, packed)| records_of_keys(packed, piece.first_key..=bound)).collect();
+    let mut merged = Merged::with_room(taking.iter().map(|r| r.len()).sum::<usize>().max(1));
+    // What the pieces hold beyond the step: those it leaves alone whole, the rest in part.
+    let mut left: i64 = pieces.iter().filter(|p| !claimed.iter().any(|(c, _)| c.id == p.id)).map(|p| p.use_count).sum();
+    let mut done = Vec::new();
+    for ((piece, packed), take) in claimed.iter().zip(taking) {
+        merged.add(unpack(&packed[take.start * RECORD..take.end * RECORD]));
+        let beyond = (packed.len() / RECORD - take.end) as i64;
+        if beyond == 0 {
+            done.push(piece.id);
+        } else {
+            keep_merged_from(conn, piece.id, bound + 1, beyond)?;
+            left += beyond;
+        }
+    }
+    let uses = merged.into_sorted();
     let created = crate::db::usage::add_uses(conn, &uses)?;
     super::alerts::note_new_clients(conn, &created, alerting)?;
-    crate::db::usage::remove_pending(conn, &[piece])?;
-    Ok(uses)
+    remove_merged(conn, &done)?;
+    Ok(SweepStep { uses, next: bound.checked_add(1), left })
 }
 
 /// Uses merged to one row per (key, agent, address), in key order: appended as they come, and
@@ -425,16 +526,19 @@ mod tests {
         assert_eq!(share_to_finish(Duration::from_secs(1), Duration::ZERO), 100);
         assert_eq!(share_to_finish(Duration::from_secs(30), Duration::from_secs(15)), 100);
 
-        let spread = |pieces: i64, catching_up| FoldState {
-            pieces: (0..pieces).collect(),
+        // A sweep with `steps` steps of 10,000 rows left.
+        let spread = |steps: i64, catching_up| FoldState {
+            sweep_from: Some(0),
+            sweep_left: steps * 10_000,
+            piece_rows: Some(10_000),
             piece_took: Some(Duration::from_millis(250)),
             spread_until: Some(Instant::now() + Duration::from_secs(10)),
             catching_up,
             ..Default::default()
         };
-        // Four pieces of 250 ms within 10 s: about a tenth, well under the folder's 40 %.
+        // Four steps of 250 ms within 10 s: about a tenth, well under the folder's 40 %.
         assert!((10..=11).contains(&spread(4, false).share_percent()), "{}", spread(4, false).share_percent());
-        // More than the share allows in time: the share; a fold that left batches: not spread.
+        // More than the share allows in time: the share; a merge that left batches: not spread.
         assert_eq!(spread(40, false).share_percent(), FOLD_SHARE_PERCENT);
         assert_eq!(spread(4, true).share_percent(), FOLD_SHARE_PERCENT);
         let backlogged = FoldState { backlog: UNPACED_BACKLOG, ..spread(4, true) };
@@ -450,6 +554,56 @@ mod tests {
         // Cheap rows, or a piece that took no measurable time: no more than the largest.
         assert_eq!(piece_rows_after(Duration::from_millis(1), 10_000), *PIECE_ROWS_RANGE.end());
         assert_eq!(piece_rows_after(Duration::ZERO, 10_000), *PIECE_ROWS_RANGE.end());
+    }
+
+    #[test]
+    fn a_sweep_step_takes_about_its_rows_and_always_ends_a_piece() {
+        let piece =
+            |id, first_key, last_key, use_count| crate::db::usage::MergedPiece { id, first_key, last_key, use_count };
+        // Two merges over keys 0–999, in pieces of 250 keys holding 100 uses each.
+        let pieces: Vec<_> = (0..8).map(|i| piece(i, (i % 4) * 250, (i % 4) * 250 + 249, 100)).collect();
+        // 100 uses a step: the pieces that end first, though they hold 200.
+        assert_eq!(sweep_bound(&pieces, 0, 100), Some(249));
+        // 450 uses: two pieces of each merge (400); a third would make 600.
+        assert_eq!(sweep_bound(&pieces, 0, 450), Some(499));
+        // Pieces that begin before the sweep's key (stored by another instance after it passed)
+        // are folded from their first key: all of 250..499 counts.
+        assert_eq!(sweep_bound(&pieces, 375, 300), Some(499));
+        // Pieces a sweep has folded in part count only the uses they still hold.
+        let parts = [piece(1, 600, 749, 60), piece(2, 600, 749, 60), piece(3, 750, 999, 100)];
+        assert_eq!(sweep_bound(&parts, 600, 150), Some(749));
+        assert_eq!(sweep_bound(&parts, 600, 320), Some(999));
+        // Past the last key: the sweep is through.
+        assert_eq!(sweep_bound(&pieces, 1_000, 100), None);
+        assert_eq!(sweep_bound(&[], 0, 100), None);
+        // The first step of a sweep starts below every key.
+        assert_eq!(sweep_bound(&pieces, i64::MIN, 100), Some(249));
+    }
+
+    #[test]
+    fn the_records_of_a_range_of_keys_are_found_in_sorted_packed_uses() {
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap().naive_utc();
+        let ip: IpAddr = "198.51.100.1".parse().unwrap();
+        let keys = [3, 5, 5, 5, 8, 13];
+        let uses: Vec<KeyUse> = keys
+            .iter()
+            .enumerate()
+            .map(|(agent, &key_id)| KeyUse {
+                key_id,
+                agent_id: agent as i64,
+                ip,
+                first_seen: at,
+                last_seen: at,
+                hits: 1,
+            })
+            .collect();
+        let packed = crate::db::usage::pack(&uses);
+        let records = |from, to| crate::db::usage::records_of_keys(&packed, from..=to);
+        assert_eq!(records(5, 5), 1..4);
+        assert_eq!(records(4, 8), 1..5);
+        assert_eq!(records(i64::MIN, 3), 0..1);
+        assert_eq!(records(9, 12), 5..5, "no key in range: an empty range where they would be");
+        assert_eq!(records(14, i64::MAX), 6..6);
     }
 
     /// However many uses pass through a merge, it holds no more than its room.

@@ -368,10 +368,10 @@ impl TestApp {
             // The pending log is read first: once it is empty, every fold has committed.
             let pending;
             (pending, hits) = self.with_db(|conn| {
-                let pending = userkeys::db::usage::backlog(conn)?.0;
+                let pending = userkeys::db::usage::backlog(conn)?;
                 Ok((pending, userkeys::db::usage::total_hits(conn, key_id)?))
             });
-            if hits >= expected && pending == 0 {
+            if hits >= expected && pending.is_empty() {
                 return (true, hits);
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;

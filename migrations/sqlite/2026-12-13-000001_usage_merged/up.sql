@@ -1,0 +1,13 @@
+-- The pending log merged and sorted, waiting to be folded: each row a piece of one merge, its
+-- uses in key order, of keys first_key to last_key. A fold sweeps the key space across all the
+-- pieces at once, so a key used in many merges is upserted once per sweep rather than once
+-- per merge; first_key moves up as a sweep folds part of a piece, so what a piece still holds
+-- is always exactly what is not yet folded. The columns come before the packed uses: reading
+-- them never reads the uses.
+CREATE TABLE key_usage_merged (
+    id INTEGER PRIMARY KEY,
+    first_key BIGINT NOT NULL,
+    last_key BIGINT NOT NULL,
+    use_count BIGINT NOT NULL,
+    uses BLOB NOT NULL
+);
