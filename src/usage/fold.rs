@@ -168,6 +168,7 @@ impl FoldState {
 
     /// A sweep from the first key on, through every merged piece there is.
     fn start_sweep(&mut self, how: Fold, left: i64) {
+        tracing::debug!(merges = self.runs, uses = left, "sweep begins");
         self.sweep_from = Some(i64::MIN);
         self.sweep_left = left;
         self.runs = 0;
@@ -231,6 +232,9 @@ impl UsageRecorder {
                     }
                     state.sweep_from = swept.next;
                     state.sweep_left = swept.left;
+                    if swept.next.is_none() {
+                        tracing::debug!("sweep done");
+                    }
                     FoldStep::Folded(swept.uses)
                 }
                 None => {
