@@ -189,6 +189,58 @@ fn a_row_used_in_merge_after_merge_is_upserted_once_per_sweep() {
     assert!(rows.iter().all(|&hits| hits == 3), "every use counted once");
 }
 
+/// Merged pieces a crash left behind, one of them swept in part, are folded by the next fold,
+/// with nothing to merge beside them: what a piece holds from its first unfolded key on, once.
+#[test]
+fn pieces_left_by_a_crash_mid_sweep_are_folded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = userkeys::db::Db::connect(&fresh_database_url(dir.path()), 2).unwrap();
+    let at = userkeys::domain::time::now();
+    db.write_blocking(|write| {
+        use diesel::connection::SimpleConnection;
+        let conn: &mut userkeys::db::DbConn = write;
+        conn.batch_execute(
+            "INSERT INTO users (id, username, fullname, email, password_hash, created_at) \
+               VALUES (1, 'alice', 'Alice', 'a@example.org', 'x', '2026-11-01 00:00:00'); \
+             INSERT INTO user_keys (id, user_id, key_type, name, created_at) \
+               SELECT n, 1, 'rss', 'feed ' || n, '2026-11-01 00:00:00' FROM \
+               (SELECT 1 AS n UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4) AS keys;",
+        )?;
+        let agent = userkeys::db::usage::agent_ids(conn, &["curl/8.5.0"])?["curl/8.5.0"];
+        let used = |key_id, hits| userkeys::db::usage::KeyUse {
+            key_id,
+            agent_id: agent,
+            ip: "198.51.100.7".parse().unwrap(),
+            first_seen: at,
+            last_seen: at,
+            hits,
+        };
+        // Two merges over keys 1–4; the sweep had folded the first piece up to key 2.
+        userkeys::db::usage::append_merged(conn, &[used(1, 10), used(2, 20), used(3, 30), used(4, 40)])?;
+        userkeys::db::usage::append_merged(conn, &[used(2, 2), used(4, 4)])?;
+        let first = userkeys::db::usage::merged_pieces_from(conn, i64::MIN)?
+            .into_iter()
+            .find(|p| p.use_count == 4)
+            .expect("the first piece");
+        userkeys::db::usage::keep_merged_from(conn, first.id, 3, 2)?;
+        Ok(())
+    })
+    .unwrap();
+    let recorder = userkeys::usage::UsageRecorder::default();
+    assert_eq!(recorder.fold_blocking(&db, userkeys::usage::Fold::WhenDue).unwrap(), 3, "keys 2, 3 and 4");
+    let (waiting, hits) = db
+        .read_blocking(|conn| {
+            use diesel::prelude::*;
+            use userkeys::db::schema::key_usage;
+            let hits: Vec<(i64, i64)> =
+                key_usage::table.select((key_usage::key_id, key_usage::hits)).order(key_usage::key_id).load(conn)?;
+            Ok((userkeys::db::usage::backlog(conn)?, hits))
+        })
+        .unwrap();
+    assert!(waiting.is_empty(), "{waiting:?}");
+    assert_eq!(hits, vec![(2, 2), (3, 30), (4, 44)], "what was folded before the crash is not folded again");
+}
+
 #[tokio::test]
 async fn revoking_while_in_use_ends_revoked_never_resurrected() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

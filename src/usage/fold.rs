@@ -274,6 +274,10 @@ impl UsageRecorder {
                                 break;
                             }
                             swept_leftovers = true;
+                            if state.runs == 0 {
+                                // Not again before the interval: another instance may be sweeping them.
+                                state.last_fold = Some(Instant::now());
+                            }
                             state.start_sweep(how, merged.backlog.merged_uses);
                             FoldStep::Merged
                         }
