@@ -28,12 +28,12 @@ const PAGE_BACKLOG: i64 = 5_000;
 /// such load shows usage up to this old, and `FOLD_SPREAD` more while a fold is spread.
 const FOLD_EVERY: Duration = Duration::from_secs(30);
 
-/// Pending batches (one flush each) one fold takes at most.
+/// Pending batches (one flush each) one merge takes at most.
 const BATCHES_PER_FOLD: i64 = 1_000;
 
-/// A fold stops taking batches once it has merged this many (key, agent, address) rows…
+/// A merge stops taking batches once it has merged this many (key, agent, address) rows…
 ///
-/// The more rows one fold upserts, the more of them share each page it writes: uses spread
+/// The more rows one sweep upserts, the more of them share each page it writes: uses spread
 /// over 1,000,000 keys cost SQLite 6.4 µs and 0.68 KB of log a row in folds of 150,000 rows,
 /// 4.7–5.4 µs and 0.32 KB in folds of 320,000, 3.8–4.1 µs and 0.17 KB in folds of 600,000
 /// (bench/fold_pieces.py), and the checkpoint writes every page of the log again.
@@ -46,8 +46,8 @@ const MAX_MERGED: usize = 320_000;
 const MERGE_ROOM: usize = 400_000;
 
 /// …or once it has read this many uses, which bounds how long it holds SQLite's one writer
-/// while merging: about 0.4–1.1 µs a use on two busy cores, reading, sorting and writing the
-/// pieces back (at 1,000,000 keys, 160–440 ms for a full merge of 390,000 uses into 325,000
+/// while merging: about 0.4–1.1 µs a use on two busy cores, reading, sorting and storing the
+/// merged pieces (at 1,000,000 keys, 160–440 ms for a full merge of 390,000 uses into 325,000
 /// rows; 75–250 ms for the 175,000 uses of the 150,000-row merges before).
 const MAX_READ_USES: i64 = 2_000_000;
 
@@ -100,15 +100,15 @@ const PACED_BACKLOG: i64 = 1_000_000;
 /// The backlog at which the folder no longer pauses at all (about 170 MB of log).
 const UNPACED_BACKLOG: i64 = 3_000_000;
 
-/// A fold that keeps up spreads its pieces over this long after its merge rather than folding
-/// them as fast as its share allows: the same work, as a steady few per cent of a core instead
+/// A fold that keeps up spreads its sweep over this long after its merges rather than sweeping
+/// as fast as its share allows: the same work, as a steady few per cent of a core instead
 /// of 40 % for seconds every `FOLD_EVERY`. At 100,000 keys in constant use a fold is about 2 s
 /// of work, which took 40 % of a core for 5 s of every 30; any few seconds of requests either
 /// met it or not, and their throughput swung by a tenth with it. It ends a little before the
 /// next fold is due, which waits for it if it runs late.
 const FOLD_SPREAD: Duration = Duration::from_secs(FOLD_EVERY.as_secs() - 5);
 
-/// A spread fold takes at least this share of its time, so that it is never idle for long.
+/// A spread sweep takes at least this share of its time, so that it is never idle for long.
 const MIN_SPREAD_SHARE_PERCENT: u32 = 5;
 
 /// The share of its time (percent) that does `work` within `within`.
