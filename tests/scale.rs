@@ -141,24 +141,32 @@ async fn a_fold_too_large_for_one_transaction_counts_every_use_once() {
     assert_eq!(a.with_db(|conn| userkeys::db::usage::total_hits(conn, key)), 12_012);
 }
 
+/// A fresh database (no app running on it) where Alice holds keys 1 to `keys` of `key_type`.
+fn database_with_keys(dir: &std::path::Path, key_type: &str, keys: i64) -> userkeys::db::Db {
+    let db = userkeys::db::Db::connect(&fresh_database_url(dir), 2).unwrap();
+    let rows: Vec<String> =
+        (1..=keys).map(|id| format!("({id}, 1, '{key_type}', 'key {id}', '2026-11-01 00:00:00')")).collect();
+    db.write_blocking(|write| {
+        use diesel::connection::SimpleConnection;
+        let conn: &mut userkeys::db::DbConn = write;
+        conn.batch_execute(&format!(
+            "INSERT INTO users (id, username, fullname, email, password_hash, created_at) \
+               VALUES (1, 'alice', 'Alice', 'a@example.org', 'x', '2026-11-01 00:00:00'); \
+             INSERT INTO user_keys (id, user_id, key_type, name, created_at) VALUES {};",
+            rows.join(", ")
+        ))?;
+        Ok(())
+    })
+    .unwrap();
+    db
+}
+
 /// A busy site's fold merges what fits in memory and stores it sorted, then sweeps through all
 /// such merges at once: a row used in every merge is upserted once per sweep, not once per merge.
 #[test]
 fn a_row_used_in_merge_after_merge_is_upserted_once_per_sweep() {
     let dir = tempfile::tempdir().unwrap();
-    let db = userkeys::db::Db::connect(&fresh_database_url(dir.path()), 2).unwrap();
-    db.write_blocking(|write| {
-        use diesel::connection::SimpleConnection;
-        let conn: &mut userkeys::db::DbConn = write;
-        conn.batch_execute(
-            "INSERT INTO users (id, username, fullname, email, password_hash, created_at) \
-               VALUES (1, 'alice', 'Alice', 'a@example.org', 'x', '2026-11-01 00:00:00'); \
-             INSERT INTO user_keys (id, user_id, key_type, name, created_at) \
-               VALUES (1, 1, 'webservice_token', 'phone', '2026-11-01 00:00:00');",
-        )?;
-        Ok(())
-    })
-    .unwrap();
+    let db = database_with_keys(dir.path(), "webservice_token", 1);
     // 30,000 addresses, each used once in each of three rounds; a round is 1,000 flushes, as
     // many as one merge takes, and makes more rows than one transaction upserts.
     const ADDRESSES: u32 = 30_000;
@@ -194,18 +202,10 @@ fn a_row_used_in_merge_after_merge_is_upserted_once_per_sweep() {
 #[test]
 fn pieces_left_by_a_crash_mid_sweep_are_folded_once() {
     let dir = tempfile::tempdir().unwrap();
-    let db = userkeys::db::Db::connect(&fresh_database_url(dir.path()), 2).unwrap();
+    let db = database_with_keys(dir.path(), "rss", 4);
     let at = userkeys::domain::time::now();
     db.write_blocking(|write| {
-        use diesel::connection::SimpleConnection;
         let conn: &mut userkeys::db::DbConn = write;
-        conn.batch_execute(
-            "INSERT INTO users (id, username, fullname, email, password_hash, created_at) \
-               VALUES (1, 'alice', 'Alice', 'a@example.org', 'x', '2026-11-01 00:00:00'); \
-             INSERT INTO user_keys (id, user_id, key_type, name, created_at) \
-               SELECT n, 1, 'rss', 'feed ' || n, '2026-11-01 00:00:00' FROM \
-               (SELECT 1 AS n UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4) AS keys;",
-        )?;
         let agent = userkeys::db::usage::agent_ids(conn, &["curl/8.5.0"])?["curl/8.5.0"];
         let used = |key_id, hits| userkeys::db::usage::KeyUse {
             key_id,

@@ -178,17 +178,6 @@ pub fn take_pending(conn: &mut DbConn, limit: i64) -> DbResult<Vec<i64>> {
     Ok(batches.into_iter().map(|b| b.id).collect())
 }
 
-/// Takes one pending batch to fold (call inside a transaction): false if it is gone, or if
-/// another instance holds it (PostgreSQL), so that it is folded exactly once.
-pub fn claim_pending(conn: &mut DbConn, id: i64) -> DbResult<bool> {
-    let sql = match conn {
-        DbConn::Sqlite(_) => "SELECT id FROM key_usage_pending WHERE id = ?",
-        DbConn::Pg(_) => "SELECT id FROM key_usage_pending WHERE id = $1 FOR UPDATE SKIP LOCKED",
-    };
-    let found: Vec<PendingId> = diesel::sql_query(sql).bind::<BigInt, _>(id).load(conn)?;
-    Ok(!found.is_empty())
-}
-
 /// One pending batch's uses, packed (see `unpack`): read one at a time, so a fold holds one
 /// batch in memory beside what it has merged.
 pub fn pending_batch(conn: &mut DbConn, id: i64) -> DbResult<Vec<u8>> {

@@ -362,8 +362,7 @@ fn merge_due_batches(
     let merged = merged.into_sorted();
     tracing::debug!(uses = read, rows = merged.len(), ms = started.elapsed().as_millis() as u64, "pending uses merged");
     let step = if merged.len() <= piece_rows {
-        let created = crate::db::usage::add_uses(conn, &merged)?;
-        super::alerts::note_new_clients(conn, &created, alerting)?;
+        upsert_uses(conn, &merged, alerting)?;
         FoldStep::Folded(merged)
     } else {
         for piece in merged.chunks(MERGED_PIECE_ROWS) {
@@ -373,6 +372,13 @@ fn merge_due_batches(
     };
     crate::db::usage::remove_pending(conn, &ids)?;
     Ok(MergeDue { backlog, step: Some((step, backlog.batches > ids.len())) })
+}
+
+/// Merged uses folded for good: added to the usage table, and their new clients noted.
+fn upsert_uses(conn: &mut crate::db::DbConn, uses: &[KeyUse], alerting: &[String]) -> DbResult<()> {
+    let created = crate::db::usage::add_uses(conn, uses)?;
+    super::alerts::note_new_clients(conn, &created, alerting)?;
+    Ok(())
 }
 
 /// What one step of a sweep did.
@@ -438,8 +444,7 @@ fn sweep_step(conn: &mut crate::db::DbConn, from: i64, rows: usize, alerting: &[
         }
     }
     let uses = merged.into_sorted();
-    let created = crate::db::usage::add_uses(conn, &uses)?;
-    super::alerts::note_new_clients(conn, &created, alerting)?;
+    upsert_uses(conn, &uses, alerting)?;
     remove_merged(conn, &done)?;
     Ok(SweepStep { uses, next: bound.checked_add(1), left })
 }
