@@ -27,21 +27,67 @@ mod tests {
     /// USERKEYS_TEST_POSTGRES names a server.
     #[test]
     fn upgrading_keeps_every_keys_last_use() {
+        on_each_backend("upgrading_keeps_every_keys_last_use", upgrade_keeps_last_use);
+    }
+
+    /// A database made while merged pieces held their packed uses in the same row: each piece
+    /// keeps its uses, and what it still holds (from its first unfolded key) is still waiting.
+    #[test]
+    fn upgrading_keeps_the_uses_of_merged_pieces() {
+        on_each_backend("upgrading_keeps_the_uses_of_merged_pieces", upgrade_keeps_merged_pieces);
+    }
+
+    fn upgrade_keeps_merged_pieces(url: &str) {
+        use crate::db::usage::{pack, KeyUse};
+        let mut conn = migrated_until(url, "_merged_uses_apart");
+        let agent = crate::db::usage::agent_ids(&mut conn, &["curl/8.5.0"]).unwrap()["curl/8.5.0"];
+        let at = chrono::NaiveDateTime::parse_from_str("2026-12-04 08:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
+        let used = |key_id, hits| KeyUse {
+            key_id,
+            agent_id: agent,
+            ip: "192.0.2.7".parse().unwrap(),
+            first_seen: at,
+            last_seen: at,
+            hits,
+        };
+        let packed = pack(&[used(1, 10), used(2, 20), used(3, 30), used(4, 40)]);
+        // A piece of keys 1 to 4, folded by a sweep up to key 2.
+        let insert = match &conn {
+            DbConn::Sqlite(_) => {
+                "INSERT INTO key_usage_merged (id, first_key, last_key, use_count, uses) VALUES (5, 3, 4, 2, ?)"
+            }
+            DbConn::Pg(_) => {
+                "INSERT INTO key_usage_merged (id, first_key, last_key, use_count, uses) VALUES (5, 3, 4, 2, $1)"
+            }
+        };
+        diesel::sql_query(insert).bind::<diesel::sql_types::Binary, _>(&packed).execute(&mut conn).unwrap();
+        run_migrations(&mut conn).unwrap();
+        let waiting: Vec<(i64, i64)> =
+            crate::db::usage::pending_uses(&mut conn).unwrap().iter().map(|u| (u.key_id, u.hits)).collect();
+        assert_eq!(waiting, vec![(3, 30), (4, 40)], "{url}");
+        assert_eq!(crate::db::usage::merged_uses(&mut conn, &[5]).unwrap(), vec![(5, packed)], "{url}");
+        let backlog = crate::db::usage::backlog(&mut conn).unwrap();
+        assert_eq!((backlog.pieces, backlog.merged_uses), (1, 2), "{url}");
+    }
+
+    /// `check` on a fresh SQLite database, and on a fresh PostgreSQL one when
+    /// USERKEYS_TEST_POSTGRES names a server.
+    fn on_each_backend(test: &str, check: fn(&str)) {
         let dir = tempfile::tempdir().unwrap();
-        upgrade_keeps_last_use(&format!("sqlite://{}", dir.path().join("old.sqlite3").display()));
+        check(&format!("sqlite://{}", dir.path().join("old.sqlite3").display()));
         match std::env::var("USERKEYS_TEST_POSTGRES") {
             Ok(server) if !server.is_empty() => {
                 let name = format!("userkeys_upgrade_{}", crate::domain::secret::ClearSecret::token().expose());
                 PgConnection::establish(&server).unwrap().batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-                upgrade_keeps_last_use(&format!("{}/{name}", server.rsplit_once('/').unwrap().0));
+                check(&format!("{}/{name}", server.rsplit_once('/').unwrap().0));
             }
-            _ => {
-                eprintln!("upgrading_keeps_every_keys_last_use: PostgreSQL skipped (USERKEYS_TEST_POSTGRES is not set)")
-            }
+            _ => eprintln!("{test}: PostgreSQL skipped (USERKEYS_TEST_POSTGRES is not set)"),
         }
     }
 
-    fn upgrade_keeps_last_use(url: &str) {
+    /// A connection to the database at `url`, migrated up to (not including) the migration whose
+    /// name ends with `suffix`.
+    fn migrated_until(url: &str, suffix: &str) -> DbConn {
         use diesel::migration::MigrationSource;
         use diesel::r2d2::ManageConnection;
         let mut conn = Manager {
@@ -63,14 +109,19 @@ mod tests {
                 .collect(),
         };
         names.sort();
-        let moved = names.iter().position(|n| n.ends_with("_key_last_use")).expect("the migration exists");
-        for _ in 0..moved {
+        let until = names.iter().position(|n| n.ends_with(suffix)).expect("the migration exists");
+        for _ in 0..until {
             match &mut conn {
                 DbConn::Sqlite(c) => c.run_next_migration(SQLITE_MIGRATIONS).map(|_| ()),
                 DbConn::Pg(c) => c.run_next_migration(POSTGRES_MIGRATIONS).map(|_| ()),
             }
             .unwrap();
         }
+        conn
+    }
+
+    fn upgrade_keeps_last_use(url: &str) {
+        let mut conn = migrated_until(url, "_key_last_use");
         conn.batch_execute(
             "INSERT INTO users (id, username, fullname, email, password_hash, created_at) \
                VALUES (1, 'alice', 'Alice', 'a@example.org', 'x', '2026-11-01 00:00:00'); \

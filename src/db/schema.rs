@@ -164,6 +164,13 @@ diesel::table! {
         first_key -> BigInt,
         last_key -> BigInt,
         use_count -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// A merged piece's packed uses, apart from the columns a sweep updates.
+    key_usage_merged_uses (piece_id) {
+        piece_id -> BigInt,
         uses -> Binary,
     }
 }
@@ -201,6 +208,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     key_usage,
     key_usage_pending,
     key_usage_merged,
+    key_usage_merged_uses,
     user_agents,
     audit_log,
     sign_in_failures,

@@ -1,7 +1,9 @@
 //! The usage log: (key, user agent, IP) → first seen, last seen, hits.
 
 use super::models::UsageRow;
-use super::schema::{key_daily_uses, key_usage, key_usage_merged, key_usage_pending, user_agents};
+use super::schema::{
+    key_daily_uses, key_usage, key_usage_merged, key_usage_merged_uses, key_usage_pending, user_agents,
+};
 use super::{DbConn, DbResult};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -197,8 +199,10 @@ pub fn remove_pending(conn: &mut DbConn, ids: &[i64]) -> DbResult<()> {
 /// Every use not yet folded: in the pending log, and in merged pieces from their first key on.
 pub fn pending_uses(conn: &mut DbConn) -> DbResult<Vec<KeyUse>> {
     let batches: Vec<Vec<u8>> = key_usage_pending::table.select(key_usage_pending::uses).load(conn)?;
-    let pieces: Vec<(i64, Vec<u8>)> =
-        key_usage_merged::table.select((key_usage_merged::first_key, key_usage_merged::uses)).load(conn)?;
+    let pieces: Vec<(i64, Vec<u8>)> = key_usage_merged::table
+        .inner_join(key_usage_merged_uses::table.on(key_usage_merged_uses::piece_id.eq(key_usage_merged::id)))
+        .select((key_usage_merged::first_key, key_usage_merged_uses::uses))
+        .load(conn)?;
     let mut uses: Vec<KeyUse> = batches.iter().flat_map(|b| unpack(b)).collect();
     for (first_key, packed) in &pieces {
         uses.extend(unpack(packed).filter(|u| u.key_id >= *first_key));
@@ -223,13 +227,16 @@ pub struct MergedPiece {
 /// Stores merged uses (sorted by `KeyUse::row`, not empty) as a piece.
 pub fn append_merged(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<()> {
     let (Some(first), Some(last)) = (uses.first(), uses.last()) else { return Ok(()) };
-    diesel::insert_into(key_usage_merged::table)
+    let id: i64 = diesel::insert_into(key_usage_merged::table)
         .values((
             key_usage_merged::first_key.eq(first.key_id),
             key_usage_merged::last_key.eq(last.key_id),
             key_usage_merged::use_count.eq(uses.len() as i64),
-            key_usage_merged::uses.eq(pack(uses)),
         ))
+        .returning(key_usage_merged::id)
+        .get_result(conn)?;
+    diesel::insert_into(key_usage_merged_uses::table)
+        .values((key_usage_merged_uses::piece_id.eq(id), key_usage_merged_uses::uses.eq(pack(uses))))
         .execute(conn)?;
     Ok(())
 }
@@ -247,31 +254,29 @@ pub fn merged_pieces_from(conn: &mut DbConn, from: i64) -> DbResult<Vec<MergedPi
         .load(conn)?)
 }
 
-#[derive(QueryableByName)]
-struct ClaimedPiece {
-    #[diesel(embed)]
-    piece: MergedPiece,
-    #[diesel(sql_type = diesel::sql_types::Binary)]
-    uses: Vec<u8>,
-}
-
-/// The merged pieces with uses of keys in `keys`, with their packed uses, to fold (call inside
-/// a transaction). On PostgreSQL they stay locked until it ends, and pieces another instance
-/// is folding are skipped: each use is folded exactly once.
-pub fn claim_merged(conn: &mut DbConn, keys: RangeInclusive<i64>) -> DbResult<Vec<(MergedPiece, Vec<u8>)>> {
+/// The merged pieces with uses of keys in `keys`, to fold (call inside a transaction; their
+/// uses are read with `merged_uses`). On PostgreSQL they stay locked until it ends, and pieces
+/// another instance is folding are skipped: each use is folded exactly once.
+pub fn claim_merged(conn: &mut DbConn, keys: RangeInclusive<i64>) -> DbResult<Vec<MergedPiece>> {
     let sql = match conn {
         DbConn::Sqlite(_) => {
-            "SELECT id, first_key, last_key, use_count, uses FROM key_usage_merged \
-             WHERE first_key <= ? AND last_key >= ?"
+            "SELECT id, first_key, last_key, use_count FROM key_usage_merged WHERE first_key <= ? AND last_key >= ?"
         }
         DbConn::Pg(_) => {
-            "SELECT id, first_key, last_key, use_count, uses FROM key_usage_merged \
+            "SELECT id, first_key, last_key, use_count FROM key_usage_merged \
              WHERE first_key <= $1 AND last_key >= $2 FOR UPDATE SKIP LOCKED"
         }
     };
-    let claimed: Vec<ClaimedPiece> =
-        diesel::sql_query(sql).bind::<BigInt, _>(*keys.end()).bind::<BigInt, _>(*keys.start()).load(conn)?;
-    Ok(claimed.into_iter().map(|c| (c.piece, c.uses)).collect())
+    Ok(diesel::sql_query(sql).bind::<BigInt, _>(*keys.end()).bind::<BigInt, _>(*keys.start()).load(conn)?)
+}
+
+/// The packed uses of these pieces, as stored (all of them, from before their first key too):
+/// (piece, uses).
+pub fn merged_uses(conn: &mut DbConn, ids: &[i64]) -> DbResult<Vec<(i64, Vec<u8>)>> {
+    Ok(key_usage_merged_uses::table
+        .filter(key_usage_merged_uses::piece_id.eq_any(ids))
+        .select((key_usage_merged_uses::piece_id, key_usage_merged_uses::uses))
+        .load(conn)?)
 }
 
 /// A merged piece folded up to its key `first_key` (exclusive): it holds `use_count` uses from there.
@@ -283,6 +288,7 @@ pub fn keep_merged_from(conn: &mut DbConn, id: i64, first_key: i64, use_count: i
 }
 
 pub fn remove_merged(conn: &mut DbConn, ids: &[i64]) -> DbResult<()> {
+    diesel::delete(key_usage_merged_uses::table.filter(key_usage_merged_uses::piece_id.eq_any(ids))).execute(conn)?;
     diesel::delete(key_usage_merged::table.filter(key_usage_merged::id.eq_any(ids))).execute(conn)?;
     Ok(())
 }

@@ -138,6 +138,8 @@ pub(super) struct FoldState {
     runs: usize,
     /// Where the sweep through the merged pieces goes on, while one is under way.
     sweep_from: Option<i64>,
+    /// The uses of the pieces the sweep has read and not folded whole.
+    held: HeldPieces,
     /// Uses the merged pieces held beyond the last sweep step: what the sweep has left.
     sweep_left: i64,
     /// Uses waiting (in the log and in merged pieces) when last looked at.
@@ -224,7 +226,9 @@ impl UsageRecorder {
                 Some(_) if how == Fold::IfSmall => break,
                 Some(from) => {
                     let rows = state.piece_rows.unwrap_or(PIECE_ROWS);
-                    let (swept, took) = timed(|| db.write_quietly(|conn| sweep_step(conn, from, rows, &self.alerting)));
+                    let held = &mut state.held;
+                    let (swept, took) =
+                        timed(|| db.write_quietly(|conn| sweep_step(conn, from, rows, held, &self.alerting)));
                     let swept = swept?;
                     if !swept.uses.is_empty() {
                         state.piece_rows = Some(piece_rows_after(took, swept.uses.len()));
@@ -233,6 +237,7 @@ impl UsageRecorder {
                     state.sweep_from = swept.next;
                     state.sweep_left = swept.left;
                     if swept.next.is_none() {
+                        state.held.clear();
                         tracing::debug!("sweep done");
                     }
                     FoldStep::Folded(swept.uses)
@@ -419,21 +424,30 @@ fn sweep_bound(pieces: &[crate::db::usage::MergedPiece], from: i64, rows: usize)
 
 /// One step of a sweep through the merged pieces: their uses of keys from `from` up to a bound
 /// (`sweep_bound`), merged across pieces and upserted in one transaction. A piece folded whole
-/// is removed; one folded in part keeps its uses beyond the bound.
-fn sweep_step(conn: &mut crate::db::DbConn, from: i64, rows: usize, alerting: &[String]) -> DbResult<SweepStep> {
+/// is removed; one folded in part keeps its uses beyond the bound, and stays in `held`, so that
+/// the next step does not read it again.
+fn sweep_step(
+    conn: &mut crate::db::DbConn,
+    from: i64,
+    rows: usize,
+    held: &mut HeldPieces,
+    alerting: &[String],
+) -> DbResult<SweepStep> {
     use crate::db::usage::{claim_merged, keep_merged_from, records_of_keys, remove_merged, unpack, RECORD};
     let pieces = crate::db::usage::merged_pieces_from(conn, from)?;
     let Some(bound) = sweep_bound(&pieces, from, rows) else {
         return Ok(SweepStep { uses: Vec::new(), next: None, left: 0 });
     };
     let claimed = claim_merged(conn, from..=bound)?;
+    held.read_missing(conn, &claimed)?;
     let taking: Vec<std::ops::Range<usize>> =
-        claimed.iter().map(|(piece, packed)| records_of_keys(packed, piece.first_key..=bound)).collect();
+        claimed.iter().map(|piece| records_of_keys(&held.0[&piece.id], piece.first_key..=bound)).collect();
     let mut merged = Merged::with_room(taking.iter().map(|r| r.len()).sum::<usize>().max(1));
     // What the pieces hold beyond the step: those it leaves alone whole, the rest in part.
-    let mut left: i64 = pieces.iter().filter(|p| !claimed.iter().any(|(c, _)| c.id == p.id)).map(|p| p.use_count).sum();
+    let mut left: i64 = pieces.iter().filter(|p| !claimed.iter().any(|c| c.id == p.id)).map(|p| p.use_count).sum();
     let mut done = Vec::new();
-    for ((piece, packed), take) in claimed.iter().zip(taking) {
+    for (piece, take) in claimed.iter().zip(taking) {
+        let packed = &held.0[&piece.id];
         merged.add(unpack(&packed[take.start * RECORD..take.end * RECORD]));
         let beyond = (packed.len() / RECORD - take.end) as i64;
         if beyond == 0 {
@@ -446,7 +460,56 @@ fn sweep_step(conn: &mut crate::db::DbConn, from: i64, rows: usize, alerting: &[
     let uses = merged.into_sorted();
     upsert_uses(conn, &uses, alerting)?;
     remove_merged(conn, &done)?;
+    for id in done {
+        held.0.remove(&id);
+    }
     Ok(SweepStep { uses, next: bound.checked_add(1), left })
+}
+
+/// The packed uses of the merged pieces a sweep has read, by piece. What a piece holds never
+/// changes, only the key it starts from: a piece a step folds in part is read once, not again
+/// by each step that folds more of it. About one piece per merge the sweep covers.
+#[derive(Default)]
+pub(super) struct HeldPieces(std::collections::HashMap<i64, Vec<u8>>);
+
+impl HeldPieces {
+    /// Reads the uses of the `claimed` pieces not held, or held but not as the piece now stands
+    /// (a piece of the same number stored since, where numbers can come again).
+    fn read_missing(
+        &mut self,
+        conn: &mut crate::db::DbConn,
+        claimed: &[crate::db::usage::MergedPiece],
+    ) -> DbResult<()> {
+        use crate::db::usage::{records_of_keys, RECORD};
+        let holds = |packed: &[u8], piece: &crate::db::usage::MergedPiece| {
+            let last =
+                packed.len().checked_sub(RECORD).map(|at| i64::from_le_bytes(packed[at..at + 8].try_into().unwrap()));
+            last == Some(piece.last_key)
+                && records_of_keys(packed, piece.first_key..=i64::MAX).len() as i64 == piece.use_count
+        };
+        let missing: Vec<i64> = claimed
+            .iter()
+            .filter(|piece| !self.0.get(&piece.id).is_some_and(|packed| holds(packed, piece)))
+            .map(|piece| piece.id)
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        self.0.extend(crate::db::usage::merged_uses(conn, &missing)?);
+        // Both rows of a piece are written and removed together; should its uses be gone all
+        // the same, it holds nothing to fold, and is removed rather than stop every sweep.
+        for id in missing {
+            self.0.entry(id).or_insert_with(|| {
+                tracing::warn!(piece = id, "a merged piece without its uses is dropped");
+                Vec::new()
+            });
+        }
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        self.0 = Default::default();
+    }
 }
 
 /// Uses merged to one row per (key, agent, address), in key order: appended as they come, and
