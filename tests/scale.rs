@@ -161,6 +161,32 @@ fn database_with_keys(dir: &std::path::Path, key_type: &str, keys: i64) -> userk
     db
 }
 
+/// Request threads record into shards of their own, so a key used on two threads within one
+/// flush is in that flush twice: the fold adds them up into one row holding every use.
+#[test]
+fn a_key_used_on_two_threads_at_once_is_one_row_with_every_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database_with_keys(dir.path(), "webservice_token", 1);
+    let recorder = userkeys::usage::UsageRecorder::default();
+    let ip: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+    let at = userkeys::domain::time::now();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| (0..10).for_each(|_| recorder.record(1, MOODLE_APP_UA, ip, at)));
+        }
+    });
+    recorder.flush_blocking(&db).unwrap();
+    recorder.fold_blocking(&db, userkeys::usage::Fold::All).unwrap();
+    let rows = db
+        .read_blocking(|conn| {
+            use diesel::prelude::*;
+            use userkeys::db::schema::key_usage;
+            Ok(key_usage::table.select((key_usage::key_id, key_usage::hits)).load::<(i64, i64)>(conn)?)
+        })
+        .unwrap();
+    assert_eq!(rows, vec![(1, 20)]);
+}
+
 /// A busy site's fold merges what fits in memory and stores it sorted, then sweeps through all
 /// such merges at once: a row used in every merge is upserted once per sweep, not once per merge.
 #[test]

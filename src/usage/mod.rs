@@ -32,7 +32,7 @@ const SHARDS: usize = 16;
 /// (`flush`, `fold`, `last_used`) adds its methods in its own file.
 #[derive(Default)]
 pub struct UsageRecorder {
-    /// Split by key into shards, so that request threads seldom wait for each other.
+    /// Split by the thread that records (see `recorder`), so request threads do not share them.
     pending: [Mutex<recorder::Shard>; SHARDS],
     /// When this instance last wrote each key's "last used".
     last_used_written: Mutex<WrittenMarks>,

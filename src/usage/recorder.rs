@@ -4,6 +4,7 @@
 use super::{lock, FastMap, Pending, UsageRecorder, SHARDS};
 use chrono::NaiveDateTime;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Longest user agent kept; longer ones are cut so one client cannot bloat the log.
@@ -61,12 +62,18 @@ pub(super) type Taken = Vec<Shard>;
 impl UsageRecorder {
     pub fn record(&self, key_id: i64, user_agent: &str, ip: IpAddr, at: NaiveDateTime) {
         let uses = Pending { first_seen: at, last_seen: at, hits: 1 };
-        lock(self.shard_of(key_id)).add(key_id, kept_agent(user_agent), ip, uses);
+        lock(self.own_shard()).add(key_id, kept_agent(user_agent), ip, uses);
     }
 
-    /// The shard that holds the uses of this key.
-    fn shard_of(&self, key_id: i64) -> &Mutex<Shard> {
-        &self.pending[key_id.rem_euclid(SHARDS as i64) as usize]
+    /// The calling thread's shard: each request thread records into one of its own (while
+    /// there are no more threads than shards), so a use writes memory no other core is writing.
+    /// Sharded by key, both cores took the same shards' locks and wrote the same tables, and
+    /// those cache lines moved between them on about every other call. A key used on two
+    /// threads within one flush is in two shards; the fold adds the two up.
+    fn own_shard(&self) -> &Mutex<Shard> {
+        static THREADS: AtomicUsize = AtomicUsize::new(0);
+        thread_local!(static SHARD: usize = THREADS.fetch_add(1, Ordering::Relaxed) % SHARDS);
+        &self.pending[SHARD.with(|shard| *shard)]
     }
 
     pub(super) fn take(&self) -> Taken {
@@ -86,11 +93,9 @@ impl UsageRecorder {
     }
 
     pub(super) fn restore(&self, taken: Taken) {
+        let mut pending = lock(self.own_shard());
         for shard in taken {
             let names = shard.agent_names();
-            // A taken shard's keys all belong to one shard: it is locked once.
-            let Some(&(first_key, _, _)) = shard.uses.keys().next() else { continue };
-            let mut pending = lock(self.shard_of(first_key));
             for ((key_id, ip, agent), uses) in &shard.uses {
                 pending.add(*key_id, names[*agent as usize], *ip, *uses);
             }
@@ -111,7 +116,10 @@ mod tests {
         recorder.record(7, "MoodleMobile", home, at(1));
         recorder.record(7, "curl/8.5.0", home, at(2));
         recorder.record(7, "MoodleMobile", work, at(4));
-        recorder.record(7 + SHARDS as i64, "MoodleMobile", home, at(5));
+        std::thread::scope(|s| {
+            // Another request thread, another shard.
+            s.spawn(|| recorder.record(7 + SHARDS as i64, "MoodleMobile", home, at(5)));
+        });
         let long = "x".repeat(2 * MAX_AGENT_LEN);
         recorder.record(9, &long, home, at(6));
 
