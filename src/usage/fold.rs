@@ -495,6 +495,9 @@ impl HeldPieces {
         if missing.is_empty() {
             return Ok(());
         }
+        for id in &missing {
+            self.0.remove(id);
+        }
         self.0.extend(crate::db::usage::merged_uses(conn, &missing)?);
         // Both rows of a piece are written and removed together; should its uses be gone all
         // the same, it holds nothing to fold, and is removed rather than stop every sweep.
