@@ -15,5 +15,6 @@ pub mod keys;
 pub mod mail;
 pub mod moodle;
 pub mod setup;
+pub mod thread_stripe;
 pub mod usage;
 pub mod web;

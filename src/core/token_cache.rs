@@ -240,9 +240,7 @@ const STRIPES: usize = 8;
 
 impl Counter {
     fn add_one(&self) {
-        static THREADS: AtomicU64 = AtomicU64::new(0);
-        thread_local!(static STRIPE: usize = THREADS.fetch_add(1, Ordering::Relaxed) as usize % STRIPES);
-        STRIPE.with(|stripe| self.0[*stripe].0.fetch_add(1, Ordering::Relaxed));
+        self.0[crate::thread_stripe::own(STRIPES)].0.fetch_add(1, Ordering::Relaxed);
     }
 
     fn total(&self) -> u64 {

@@ -293,11 +293,21 @@ pub fn remove_merged(conn: &mut DbConn, ids: &[i64]) -> DbResult<()> {
     Ok(())
 }
 
+/// The key of a packed use: its first eight bytes.
+fn record_key(record: &[u8; RECORD]) -> i64 {
+    i64::from_le_bytes(record[..8].try_into().expect("8 bytes"))
+}
+
 /// The records (by index) of packed uses in key order whose keys lie in `keys`.
 pub fn records_of_keys(packed: &[u8], keys: RangeInclusive<i64>) -> std::ops::Range<usize> {
     let (records, _) = packed.as_chunks::<RECORD>();
-    let key = |record: &[u8; RECORD]| i64::from_le_bytes(record[..8].try_into().expect("8 bytes"));
-    records.partition_point(|r| key(r) < *keys.start())..records.partition_point(|r| key(r) <= *keys.end())
+    records.partition_point(|r| record_key(r) < *keys.start())
+        ..records.partition_point(|r| record_key(r) <= *keys.end())
+}
+
+/// The key of the last of some packed uses.
+pub fn last_key(packed: &[u8]) -> Option<i64> {
+    packed.as_chunks::<RECORD>().0.last().map(record_key)
 }
 
 /// A row of key_usage as an upsert left it: the hits it holds now.

@@ -480,11 +480,9 @@ impl HeldPieces {
         conn: &mut crate::db::DbConn,
         claimed: &[crate::db::usage::MergedPiece],
     ) -> DbResult<()> {
-        use crate::db::usage::{records_of_keys, RECORD};
+        use crate::db::usage::{last_key, records_of_keys};
         let holds = |packed: &[u8], piece: &crate::db::usage::MergedPiece| {
-            let last =
-                packed.len().checked_sub(RECORD).map(|at| i64::from_le_bytes(packed[at..at + 8].try_into().unwrap()));
-            last == Some(piece.last_key)
+            last_key(packed) == Some(piece.last_key)
                 && records_of_keys(packed, piece.first_key..=i64::MAX).len() as i64 == piece.use_count
         };
         let missing: Vec<i64> = claimed

@@ -4,7 +4,6 @@
 use super::{lock, FastMap, Pending, UsageRecorder, SHARDS};
 use chrono::NaiveDateTime;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Longest user agent kept; longer ones are cut so one client cannot bloat the log.
@@ -71,9 +70,7 @@ impl UsageRecorder {
     /// those cache lines moved between them on about every other call. A key used on two
     /// threads within one flush is in two shards; the fold adds the two up.
     fn own_shard(&self) -> &Mutex<Shard> {
-        static THREADS: AtomicUsize = AtomicUsize::new(0);
-        thread_local!(static SHARD: usize = THREADS.fetch_add(1, Ordering::Relaxed) % SHARDS);
-        &self.pending[SHARD.with(|shard| *shard)]
+        &self.pending[crate::thread_stripe::own(SHARDS)]
     }
 
     pub(super) fn take(&self) -> Taken {
