@@ -41,7 +41,7 @@ const MAX_MERGED: usize = 320_000;
 
 /// …and its merge holds at most this many uses at once (72 bytes each, 29 MB), merged in
 /// place by sorting whenever the buffer fills, so its memory is bounded however busy the site
-/// and however many keys. (A hash map keyed by row took about 200 bytes a merged row, with the
+/// and however many keys (the sort borrows up to half as much again while it runs). (A hash map keyed by row took about 200 bytes a merged row, with the
 /// sorted copy a fold writes from beside it.)
 const MERGE_ROOM: usize = 400_000;
 
@@ -555,7 +555,14 @@ impl Merged {
         if self.merged == self.uses.len() {
             return;
         }
-        self.uses.sort_unstable_by_key(KeyUse::row);
+        // The rows merged so far are in order already: only the uses appended since are sorted,
+        // and the stable sort then merges the two runs in one pass (it is built to find sorted
+        // runs). A third less than sorting all again: 100,000 new uses into 100,000 rows took
+        // 11.6 ms against 18.8, 200,000 into 200,000 20.8 against 31.7 (on this machine).
+        self.uses[self.merged..].sort_unstable_by_key(KeyUse::row);
+        if self.merged > 0 {
+            self.uses.sort_by_key(KeyUse::row);
+        }
         // `dedup_by` hands each use with the one before it that is kept: same row, add it there,
         // as the recorder adds uses up.
         self.uses.dedup_by(|later, kept| {
@@ -706,6 +713,45 @@ mod tests {
         assert_eq!(rows.len(), 500);
         assert_eq!(rows.iter().map(|u| u.hits).sum::<i64>(), 20_000, "every use is counted once");
         assert!(rows.windows(2).all(|w| w[0].key_id < w[1].key_id));
+    }
+
+    proptest::proptest! {
+        /// Whatever batches come, in whatever room: each row once, in key order, with every
+        /// use of it added up, as a map of rows would have it.
+        #[test]
+        fn merging_in_runs_counts_every_use_once(
+            batches in proptest::collection::vec(
+                proptest::collection::vec((0i64..60, 0i64..3, 0u8..2, 0i64..1_000, 1i64..5), 0..40),
+                0..30,
+            ),
+            room in 1usize..200,
+        ) {
+            let at = |s: i64| chrono::DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap().naive_utc();
+            let mut expected = std::collections::BTreeMap::<(i64, i64, IpAddr), Pending>::new();
+            let mut merged = Merged::with_room(room);
+            for batch in &batches {
+                let uses: Vec<KeyUse> = batch
+                    .iter()
+                    .map(|&(key_id, agent_id, host, second, hits)| KeyUse {
+                        key_id,
+                        agent_id,
+                        ip: IpAddr::from([198, 51, 100, host]),
+                        first_seen: at(second),
+                        last_seen: at(second + hits),
+                        hits,
+                    })
+                    .collect();
+                for u in &uses {
+                    expected.entry(u.row()).and_modify(|p| p.merge(Pending::from(u))).or_insert(Pending::from(u));
+                }
+                merged.add(uses.into_iter());
+            }
+            let rows: Vec<_> =
+                merged.into_sorted().iter().map(|u| (u.row(), u.first_seen, u.last_seen, u.hits)).collect();
+            let expected: Vec<_> =
+                expected.into_iter().map(|(row, p)| (row, p.first_seen, p.last_seen, p.hits)).collect();
+            proptest::prop_assert_eq!(rows, expected);
+        }
     }
 
     #[test]
