@@ -13,7 +13,8 @@
 //!
 //! - a token: 8 bytes of its digest as the key, 8 more to check, its key id, expiry, its owner
 //!   and a pointer to what it shares with every token of its type and service (`Kind`); the
-//!   rare extras (an IP restriction, a private token) behind one more pointer. No `String`s.
+//!   rare extras (an IP restriction, a private token) in a `Kind` of the token's own. No
+//!   `String`s, and 40 bytes, so that a slot of the cache is one 64-byte cache line.
 //! - an owner, by user id, shared by all their tokens, and weighed once. The tokens hold the
 //!   owner the cache holds, and a token is a hit only while the cache still holds its owner:
 //!   when the owner's entry goes (evicted, or dropped by a write: a suspension) the owner is
@@ -41,7 +42,7 @@ use std::sync::{Arc, Mutex, RwLock};
 /// value, state and list links), its share of the cache's hash table and of the ghost list
 /// (recently evicted keys, 10% of the entries), and its row in `by_key`. Measured with
 /// `bytes_per_token` below (RSS growth / tokens), rounded up.
-const TOKEN_BYTES: u64 = 112;
+const TOKEN_BYTES: u64 = 104;
 /// What a cached owner costs beyond its two names: slot, table, the shared `KeyOwner` and an
 /// allowance for its site-info answer, serialised at first use.
 const OWNER_BYTES: u64 = 96 + 112 + 160;
@@ -99,15 +100,21 @@ struct Token {
     /// `valid_until` in microseconds since the epoch (rounded down, so never later); `i64::MAX`
     /// for none.
     valid_until: i64,
+    /// Shared with the tokens of its type and service; a token's own if it has rare extras
+    /// (a pointer more in every token made its slot of the cache 72 bytes, and a hit then
+    /// often read two cache lines).
     kind: Arc<Kind>,
-    rare: Option<Arc<Rare>>,
 }
 
-/// What tokens of one type and service share.
+// With its key and quick_cache's own fields, a value of 40 bytes makes a 64-byte slot.
+const _: () = assert!(std::mem::size_of::<Cached>() <= 40);
+
+/// What tokens of one type and service share, or one token's with its rare extras.
 struct Kind {
     key_type: Box<str>,
     type_enabled: bool,
     service: Option<Arc<ServiceAccess>>,
+    rare: Option<Rare>,
 }
 
 /// What few tokens have.
@@ -143,7 +150,7 @@ struct Weigh;
 impl Weighter<Slot, Cached> for Weigh {
     fn weight(&self, _: &Slot, value: &Cached) -> u64 {
         match value {
-            Cached::Token(t) => TOKEN_BYTES + t.rare.as_ref().map_or(0, |r| r.bytes),
+            Cached::Token(t) => TOKEN_BYTES + t.kind.rare.as_ref().map_or(0, |r| r.bytes),
             Cached::Owner(o) => OWNER_BYTES + 2 * (o.username.len() + o.fullname.len()) as u64,
         }
     }
@@ -267,8 +274,8 @@ impl Token {
             key_id: self.key_id,
             key_type: self.kind.key_type.clone(),
             valid_until: from_micros(self.valid_until),
-            ip_restriction: self.rare.as_ref().and_then(|r| r.ip_restriction.clone()),
-            private_hash: self.rare.as_ref().and_then(|r| r.private_hash.clone()),
+            ip_restriction: self.kind.rare.as_ref().and_then(|r| r.ip_restriction.clone()),
+            private_hash: self.kind.rare.as_ref().and_then(|r| r.private_hash.clone()),
             type_enabled: self.kind.type_enabled,
             user: self.owner.clone(),
             service: self.kind.service.clone(),
@@ -374,33 +381,34 @@ impl TokenCache {
     fn add(&self, writer: &mut Writer, digest: &[u8; 32], token: &ValidKey) {
         let service_id = token.service.as_ref().map(|s| s.service.id);
         let copy = token.key_id.rem_euclid(KIND_COPIES) as u8;
-        let new_kind = |service: Option<Arc<ServiceAccess>>| {
-            Arc::new(Kind { key_type: token.key_type.clone(), type_enabled: token.type_enabled, service })
+        // What few tokens have makes a kind of the token's own, weighed with the token: the
+        // kind itself, its copy of the type's name, and the extras.
+        let rare = (token.ip_restriction.is_some() || token.private_hash.is_some()).then(|| Rare {
+            ip_restriction: token.ip_restriction.clone(),
+            private_hash: token.private_hash.clone(),
+            bytes: 96
+                + token.key_type.len() as u64
+                + token.private_hash.as_ref().map_or(0, |p| p.len() as u64)
+                + token.ip_restriction.as_ref().map_or(0, |_| 64),
+        });
+        let new_kind = |service: Option<Arc<ServiceAccess>>, rare: Option<Rare>| {
+            Arc::new(Kind { key_type: token.key_type.clone(), type_enabled: token.type_enabled, service, rare })
         };
         // A personal access token's view of its service, narrowed to its own functions, is its
-        // own: never shared with the service's other tokens, nor handed out as the service.
+        // own too: never shared with the service's other tokens, nor handed out as the service.
         let kind = match &token.service {
-            Some(service) if service.narrowed => new_kind(token.service.clone()),
+            _ if rare.is_some() => new_kind(token.service.clone(), rare),
+            Some(service) if service.narrowed => new_kind(token.service.clone(), None),
             _ => writer
                 .kinds
                 .entry((token.key_type.clone(), token.type_enabled, service_id, copy))
-                .or_insert_with(|| new_kind(token.service.as_ref().map(|s| Arc::new(s.copy()))))
+                .or_insert_with(|| new_kind(token.service.as_ref().map(|s| Arc::new(s.copy())), None))
                 .clone(),
         };
         if let Some(service) = token.service.as_ref().filter(|s| !s.narrowed) {
             let mut services = self.services.write().unwrap_or_else(|p| p.into_inner());
             services.entry(service.service.id).or_insert_with(|| service.clone());
         }
-        let rare = (token.ip_restriction.is_some() || token.private_hash.is_some()).then(|| {
-            let bytes = 64
-                + token.private_hash.as_ref().map_or(0, |p| p.len() as u64)
-                + token.ip_restriction.as_ref().map_or(0, |_| 64);
-            Arc::new(Rare {
-                ip_restriction: token.ip_restriction.clone(),
-                private_hash: token.private_hash.clone(),
-                bytes,
-            })
-        });
         let mut evicted = Vec::new();
         // The token holds the owner the cache holds, so that letting that go reaches every token
         // of it. Peeked, not got: only a hit makes an entry look used, or owners would outlive
@@ -415,7 +423,7 @@ impl TokenCache {
             }
         };
         let (slot, check) = split(digest);
-        let entry = Token { check, key_id: token.key_id, owner, valid_until: micros(token.valid_until), kind, rare };
+        let entry = Token { check, key_id: token.key_id, owner, valid_until: micros(token.valid_until), kind };
         // Listed before it is cached: should caching it evict it at once, the eviction unlists it.
         writer.by_key.insert(token.key_id, slot);
         self.entries.insert_with_lifecycle(slot, Cached::Token(entry), &mut evicted);
@@ -723,6 +731,11 @@ mod tests {
     fn bytes_per_token() {
         const TOKENS: i64 = 2_000_000;
         const PER_OWNER: i64 = 10;
+        // glibc (the tests' allocator) raises its threshold for mapping large blocks as they are
+        // freed, and then keeps the tables the cache outgrew in its heap, counted in RSS: fixed,
+        // RSS counts what the cache holds, as under the server's allocator.
+        // SAFETY: a plain setting of the allocator, made before this test allocates.
+        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
         let cache = TokenCache::new(None, 1 << 30);
         let before = rss_bytes();
         fill(&cache, TOKENS, PER_OWNER);
