@@ -751,4 +751,36 @@ mod tests {
         println!("size of a slot's value: {} bytes", std::mem::size_of::<Cached>());
         assert_eq!(stats.tokens, TOKENS as usize);
     }
+    /// What a hit costs as the cache grows, on two threads looking up tokens at random (the
+    /// owner read as a call reads it): `cargo test --release --lib hit_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn hit_cost() {
+        for tokens in [10_000i64, 100_000, 1_000_000, 4_000_000] {
+            let cache = TokenCache::new(None, 1 << 30);
+            fill(&cache, tokens, 10);
+            let digests: Vec<[u8; 32]> = (0..tokens).map(digest).collect();
+            const LOOKUPS: usize = 2_000_000;
+            let started = std::time::Instant::now();
+            std::thread::scope(|s| {
+                for t in 0..2u64 {
+                    let (cache, digests) = (&cache, &digests);
+                    s.spawn(move || {
+                        let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ t;
+                        let mut seen = 0usize;
+                        for _ in 0..LOOKUPS {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            let hit = cache.get(&digests[(x % digests.len() as u64) as usize]).expect("cached");
+                            seen += hit.user.username.len();
+                        }
+                        std::hint::black_box(seen);
+                    });
+                }
+            });
+            let ns = started.elapsed().as_nanos() as f64 / LOOKUPS as f64;
+            println!("{tokens:>9} tokens: {ns:.0} ns a hit (two threads at once)");
+        }
+    }
 }
