@@ -751,6 +751,7 @@ mod tests {
         println!("size of a slot's value: {} bytes", std::mem::size_of::<Cached>());
         assert_eq!(stats.tokens, TOKENS as usize);
     }
+
     /// What a hit costs as the cache grows, on two threads looking up tokens at random (the
     /// owner read as a call reads it): `cargo test --release --lib hit_cost -- --ignored --nocapture`.
     #[test]

@@ -41,8 +41,9 @@ const MAX_MERGED: usize = 320_000;
 
 /// …and its merge holds at most this many uses at once (72 bytes each, 29 MB), merged in
 /// place by sorting whenever the buffer fills, so its memory is bounded however busy the site
-/// and however many keys (the sort borrows up to half as much again while it runs). (A hash map keyed by row took about 200 bytes a merged row, with the
-/// sorted copy a fold writes from beside it.)
+/// and however many keys (the sort borrows up to half as much again while it runs). (A hash
+/// map keyed by row took about 200 bytes a merged row, with the sorted copy a fold writes from
+/// beside it.)
 const MERGE_ROOM: usize = 400_000;
 
 /// …or once it has read this many uses, which bounds how long it holds SQLite's one writer
