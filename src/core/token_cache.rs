@@ -397,13 +397,20 @@ impl TokenCache {
         // A personal access token's view of its service, narrowed to its own functions, is its
         // own too: never shared with the service's other tokens, nor handed out as the service.
         let kind = match &token.service {
-            _ if rare.is_some() => new_kind(token.service.clone(), rare),
-            Some(service) if service.narrowed => new_kind(token.service.clone(), None),
-            _ => writer
-                .kinds
-                .entry((token.key_type.clone(), token.type_enabled, service_id, copy))
-                .or_insert_with(|| new_kind(token.service.as_ref().map(|s| Arc::new(s.copy())), None))
-                .clone(),
+            Some(service) if service.narrowed => new_kind(token.service.clone(), rare),
+            _ => {
+                let shared = writer
+                    .kinds
+                    .entry((token.key_type.clone(), token.type_enabled, service_id, copy))
+                    .or_insert_with(|| new_kind(token.service.as_ref().map(|s| Arc::new(s.copy())), None))
+                    .clone();
+                match rare {
+                    // Its own kind, holding the copy of the service its key id picks, as the
+                    // shared kinds do, so that its hits do not all count on one copy.
+                    Some(rare) => new_kind(shared.service.clone(), Some(rare)),
+                    None => shared,
+                }
+            }
         };
         if let Some(service) = token.service.as_ref().filter(|s| !s.narrowed) {
             let mut services = self.services.write().unwrap_or_else(|p| p.into_inner());
@@ -614,6 +621,29 @@ mod tests {
         assert!(cache.get(&digest(5000)).is_none());
         let stats = cache.stats();
         assert_eq!((stats.hits, stats.misses, stats.tokens), (1, 2, 1000));
+    }
+
+    /// A token's rare extras come back with it, and only with it; it weighs them besides.
+    #[test]
+    fn a_tokens_ip_restriction_and_private_token_are_its_own() {
+        let cache = TokenCache::new(None, 16 << 20);
+        let user = owner(1);
+        let mut restricted = token(1, user.clone());
+        restricted.ip_restriction = IpRestriction::parse("10.0.0.0/8").unwrap();
+        restricted.private_hash = Some("ab".repeat(32).into());
+        {
+            let mut writer = cache.writer.lock().unwrap();
+            cache.add(&mut writer, &digest(1), &restricted);
+            cache.add(&mut writer, &digest(1 + KIND_COPIES), &token(1 + KIND_COPIES, user));
+        }
+        let hit = cache.get(&digest(1)).expect("cached");
+        let restriction = hit.ip_restriction.as_ref().expect("its restriction");
+        assert!(restriction.allows("10.1.2.3".parse().unwrap()) && !restriction.allows("192.0.2.1".parse().unwrap()));
+        assert_eq!(hit.private_hash.as_deref(), Some("ab".repeat(32).as_str()));
+        // Same type, service and copy of the kinds: none of it.
+        let plain = cache.get(&digest(1 + KIND_COPIES)).expect("cached");
+        assert!(plain.ip_restriction.is_none() && plain.private_hash.is_none());
+        assert!(cache.stats().weight_bytes > 2 * TOKEN_BYTES + OWNER_BYTES + 64, "the extras are weighed");
     }
 
     /// Two misses of one token at once both cache it: the second replaces the first, and a
