@@ -551,7 +551,7 @@ impl TokenCache {
                     Some(Cached::Owner(o)) if o.id == user.id => o,
                     _ => Arc::new(KeyOwner::of(&user)),
                 };
-                if let Some(token) = ValidKey::from_rows(key, user, service, type_enabled, registry) {
+                if let Some(token) = ValidKey::from_rows(key.into(), user, service, type_enabled, registry) {
                     self.add(&mut writer, &hash, &token);
                     loaded += 1;
                 }

@@ -2,7 +2,7 @@
 //! the cache keeps it.
 
 use super::error::Refusal;
-use crate::db::models::{KeyRow, Service, User};
+use crate::db::models::{KeyCheckRow, Service, User};
 use crate::db::{DbConn, DbResult};
 use crate::domain::ip_restriction::IpRestriction;
 use crate::keys::KeyTypeRegistry;
@@ -96,7 +96,7 @@ pub struct ValidKey {
 impl ValidKey {
     /// The key in `row`, unless stored state alone already refuses it.
     pub(super) fn from_rows(
-        row: KeyRow,
+        row: KeyCheckRow,
         user: Arc<KeyOwner>,
         service: Option<Arc<ServiceAccess>>,
         type_enabled: bool,

@@ -382,7 +382,11 @@ impl TestApp {
     /// The key row holding this clear secret.
     pub fn key_of(&self, secret: &str) -> userkeys::db::models::KeyRow {
         let hash = userkeys::domain::secret::SecretHash::of(secret);
-        self.with_db(|conn| userkeys::db::keys::find_by_secret_hash(conn, hash.as_str())).expect("key exists").0
+        self.with_db(|conn| {
+            let (key, _, _) = userkeys::db::keys::find_by_secret_hash(conn, hash.as_str())?.expect("key exists");
+            userkeys::db::keys::find(conn, key.id)
+        })
+        .expect("key exists")
     }
 }
 
