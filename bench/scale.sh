@@ -18,7 +18,9 @@
 # during the validated calls and during the no-op, by thread, and what each call cost it
 # (bench/thread_cpu.py).
 # Settings: SCALES, SPREADS (uniform zipf), ZIPF_S (1.0), DURATION (10s), SLICE (5s), ROUNDS (3), WARM_RUNS (30),
-# WARM_MIN_RUNS (6),
+# WARM_MIN_RUNS (6), SOAK (0: seconds of validated calls after the rounds, then RSS again; the
+# rounds end after about 2½ minutes of load, before the memory of a 10,000,000-token site has
+# settled),
 # CONNECTIONS (64), THREADS (2), PORT (18182); SEED_CACHE=dir keeps each seeded site (a SQLite
 # file there, or a template database on PostgreSQL) and starts later runs from a copy of it.
 set -euo pipefail
@@ -229,6 +231,11 @@ PY
       "$N" "$SPREAD" "$(col 1)" "$(col 3)" "$(col 4)" "$(col 5)" "$(col 6)" "$(awk -v r="$RATIO" 'BEGIN {print 100 * r}')" "$EACH" "$(col 7)" \
       "$(rss_mb VmRSS)" "$(rss_mb VmHWM)" | tee -a "$SUMMARY"
     echo "  the usage recorder holds: $(curl -s "$BASE/bench/usage")"
+    if [ "${SOAK:-0}" -gt 0 ]; then
+      read -r SOAK_RPS _ _ _ _ < <(DURATION=${SOAK}s run_wrk "$CONNECTIONS" -s "$WORK/validate.lua" "$BASE/webservice/rest/server.php")
+      printf "%-10s %-8s after %s s more of validated calls (%.0f/s): RSS %s MB (peak %s)\n" \
+        "$N" "$SPREAD" "$SOAK" "$SOAK_RPS" "$(rss_mb VmRSS)" "$(rss_mb VmHWM)" | tee -a "$SUMMARY"
+    fi
     [ "$BAD" = 0 ] || echo "WARNING: $BAD validated requests were not 2xx"
   done
   stop_server
