@@ -560,9 +560,10 @@ impl Merged {
             return;
         }
         // The rows merged so far are in order already: only the uses appended since are sorted,
-        // and the two runs are then merged in one pass. A third less than sorting all again:
-        // 100,000 new uses into 100,000 rows took 11.6 ms against 18.8, 200,000 into 200,000
-        // 20.8 against 31.7 (on this machine).
+        // and the two runs are then merged in one pass. A third less than sorting all again
+        // (with the standard library merging the runs: 100,000 new uses into 100,000 rows 11.6 ms
+        // against 18.8, 200,000 into 200,000 20.8 against 31.7; the merge below costs the same,
+        // `merge_cost`: 46 ms against 48 for a fold's 400,000 uses).
         let head = self.merged;
         self.uses[head..].sort_unstable_by_key(KeyUse::row);
         if head > 0 {
