@@ -175,10 +175,10 @@ mod tests {
     }
 
     /// The bundled SQLite is built as `.cargo/config.toml` says: statements keep their plan when
-    /// a value is bound (else every `.first()` is parsed again each call) and allocations take
-    /// no process-wide lock.
+    /// a value is bound (else every `.first()` is parsed again each call), allocations take
+    /// no process-wide lock, and each connection's page cache is its own.
     #[test]
-    fn sqlite_is_compiled_for_prepared_statements_that_stay_prepared() {
+    fn sqlite_is_compiled_with_the_projects_options() {
         #[derive(diesel::QueryableByName)]
         struct CompileOption {
             #[diesel(sql_type = diesel::sql_types::Text)]
@@ -193,5 +193,6 @@ mod tests {
             .collect();
         assert!(options.iter().any(|o| o == "ENABLE_QPSG"), "{options:?}");
         assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+        assert!(!options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"), "{options:?}");
     }
 }
