@@ -770,6 +770,12 @@ mod tests {
         assert_eq!(records(14, i64::MAX), 6..6);
     }
 
+    /// What a full room takes at 10,000,000 tokens (`MERGE_ROOM`) follows from this size.
+    #[test]
+    fn a_merged_use_takes_56_bytes() {
+        assert_eq!(std::mem::size_of::<MergeUse>(), 56);
+    }
+
     /// However many uses pass through a merge, it holds no more than its room.
     #[test]
     fn a_merge_holds_no_more_than_its_room() {
