@@ -34,19 +34,65 @@ impl KeyUse {
 /// the epoch) and hits, little-endian.
 pub const RECORD: usize = 8 + 8 + 16 + 8 + 8 + 8;
 
-pub fn pack(uses: &[KeyUse]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(uses.len() * RECORD);
-    for u in uses {
+/// A `KeyUse` as a packed record holds it, unpacked: 56 bytes where a `KeyUse` takes 72, which
+/// a fold's merge holds by the hundred thousand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UseRecord {
+    pub key_id: i64,
+    pub agent_id: i64,
+    pub ip: [u8; 16],
+    pub first_us: i64,
+    pub last_us: i64,
+    pub hits: i64,
+}
+
+impl UseRecord {
+    /// The usage row these uses add to, as `KeyUse::row`: key first.
+    pub fn row(&self) -> (i64, i64, [u8; 16]) {
+        (self.key_id, self.agent_id, self.ip)
+    }
+}
+
+impl From<&KeyUse> for UseRecord {
+    fn from(u: &KeyUse) -> Self {
         let ip = match u.ip {
             IpAddr::V4(v4) => v4.to_ipv6_mapped(),
             IpAddr::V6(v6) => v6,
         };
-        out.extend_from_slice(&u.key_id.to_le_bytes());
-        out.extend_from_slice(&u.agent_id.to_le_bytes());
-        out.extend_from_slice(&ip.octets());
-        out.extend_from_slice(&u.first_seen.and_utc().timestamp_micros().to_le_bytes());
-        out.extend_from_slice(&u.last_seen.and_utc().timestamp_micros().to_le_bytes());
-        out.extend_from_slice(&u.hits.to_le_bytes());
+        UseRecord {
+            key_id: u.key_id,
+            agent_id: u.agent_id,
+            ip: ip.octets(),
+            first_us: u.first_seen.and_utc().timestamp_micros(),
+            last_us: u.last_seen.and_utc().timestamp_micros(),
+            hits: u.hits,
+        }
+    }
+}
+
+impl From<&UseRecord> for KeyUse {
+    fn from(r: &UseRecord) -> Self {
+        let time = |us| chrono::DateTime::from_timestamp_micros(us).unwrap_or_default().naive_utc();
+        KeyUse {
+            key_id: r.key_id,
+            agent_id: r.agent_id,
+            ip: std::net::Ipv6Addr::from(r.ip).to_canonical(),
+            first_seen: time(r.first_us),
+            last_seen: time(r.last_us),
+            hits: r.hits,
+        }
+    }
+}
+
+pub fn pack(uses: &[KeyUse]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(uses.len() * RECORD);
+    for r in uses.iter().map(UseRecord::from) {
+        out.extend_from_slice(&r.key_id.to_le_bytes());
+        out.extend_from_slice(&r.agent_id.to_le_bytes());
+        out.extend_from_slice(&r.ip);
+        out.extend_from_slice(&r.first_us.to_le_bytes());
+        out.extend_from_slice(&r.last_us.to_le_bytes());
+        out.extend_from_slice(&r.hits.to_le_bytes());
     }
     out
 }
@@ -56,19 +102,15 @@ pub fn unpack(bytes: &[u8]) -> impl ExactSizeIterator<Item = KeyUse> + '_ {
     fn int(b: &[u8]) -> i64 {
         i64::from_le_bytes(b.try_into().expect("8 bytes"))
     }
-    fn time(b: &[u8]) -> NaiveDateTime {
-        chrono::DateTime::from_timestamp_micros(int(b)).unwrap_or_default().naive_utc()
-    }
     bytes.chunks_exact(RECORD).map(|r| {
-        let octets: [u8; 16] = r[16..32].try_into().expect("16 bytes");
-        KeyUse {
+        KeyUse::from(&UseRecord {
             key_id: int(&r[0..8]),
             agent_id: int(&r[8..16]),
-            ip: std::net::Ipv6Addr::from(octets).to_canonical(),
-            first_seen: time(&r[32..40]),
-            last_seen: time(&r[40..48]),
+            ip: r[16..32].try_into().expect("16 bytes"),
+            first_us: int(&r[32..40]),
+            last_us: int(&r[40..48]),
             hits: int(&r[48..56]),
-        }
+        })
     })
 }
 

@@ -5,7 +5,7 @@
 //! per sweep.
 
 use super::{lock, UsageRecorder};
-use crate::db::usage::KeyUse;
+use crate::db::usage::{KeyUse, UseRecord};
 use crate::db::{Db, DbResult};
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,7 @@ const BATCHES_PER_FOLD: i64 = 1_000;
 /// (bench/fold_pieces.py), and the checkpoint writes every page of the log again.
 const MAX_MERGED: usize = 320_000;
 
-/// …and its merge holds at most this many uses at once (`MergeUse`, 56 bytes each, 22 MB), merged in
+/// …and its merge holds at most this many uses at once (`UseRecord`, 56 bytes each, 22 MB), merged in
 /// place by sorting whenever the buffer fills, so its memory is bounded however busy the site
 /// and however many keys (a merge borrows a copy of at most `MAX_TAIL` uses while it runs). (A hash
 /// map keyed by row took about 200 bytes a merged row, with the sorted copy a fold writes from
@@ -516,58 +516,9 @@ impl HeldPieces {
     }
 }
 
-/// A use as a merge holds it: a `KeyUse`'s fields in 56 bytes rather than 72 (the address as
-/// its 16 IPv6 bytes, IPv4 mapped; the times in µs, as the pending log stores them), so that a
-/// full room takes 22 MB rather than 29. At 10,000,000 tokens the room fills at every fold, on
-/// top of everything else the process holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct MergeUse {
-    key_id: i64,
-    agent_id: i64,
-    ip: [u8; 16],
-    first_us: i64,
-    last_us: i64,
-    hits: i64,
-}
-
-impl MergeUse {
-    /// The usage row: equal for uses of one (key, agent, address), in key order first.
-    fn row(&self) -> (i64, i64, [u8; 16]) {
-        (self.key_id, self.agent_id, self.ip)
-    }
-}
-
-impl From<KeyUse> for MergeUse {
-    fn from(u: KeyUse) -> Self {
-        let ip = match u.ip {
-            std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-            std::net::IpAddr::V6(v6) => v6,
-        };
-        MergeUse {
-            key_id: u.key_id,
-            agent_id: u.agent_id,
-            ip: ip.octets(),
-            first_us: u.first_seen.and_utc().timestamp_micros(),
-            last_us: u.last_seen.and_utc().timestamp_micros(),
-            hits: u.hits,
-        }
-    }
-}
-
 /// Merged uses as the database takes them.
-fn key_uses(merged: &[MergeUse]) -> Vec<KeyUse> {
-    let time = |us| chrono::DateTime::from_timestamp_micros(us).unwrap_or_default().naive_utc();
-    merged
-        .iter()
-        .map(|u| KeyUse {
-            key_id: u.key_id,
-            agent_id: u.agent_id,
-            ip: std::net::Ipv6Addr::from(u.ip).to_canonical(),
-            first_seen: time(u.first_us),
-            last_seen: time(u.last_us),
-            hits: u.hits,
-        })
-        .collect()
+fn key_uses(merged: &[UseRecord]) -> Vec<KeyUse> {
+    merged.iter().map(KeyUse::from).collect()
 }
 
 /// Uses merged to one row per (key, agent, address), in key order: appended as they come, and
@@ -576,7 +527,9 @@ fn key_uses(merged: &[MergeUse]) -> Vec<KeyUse> {
 /// buffer is reserved whole at the start but only the part in use is touched, so a fold whose
 /// uses make few rows (a small site, however busy) holds little memory.
 struct Merged {
-    uses: Vec<MergeUse>,
+    /// As records (56 bytes) rather than `KeyUse`s (72): a full room takes 22 MB rather than
+    /// 29, and at 10,000,000 tokens it fills at every fold, on top of all the process holds.
+    uses: Vec<UseRecord>,
     /// How many of `uses`, from the front, are sorted and merged.
     merged: usize,
     room: usize,
@@ -600,7 +553,7 @@ impl Merged {
         }
         // A batch that does not fit beside the rows merged so far still comes in whole.
         self.uses.reserve_exact(uses.len());
-        self.uses.extend(uses.map(MergeUse::from));
+        self.uses.extend(uses.map(|u| UseRecord::from(&u)));
     }
 
     /// Whether the uses make at least `rows` rows: merged first if the count could be that high.
@@ -620,9 +573,9 @@ impl Merged {
         // (with the standard library merging the runs: 100,000 new uses into 100,000 rows 11.6 ms
         // against 18.8, 200,000 into 200,000 20.8 against 31.7; the merge below costs the same,
         // `merge_cost`: 46 ms against 48 for a fold's 400,000 uses, and 37 since it merges
-        // `MergeUse`s rather than `KeyUse`s).
+        // `UseRecord`s rather than `KeyUse`s).
         let head = self.merged;
-        self.uses[head..].sort_unstable_by_key(MergeUse::row);
+        self.uses[head..].sort_unstable_by_key(UseRecord::row);
         if head > 0 {
             // From the back, through a copy of the new uses only. The standard library's stable
             // sort finds the two runs too, but borrows half the whole buffer while it runs (14 MB
@@ -657,7 +610,7 @@ impl Merged {
     }
 
     /// In key order, so that neighbouring upserts share pages.
-    fn into_sorted(mut self) -> Vec<MergeUse> {
+    fn into_sorted(mut self) -> Vec<UseRecord> {
         self.merge();
         self.uses
     }
@@ -773,7 +726,8 @@ mod tests {
     /// What a full room takes at 10,000,000 tokens (`MERGE_ROOM`) follows from this size.
     #[test]
     fn a_merged_use_takes_56_bytes() {
-        assert_eq!(std::mem::size_of::<MergeUse>(), 56);
+        assert_eq!(std::mem::size_of::<UseRecord>(), 56);
+        assert_eq!(std::mem::size_of::<UseRecord>(), crate::db::usage::RECORD, "as packed");
     }
 
     /// However many uses pass through a merge, it holds no more than its room.
