@@ -12,9 +12,11 @@ start_server() {
 stop_server() { kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; }
 
 # wrk's summary → "requests/s p50_ms p99_ms total_requests non2xx"
+# WRK_SCHED=batch runs wrk under SCHED_BATCH: its wake-ups then do not preempt the server, as
+# clients on other machines would not (here they share its two cores; see the README).
 run_wrk() {
   local out
-  out=$(wrk -t"$THREADS" -c"$1" -d"$DURATION" --latency "${@:2}")
+  out=$(${WRK_SCHED:+chrt --"$WRK_SCHED" 0} wrk -t"$THREADS" -c"$1" -d"$DURATION" --latency "${@:2}")
   echo "$out" >>"$WORK/wrk.log"
   echo "$out" | awk '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }

@@ -21,7 +21,7 @@
 # WARM_MIN_RUNS (6), SOAK (0: seconds of validated calls after the rounds, then RSS again; the
 # rounds end after about 2½ minutes of load, before the memory of a 10,000,000-token site has
 # settled),
-# CONNECTIONS (64), THREADS (2), PORT (18182); SEED_CACHE=dir keeps each seeded site (a SQLite
+# CONNECTIONS (64), THREADS (2), PORT (18182), WRK_SCHED (unset; batch: see bench/common.sh); SEED_CACHE=dir keeps each seeded site (a SQLite
 # file there, or a template database on PostgreSQL) and starts later runs from a copy of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -222,13 +222,18 @@ PY
         "$SPREAD" "$round" "$C_RPS" "$C_P99" "$V_RPS" "$V_P99" "$HIT" "$S_RPS" "$S_P99" "$(awk -v v="$V_RPS" -v s="$S_RPS" 'BEGIN {print 100 * v / s}')"
       echo "    during the validated calls, $(bench/thread_cpu.py report "$WORK/cpu-v.json")"
       echo "    during the no-op, $(bench/thread_cpu.py report "$WORK/cpu-s.json")"
-      echo "$C_RPS $C_P99 $V_RPS $V_P99 $S_RPS $S_P99 $HIT" >>"$WORK/rounds"
+      # The no-op's second slice against its first, adjacent on the same server: how far two
+      # runs of the same calls differ on this machine, the noise any ratio here carries.
+      SELF=$(awk '$1 == "s" {r[++n] = $2} END {printf "%.1f", 100 * r[2] / r[1]}' "$WORK/slices")
+      echo "    the no-op against itself (second slice / first): $SELF%"
+      echo "$C_RPS $C_P99 $V_RPS $V_P99 $S_RPS $S_P99 $HIT $SELF" >>"$WORK/rounds"
     done
     col() { awk -v c="$1" '{print $c}' "$WORK/rounds" | median; }
     RATIO=$(awk '{print $3 / $5}' "$WORK/rounds" | median)
     EACH=$(awk '{printf "%s%.0f", (NR > 1 ? ", " : ""), 100 * $3 / $5}' "$WORK/rounds")
-    printf "%-10s %-8s ceiling %6.0f/s | validated %6.0f/s p99 %6.2f ms | no-op %6.0f/s p99 %6.2f ms | validated/no-op %3.0f%% (%s) | hits %5.1f%% | RSS %s MB (peak %s)\n" \
-      "$N" "$SPREAD" "$(col 1)" "$(col 3)" "$(col 4)" "$(col 5)" "$(col 6)" "$(awk -v r="$RATIO" 'BEGIN {print 100 * r}')" "$EACH" "$(col 7)" \
+    SELVES=$(awk '{printf "%s%.0f", (NR > 1 ? ", " : ""), $8}' "$WORK/rounds")
+    printf "%-10s %-8s ceiling %6.0f/s | validated %6.0f/s p99 %6.2f ms | no-op %6.0f/s p99 %6.2f ms | validated/no-op %3.0f%% (%s; no-op/no-op %s) | hits %5.1f%% | RSS %s MB (peak %s)\n" \
+      "$N" "$SPREAD" "$(col 1)" "$(col 3)" "$(col 4)" "$(col 5)" "$(col 6)" "$(awk -v r="$RATIO" 'BEGIN {print 100 * r}')" "$EACH" "$SELVES" "$(col 7)" \
       "$(rss_mb VmRSS)" "$(rss_mb VmHWM)" | tee -a "$SUMMARY"
     echo "  the usage recorder holds: $(curl -s "$BASE/bench/usage")"
     if [ "${SOAK:-0}" -gt 0 ]; then
@@ -240,5 +245,5 @@ PY
   done
   stop_server
 done
-echo "== summary (medians of $ROUNDS rounds: the ceiling $DURATION, validated and no-op in slices of $SLICE; $CONNECTIONS connections; $BACKEND; budget ${USERKEYS_TOKEN_CACHE_MB:-default} MB)"
+echo "== summary (medians of $ROUNDS rounds: the ceiling $DURATION, validated and no-op in slices of $SLICE; $CONNECTIONS connections; $BACKEND; budget ${USERKEYS_TOKEN_CACHE_MB:-default} MB; wrk's scheduling: ${WRK_SCHED:-other})"
 cat "$SUMMARY"
