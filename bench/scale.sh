@@ -21,8 +21,9 @@
 # WARM_MIN_RUNS (6), SOAK (0: seconds of validated calls after the rounds, then RSS again; the
 # rounds end after about 2½ minutes of load, before the memory of a 10,000,000-token site has
 # settled),
-# CONNECTIONS (64), THREADS (2), PORT (18182), WRK_SCHED (unset; batch: see bench/common.sh); SEED_CACHE=dir keeps each seeded site (a SQLite
-# file there, or a template database on PostgreSQL) and starts later runs from a copy of it.
+# CONNECTIONS (64), THREADS (2), PORT (18182), WRK_SCHED (unset; batch: see bench/common.sh);
+# SEED_CACHE=dir keeps each seeded site (a SQLite file there, or a template database on
+# PostgreSQL) and starts later runs from a copy of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
