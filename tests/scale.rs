@@ -233,13 +233,16 @@ fn pieces_left_by_a_crash_mid_sweep_are_folded_once() {
     db.write_blocking(|write| {
         let conn: &mut userkeys::db::DbConn = write;
         let agent = userkeys::db::usage::agent_ids(conn, &["curl/8.5.0"])?["curl/8.5.0"];
-        let used = |key_id, hits| userkeys::db::usage::KeyUse {
-            key_id,
-            agent_id: agent,
-            ip: "198.51.100.7".parse().unwrap(),
-            first_seen: at,
-            last_seen: at,
-            hits,
+        // A fold stores its merged pieces as records.
+        let used = |key_id, hits| {
+            userkeys::db::usage::UseRecord::from(userkeys::db::usage::KeyUse {
+                key_id,
+                agent_id: agent,
+                ip: "198.51.100.7".parse().unwrap(),
+                first_seen: at,
+                last_seen: at,
+                hits,
+            })
         };
         // Two merges over keys 1–4; the sweep had folded the first piece up to key 2.
         userkeys::db::usage::append_merged(conn, &[used(1, 10), used(2, 20), used(3, 30), used(4, 40)])?;

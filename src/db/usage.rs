@@ -70,6 +70,12 @@ impl From<&KeyUse> for UseRecord {
     }
 }
 
+impl From<KeyUse> for UseRecord {
+    fn from(u: KeyUse) -> Self {
+        UseRecord::from(&u)
+    }
+}
+
 impl From<&UseRecord> for KeyUse {
     fn from(r: &UseRecord) -> Self {
         let time = |us| chrono::DateTime::from_timestamp_micros(us).unwrap_or_default().naive_utc();
@@ -85,8 +91,13 @@ impl From<&UseRecord> for KeyUse {
 }
 
 pub fn pack(uses: &[KeyUse]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(uses.len() * RECORD);
-    for r in uses.iter().map(UseRecord::from) {
+    pack_records(uses.len(), uses.iter().map(UseRecord::from))
+}
+
+/// Packs records as they are (a fold's merged pieces), without going through `KeyUse`.
+pub fn pack_records(len: usize, records: impl Iterator<Item = UseRecord>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len * RECORD);
+    for r in records {
         out.extend_from_slice(&r.key_id.to_le_bytes());
         out.extend_from_slice(&r.agent_id.to_le_bytes());
         out.extend_from_slice(&r.ip);
@@ -97,20 +108,24 @@ pub fn pack(uses: &[KeyUse]) -> Vec<u8> {
     out
 }
 
-/// The records of a packed batch; a cut-off record at the end is ignored.
+/// The uses of a packed batch; a cut-off record at the end is ignored.
 pub fn unpack(bytes: &[u8]) -> impl ExactSizeIterator<Item = KeyUse> + '_ {
+    unpack_records(bytes).map(|r| KeyUse::from(&r))
+}
+
+/// The records of a packed batch as they are (what a fold's merge holds); a cut-off record at
+/// the end is ignored.
+pub fn unpack_records(bytes: &[u8]) -> impl ExactSizeIterator<Item = UseRecord> + '_ {
     fn int(b: &[u8]) -> i64 {
         i64::from_le_bytes(b.try_into().expect("8 bytes"))
     }
-    bytes.chunks_exact(RECORD).map(|r| {
-        KeyUse::from(&UseRecord {
-            key_id: int(&r[0..8]),
-            agent_id: int(&r[8..16]),
-            ip: r[16..32].try_into().expect("16 bytes"),
-            first_us: int(&r[32..40]),
-            last_us: int(&r[40..48]),
-            hits: int(&r[48..56]),
-        })
+    bytes.chunks_exact(RECORD).map(|r| UseRecord {
+        key_id: int(&r[0..8]),
+        agent_id: int(&r[8..16]),
+        ip: r[16..32].try_into().expect("16 bytes"),
+        first_us: int(&r[32..40]),
+        last_us: int(&r[40..48]),
+        hits: int(&r[48..56]),
     })
 }
 
@@ -267,7 +282,7 @@ pub struct MergedPiece {
 }
 
 /// Stores merged uses (sorted by `KeyUse::row`, not empty) as a piece.
-pub fn append_merged(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<()> {
+pub fn append_merged(conn: &mut DbConn, uses: &[UseRecord]) -> DbResult<()> {
     let (Some(first), Some(last)) = (uses.first(), uses.last()) else { return Ok(()) };
     let id: i64 = diesel::insert_into(key_usage_merged::table)
         .values((
@@ -278,7 +293,10 @@ pub fn append_merged(conn: &mut DbConn, uses: &[KeyUse]) -> DbResult<()> {
         .returning(key_usage_merged::id)
         .get_result(conn)?;
     diesel::insert_into(key_usage_merged_uses::table)
-        .values((key_usage_merged_uses::piece_id.eq(id), key_usage_merged_uses::uses.eq(pack(uses))))
+        .values((
+            key_usage_merged_uses::piece_id.eq(id),
+            key_usage_merged_uses::uses.eq(pack_records(uses.len(), uses.iter().copied())),
+        ))
         .execute(conn)?;
     Ok(())
 }

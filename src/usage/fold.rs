@@ -359,7 +359,7 @@ fn merge_due_batches(
     for id in taken {
         let batch = crate::db::usage::pending_batch(conn, id)?;
         read += (batch.len() / crate::db::usage::RECORD) as i64;
-        merged.add(crate::db::usage::unpack(&batch));
+        merged.add(crate::db::usage::unpack_records(&batch));
         ids.push(id);
         if read >= MAX_READ_USES || merged.reaches(MAX_MERGED) {
             break;
@@ -374,7 +374,7 @@ fn merge_due_batches(
         FoldStep::Folded(uses)
     } else {
         for piece in merged.chunks(MERGED_PIECE_ROWS) {
-            crate::db::usage::append_merged(conn, &key_uses(piece))?;
+            crate::db::usage::append_merged(conn, piece)?;
         }
         FoldStep::Merged
     };
@@ -436,7 +436,7 @@ fn sweep_step(
     held: &mut HeldPieces,
     alerting: &[String],
 ) -> DbResult<SweepStep> {
-    use crate::db::usage::{claim_merged, keep_merged_from, records_of_keys, remove_merged, unpack, RECORD};
+    use crate::db::usage::{claim_merged, keep_merged_from, records_of_keys, remove_merged, unpack_records, RECORD};
     let pieces = crate::db::usage::merged_pieces_from(conn, from)?;
     let Some(bound) = sweep_bound(&pieces, from, rows) else {
         return Ok(SweepStep { uses: Vec::new(), next: None, left: 0 });
@@ -451,7 +451,7 @@ fn sweep_step(
     let mut done = Vec::new();
     for (piece, take) in claimed.iter().zip(taking) {
         let packed = &held.0[&piece.id];
-        merged.add(unpack(&packed[take.start * RECORD..take.end * RECORD]));
+        merged.add(unpack_records(&packed[take.start * RECORD..take.end * RECORD]));
         let beyond = (packed.len() / RECORD - take.end) as i64;
         if beyond == 0 {
             done.push(piece.id);
@@ -546,14 +546,15 @@ impl Merged {
         Merged { uses: Vec::with_capacity(room), merged: 0, room }
     }
 
-    fn add(&mut self, uses: impl ExactSizeIterator<Item = KeyUse>) {
+    /// Takes records as the pending log and merged pieces hold them (or `KeyUse`s).
+    fn add<U: Into<UseRecord>>(&mut self, uses: impl ExactSizeIterator<Item = U>) {
         let merge_at = (2 * self.merged).min(self.merged + MAX_TAIL).clamp(FIRST_MERGE_AT.min(self.room), self.room);
         if self.uses.len() + uses.len() > merge_at {
             self.merge();
         }
         // A batch that does not fit beside the rows merged so far still comes in whole.
         self.uses.reserve_exact(uses.len());
-        self.uses.extend(uses.map(|u| UseRecord::from(&u)));
+        self.uses.extend(uses.map(Into::into));
     }
 
     /// Whether the uses make at least `rows` rows: merged first if the count could be that high.
