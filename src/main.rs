@@ -32,7 +32,7 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Manage admin roles (keymanager, auditor, helpdesk).
+    /// Manage admin roles (keymanager, auditor, helpdesk, integrator).
     Role {
         #[command(subcommand)]
         command: RoleCommand,
@@ -148,7 +148,8 @@ fn main() -> anyhow::Result<()> {
             })?
             .then(|| println!("{name} now has the role {role}"))
             .ok_or_else(|| {
-                anyhow::anyhow!("no such user “{name}” or role “{role}” (roles: keymanager, auditor, helpdesk)")
+                let roles: Vec<&str> = userkeys::domain::capability::DEFAULT_ROLES.iter().map(|(r, ..)| *r).collect();
+                anyhow::anyhow!("no such user “{name}” or role “{role}” (roles: {})", roles.join(", "))
             })
         }
     }

@@ -99,6 +99,9 @@ async fn user_add_reads_the_password_from_stdin() {
     assert!(assign.status.success(), "{assign:?}");
     let unknown = userkeys(&url).args(["role", "assign", "carol", "overlord"]).output().unwrap();
     assert!(!unknown.status.success());
+    // The refusal names every role a site has, so the person can pick the right one.
+    let told = String::from_utf8_lossy(&unknown.stderr);
+    assert!(told.contains("keymanager, auditor, helpdesk, integrator"), "{told}");
 
     let (mut server, base, _) = start(&url);
     let browser = common::Browser { base, client: reqwest::Client::builder().cookie_store(true).build().unwrap() };
