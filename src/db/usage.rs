@@ -91,12 +91,12 @@ impl From<&UseRecord> for KeyUse {
 }
 
 pub fn pack(uses: &[KeyUse]) -> Vec<u8> {
-    pack_records(uses.len(), uses.iter().map(UseRecord::from))
+    pack_records(uses.iter().map(UseRecord::from))
 }
 
 /// Packs records as they are (a fold's merged pieces), without going through `KeyUse`.
-pub fn pack_records(len: usize, records: impl Iterator<Item = UseRecord>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len * RECORD);
+pub fn pack_records(records: impl ExactSizeIterator<Item = UseRecord>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(records.len() * RECORD);
     for r in records {
         out.extend_from_slice(&r.key_id.to_le_bytes());
         out.extend_from_slice(&r.agent_id.to_le_bytes());
@@ -295,7 +295,7 @@ pub fn append_merged(conn: &mut DbConn, uses: &[UseRecord]) -> DbResult<()> {
     diesel::insert_into(key_usage_merged_uses::table)
         .values((
             key_usage_merged_uses::piece_id.eq(id),
-            key_usage_merged_uses::uses.eq(pack_records(uses.len(), uses.iter().copied())),
+            key_usage_merged_uses::uses.eq(pack_records(uses.iter().copied())),
         ))
         .execute(conn)?;
     Ok(())
